@@ -1,0 +1,9 @@
+//! BeTrace engine (ENGINE.md): the span model, OTLP input, the VM that runs compiled rules,
+//! rule sets, streaming trace assembly, violations and their signatures.
+#![forbid(unsafe_code)]
+
+pub mod span;
+pub mod trace;
+
+pub use span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
+pub use trace::{SpanIndex, Trace};

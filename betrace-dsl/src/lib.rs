@@ -1,0 +1,2 @@
+//! BeTrace rule language (DSL.md).
+#![forbid(unsafe_code)]
