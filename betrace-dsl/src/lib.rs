@@ -1,2 +1,4 @@
 //! BeTrace rule language (DSL.md).
 #![forbid(unsafe_code)]
+
+pub mod ir;
