@@ -1,4 +1,6 @@
 //! BeTrace rule language (DSL.md).
 #![forbid(unsafe_code)]
 
+pub mod bytecode;
 pub mod ir;
+pub mod lower;
