@@ -283,6 +283,9 @@ fn arrays_equal(a: &[AttrValue], b: &[AttrValue], depth: u32) -> bool {
 /// equal the same member or its name in any case; arrays equal element-wise; any other pair is
 /// unequal; ordering is false wherever only equality is defined.
 pub fn compare(l: &Value<'_>, op: CmpOp, r: &Value<'_>) -> bool {
+    if let (Value::Int(a), Value::Int(b)) = (l, r) {
+        return op.holds(a.cmp(b));
+    }
     match relate(l, r, 0) {
         Rel::Missing => false,
         Rel::Eq(eq) => match op {

@@ -15,8 +15,8 @@ use ahash::AHashMap;
 use regex::Regex;
 
 use crate::bytecode::{
-    Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, CountOperand, FieldCmp, Instr, IntrCmp,
-    Program, RegCmp, RegIn, RegStr, RelTest, Verdict, WitnessList,
+    Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, CountOperand, Entry, FieldCmp, Instr,
+    IntrCmp, Program, RegCmp, RegIn, RegStr, RelTest, Verdict, WitnessList,
 };
 use crate::ir::{
     self, AttrScope, Body, CmpOp, Cond, CountRhs, KeyId, Literal, NameId, Operand, Pred, Relation,
@@ -31,7 +31,70 @@ pub fn lower(rule: ir::Rule) -> Program {
     let ir::Rule { body, regexes } = rule;
     let mut l = Lowerer::new(&body);
     l.body(&body);
-    l.finish(regexes)
+    let mut p = l.finish(regexes);
+    if !p.is_trap() {
+        p.required_names = required_for_violation(&body);
+    }
+    p
+}
+
+/// Names of which some span must exist for the rule to fire (see
+/// [`Program::required_names`]). Block form: a violation needs `when`, and — when there is no
+/// `always` — `never`; the expression forms give no such set.
+fn required_for_violation(body: &Body) -> Option<Vec<NameId>> {
+    let Body::Block {
+        when,
+        always,
+        never,
+    } = body
+    else {
+        return None;
+    };
+    let mut names = when
+        .as_ref()
+        .and_then(required)
+        .or_else(|| match (always, never) {
+            (None, Some(n)) => required(n),
+            _ => None,
+        })?;
+    names.sort_unstable();
+    names.dedup();
+    Some(names)
+}
+
+/// Names of which some span must exist for `c` to hold, when such a set is known.
+fn required(c: &Cond) -> Option<Vec<NameId>> {
+    let name = |sel: &Selection| match sel.target {
+        Target::Name(n) => Some(n),
+        Target::Any => None,
+    };
+    match c {
+        Cond::Exists(sel) => name(sel).map(|n| vec![n]),
+        Cond::Count { lhs, op, rhs } => {
+            // Only a comparison that is false when every count is 0 needs a span.
+            let holds_at_zero = match rhs {
+                CountRhs::Int(k) => op.holds(0.cmp(k)),
+                CountRhs::Count(_) => op.holds(std::cmp::Ordering::Equal),
+            };
+            if holds_at_zero {
+                return None;
+            }
+            let mut names = vec![name(lhs)?];
+            if let CountRhs::Count(sel) = rhs {
+                names.push(name(sel)?);
+            }
+            Some(names)
+        }
+        Cond::And(cs) => cs.iter().find_map(required),
+        Cond::Or(cs) => {
+            let mut names = Vec::new();
+            for c in cs {
+                names.extend(required(c)?);
+            }
+            Some(names)
+        }
+        Cond::Not(_) | Cond::Trace(_) => None,
+    }
 }
 
 type Label = u32;
@@ -107,6 +170,15 @@ impl<'a> LoopSpec<'a> {
             related,
             filters: &sel.filters,
         }
+    }
+}
+
+impl LoopSpec<'_> {
+    /// Some filter is the literal `false`: the loop can keep no span.
+    fn never_matches(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|f| matches!(f, Pred::Truthy(Operand::Literal(Literal::Bool(false)))))
     }
 }
 
@@ -242,8 +314,7 @@ impl Lowerer {
         if let Some(&i) = self.name_idx.get(&n) {
             return i;
         }
-        let i = self.index(self.p.names.len());
-        self.p.names.push(n);
+        let i = self.entry(Entry::Name(n));
         self.name_idx.insert(n, i);
         i
     }
@@ -253,8 +324,7 @@ impl Lowerer {
         if let Some(&i) = self.attr_idx.get(&k) {
             return i;
         }
-        let i = self.index(self.p.attrs.len());
-        self.p.attrs.push(AttrRef { key, scope });
+        let i = self.entry(Entry::Attr(AttrRef { key, scope }));
         self.attr_idx.insert(k, i);
         i
     }
@@ -264,22 +334,15 @@ impl Lowerer {
         if let Some(&i) = self.const_idx.get(&k) {
             return i;
         }
-        let i = self.index(self.p.consts.len());
-        self.p.consts.push(l.clone());
+        let i = self.entry(Entry::Const(l.clone()));
         self.const_idx.insert(k, i);
         i
     }
 
-    fn list(&mut self, items: &[Literal]) -> u16 {
-        let i = self.index(self.p.lists.len());
-        self.p.lists.push(items.into());
-        i
-    }
-
-    fn push_table<T>(&mut self, table: fn(&mut Program) -> &mut Vec<T>, item: T) -> u16 {
-        let len = table(&mut self.p).len();
-        let i = self.index(len);
-        table(&mut self.p).push(item);
+    /// Adds `e` to the operand pool.
+    fn entry(&mut self, e: Entry) -> u16 {
+        let i = self.index(self.p.pool.len());
+        self.p.pool.push(e);
         i
     }
 
@@ -415,14 +478,11 @@ impl Lowerer {
             });
         }
         if let Some((relation, within)) = spec.related {
-            let test = self.push_table(
-                |p| &mut p.relations,
-                RelTest {
-                    relation,
-                    slot,
-                    within,
-                },
-            );
+            let test = self.entry(Entry::Rel(RelTest {
+                relation,
+                slot,
+                within,
+            }));
             self.emit(Instr::Related {
                 test,
                 on: false,
@@ -443,6 +503,12 @@ impl Lowerer {
 
     /// Jumps to `target` iff "some span of `spec` passes" equals `jump_on`.
     fn exists(&mut self, spec: &LoopSpec<'_>, jump_on: bool, target: Label) {
+        if spec.never_matches() {
+            if !jump_on {
+                self.emit(Instr::Jump { target });
+            }
+            return;
+        }
         if let (Source::Name(n), None, None, []) =
             (spec.source, spec.name_test, spec.related, spec.filters)
         {
@@ -503,6 +569,10 @@ impl Lowerer {
 
     /// Counter `reg` := number of spans of `spec`.
     fn count_into(&mut self, spec: &LoopSpec<'_>, reg: u8) {
+        if spec.never_matches() {
+            self.emit(Instr::Zero { reg });
+            return;
+        }
         match (spec.source, spec.name_test, spec.related, spec.filters) {
             (Source::Name(n), None, None, []) => {
                 let name = self.name(n);
@@ -520,6 +590,9 @@ impl Lowerer {
 
     /// Pushes every span of `spec` onto `list`.
     fn push_all(&mut self, spec: &LoopSpec<'_>, list: WitnessList) {
+        if spec.never_matches() {
+            return;
+        }
         let done = self.label();
         self.scan(spec, done, |l, _| l.emit(Instr::Push { list }));
         self.bind(done);
@@ -545,7 +618,7 @@ impl Lowerer {
                         CountOperand::Reg(r)
                     }
                 };
-                let test = self.push_table(|p| &mut p.count_cmps, CountCmp { reg, op: *op, rhs });
+                let test = self.entry(Entry::CountCmp(CountCmp { reg, op: *op, rhs }));
                 self.emit(Instr::CountCmp {
                     test,
                     on: jump_on,
@@ -600,14 +673,11 @@ impl Lowerer {
                 let saved = self.csp;
                 let reg = self.alloc_count();
                 self.count_into(&LoopSpec::all(std::slice::from_ref(pred)), reg);
-                let test = self.push_table(
-                    |p| &mut p.count_cmps,
-                    CountCmp {
-                        reg,
-                        op: *op,
-                        rhs: CountOperand::Int(*value),
-                    },
-                );
+                let test = self.entry(Entry::CountCmp(CountCmp {
+                    reg,
+                    op: *op,
+                    rhs: CountOperand::Int(*value),
+                }));
                 self.emit(Instr::CountCmp {
                     test,
                     on: jump_on,
@@ -616,15 +686,11 @@ impl Lowerer {
                 self.csp = saved;
             }
             TraceTerm::Field { field, op, value } => {
-                let konst = self.konst(value);
-                let test = self.push_table(
-                    |p| &mut p.field_cmps,
-                    FieldCmp {
-                        field: *field,
-                        op: *op,
-                        konst,
-                    },
-                );
+                let test = self.entry(Entry::Field(FieldCmp {
+                    field: *field,
+                    op: *op,
+                    value: value.clone(),
+                }));
                 self.emit(Instr::TraceField {
                     test,
                     on: jump_on,
@@ -647,17 +713,16 @@ impl Lowerer {
                 list,
                 negated,
             } => {
-                let list = self.list(list);
+                let list: Box<[Literal]> = list.as_slice().into();
                 if let Operand::Attribute { key, scope } = operand {
-                    let attr = self.attr(*key, *scope);
-                    let test = self.push_table(
-                        |p| &mut p.attr_ins,
-                        AttrIn {
-                            attr,
-                            list,
-                            negated: *negated,
+                    let test = self.entry(Entry::AttrIn(AttrIn {
+                        attr: AttrRef {
+                            key: *key,
+                            scope: *scope,
                         },
-                    );
+                        list,
+                        negated: *negated,
+                    }));
                     self.emit(Instr::AttrIn {
                         test,
                         on: jump_on,
@@ -667,14 +732,11 @@ impl Lowerer {
                     let saved = self.vsp;
                     let reg = self.alloc_value();
                     self.load(operand, reg);
-                    let test = self.push_table(
-                        |p| &mut p.reg_ins,
-                        RegIn {
-                            reg,
-                            list,
-                            negated: *negated,
-                        },
-                    );
+                    let test = self.entry(Entry::RegIn(RegIn {
+                        reg,
+                        list,
+                        negated: *negated,
+                    }));
                     self.emit(Instr::In {
                         test,
                         on: jump_on,
@@ -739,9 +801,15 @@ impl Lowerer {
     fn compare(&mut self, lhs: &Operand, op: CmpOp, rhs: &Operand, jump_on: bool, target: Label) {
         match (lhs, rhs) {
             (Operand::Attribute { key, scope }, Operand::Literal(l)) => {
-                let attr = self.attr(*key, *scope);
-                let konst = self.konst(l);
-                let test = self.push_table(|p| &mut p.attr_cmps, AttrCmp { attr, op, konst });
+                let attr = AttrRef {
+                    key: *key,
+                    scope: *scope,
+                };
+                let test = self.entry(Entry::AttrCmp(AttrCmp {
+                    attr,
+                    op,
+                    value: l.clone(),
+                }));
                 self.emit(Instr::AttrCmp {
                     test,
                     on: jump_on,
@@ -749,15 +817,11 @@ impl Lowerer {
                 });
             }
             (Operand::Intrinsic(intr), Operand::Literal(l)) => {
-                let konst = self.konst(l);
-                let test = self.push_table(
-                    |p| &mut p.intr_cmps,
-                    IntrCmp {
-                        intr: *intr,
-                        op,
-                        konst,
-                    },
-                );
+                let test = self.entry(Entry::IntrCmp(IntrCmp {
+                    intr: *intr,
+                    op,
+                    value: l.clone(),
+                }));
                 self.emit(Instr::IntrCmp {
                     test,
                     on: jump_on,
@@ -770,7 +834,7 @@ impl Lowerer {
                 self.load(lhs, a);
                 let b = self.alloc_value();
                 self.load(rhs, b);
-                let test = self.push_table(|p| &mut p.reg_cmps, RegCmp { a, op, b });
+                let test = self.entry(Entry::RegCmp(RegCmp { a, op, b }));
                 self.emit(Instr::Cmp {
                     test,
                     on: jump_on,
@@ -796,20 +860,17 @@ impl Lowerer {
             _ => None,
         };
         if let (Operand::Attribute { key, scope }, Some(lit)) = (operand, fused_arg) {
-            let attr = self.attr(*key, *scope);
-            let arg = match lit {
-                Some(l) => self.konst(l),
-                None => 0,
+            let attr = AttrRef {
+                key: *key,
+                scope: *scope,
             };
-            let test = self.push_table(
-                |p| &mut p.attr_strs,
-                AttrStr {
-                    attr,
-                    op,
-                    arg,
-                    negated,
-                },
-            );
+            let arg = lit.cloned().unwrap_or(Literal::Null);
+            let test = self.entry(Entry::AttrStr(AttrStr {
+                attr,
+                op,
+                arg,
+                negated,
+            }));
             self.emit(Instr::AttrStr {
                 test,
                 on: jump_on,
@@ -821,7 +882,7 @@ impl Lowerer {
         let a = self.alloc_value();
         self.load(operand, a);
         let b = self.load_arg(op, arg, a);
-        let test = self.push_table(|p| &mut p.reg_strs, RegStr { op, a, b, negated });
+        let test = self.entry(Entry::RegStr(RegStr { op, a, b, negated }));
         self.emit(Instr::Str {
             test,
             on: jump_on,
@@ -874,15 +935,12 @@ impl Lowerer {
                 let saved = self.vsp;
                 self.load(operand, dst);
                 let b = self.load_arg(*op, arg, dst);
-                let test = self.push_table(
-                    |p| &mut p.reg_strs,
-                    RegStr {
-                        op: *op,
-                        a: dst,
-                        b,
-                        negated: false,
-                    },
-                );
+                let test = self.entry(Entry::RegStr(RegStr {
+                    op: *op,
+                    a: dst,
+                    b,
+                    negated: false,
+                }));
                 self.emit(Instr::StrCall { dst, test });
                 self.vsp = saved;
             }
@@ -966,5 +1024,337 @@ impl Lowerer {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Listings of representative rules, snapshot-tested. The rule text in each comment is
+    //! what the hand-built IR stands for.
+
+    use super::*;
+    use crate::ir::{Intrinsic, RegexId, Rule, Symbols, TraceField};
+
+    #[derive(Default)]
+    struct B {
+        sy: Symbols,
+        regexes: Vec<Regex>,
+    }
+
+    impl B {
+        fn sel(&mut self, name: &str, filters: Vec<Pred>) -> Selection {
+            let target = if name == "*" {
+                Target::Any
+            } else {
+                Target::Name(self.sy.intern_span_name(name))
+            };
+            Selection { target, filters }
+        }
+        fn ex(&mut self, name: &str, filters: Vec<Pred>) -> Cond {
+            Cond::Exists(self.sel(name, filters))
+        }
+        fn attr(&mut self, key: &str) -> Operand {
+            Operand::Attribute {
+                key: self.sy.intern_attribute_key(key),
+                scope: AttrScope::SpanThenResource,
+            }
+        }
+        fn re(&mut self, p: &str) -> StrOp {
+            self.regexes.push(Regex::new(p).unwrap());
+            StrOp::Matches(RegexId(self.regexes.len() as u32 - 1))
+        }
+        fn listing(self, body: Body) -> String {
+            let program = lower(Rule {
+                body,
+                regexes: self.regexes,
+            });
+            program.disassemble(&self.sy)
+        }
+    }
+
+    fn lit(l: Literal) -> Operand {
+        Operand::Literal(l)
+    }
+    fn cmp(lhs: Operand, op: CmpOp, rhs: Operand) -> Pred {
+        Pred::Compare { lhs, op, rhs }
+    }
+    fn block(when: Option<Cond>, always: Option<Cond>, never: Option<Cond>) -> Body {
+        Body::Block {
+            when,
+            always,
+            never,
+        }
+    }
+
+    #[test]
+    fn basic_existence() {
+        // when { payment } always { fraud_check }
+        let mut b = B::default();
+        let w = b.ex("payment", vec![]);
+        let a = b.ex("fraud_check", vec![]);
+        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), None)));
+    }
+
+    #[test]
+    fn where_clause_three_clauses() {
+        // when { payment.where(amount > 1000) } always { fraud_check } never { bypass }
+        let mut b = B::default();
+        let amount = b.attr("amount");
+        let w = b.ex(
+            "payment",
+            vec![cmp(amount, CmpOp::Gt, lit(Literal::Int(1000)))],
+        );
+        let a = b.ex("fraud_check", vec![]);
+        let n = b.ex("bypass", vec![]);
+        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), Some(n))));
+    }
+
+    #[test]
+    fn chained_where() {
+        // when { payment.where(amount > 1000).where(currency == USD) } always { fraud_check }
+        let mut b = B::default();
+        let amount = b.attr("amount");
+        let currency = b.attr("currency");
+        let w = b.ex(
+            "payment",
+            vec![
+                cmp(amount, CmpOp::Gt, lit(Literal::Int(1000))),
+                cmp(currency, CmpOp::Eq, lit(Literal::Str("USD".into()))),
+            ],
+        );
+        let a = b.ex("fraud_check", vec![]);
+        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), None)));
+    }
+
+    #[test]
+    fn count_vs_count() {
+        // when { count(http_request) != count(http_response) } never { orphaned }
+        let mut b = B::default();
+        let req = b.sel("http_request", vec![]);
+        let resp = b.sel("http_response", vec![]);
+        let w = Cond::Count {
+            lhs: req,
+            op: CmpOp::Ne,
+            rhs: CountRhs::Count(resp),
+        };
+        let n = b.ex("orphaned", vec![]);
+        insta::assert_snapshot!(b.listing(block(Some(w), None, Some(n))));
+    }
+
+    #[test]
+    fn witnesses_of_connectives() {
+        // when { (a or b) and not (c and not d) } always { x }
+        let mut b = B::default();
+        let (a, bb, c, d) = (
+            b.ex("a", vec![]),
+            b.ex("b", vec![]),
+            b.ex("c", vec![]),
+            b.ex("d", vec![]),
+        );
+        let w = Cond::And(vec![
+            Cond::Or(vec![a, bb]),
+            Cond::Not(Box::new(Cond::And(vec![c, Cond::Not(Box::new(d))]))),
+        ]);
+        let x = b.ex("x", vec![]);
+        insta::assert_snapshot!(b.listing(block(Some(w), Some(x), None)));
+    }
+
+    #[test]
+    fn span_scoped_expression() {
+        // span.kind == server and span.name:starts_with("/api/")
+        //   and not span.attributes["auth.token"]
+        let mut b = B::default();
+        let token = Operand::Attribute {
+            key: b.sy.intern_attribute_key("auth.token"),
+            scope: AttrScope::Span,
+        };
+        let p = Pred::And(vec![
+            cmp(
+                Operand::Intrinsic(Intrinsic::Kind),
+                CmpOp::Eq,
+                lit(Literal::Kind(2)),
+            ),
+            Pred::Truthy(Operand::StrCall {
+                op: StrOp::StartsWith,
+                operand: Box::new(Operand::Intrinsic(Intrinsic::Name)),
+                arg: Box::new(lit(Literal::Str("/api/".into()))),
+            }),
+            Pred::Not(Box::new(Pred::Truthy(token))),
+        ]);
+        insta::assert_snapshot!(b.listing(Body::SpanScoped(p)));
+    }
+
+    #[test]
+    fn trace_scoped_expression() {
+        // trace.has(span.status == error) and not trace.has(span.name == "retry")
+        //   and trace.duration > 10s
+        let b = B::default();
+        let has = |p| Pred::Trace(Box::new(TraceTerm::Has(p)));
+        let p = Pred::And(vec![
+            has(cmp(
+                Operand::Intrinsic(Intrinsic::Status),
+                CmpOp::Eq,
+                lit(Literal::Status(2)),
+            )),
+            Pred::Not(Box::new(has(cmp(
+                Operand::Intrinsic(Intrinsic::Name),
+                CmpOp::Eq,
+                lit(Literal::Str("retry".into())),
+            )))),
+            Pred::Trace(Box::new(TraceTerm::Field {
+                field: TraceField::Duration,
+                op: CmpOp::Gt,
+                value: Literal::Duration(10_000_000_000),
+            })),
+        ]);
+        insta::assert_snapshot!(b.listing(Body::TraceScoped(p)));
+    }
+
+    #[test]
+    fn relation_in_where() {
+        // never { payment.where(amount > 1000 and not has_descendant(fraud_check)) }
+        let mut b = B::default();
+        let amount = b.attr("amount");
+        let fraud = b.sel("fraud_check", vec![]);
+        let n = b.ex(
+            "payment",
+            vec![Pred::And(vec![
+                cmp(amount, CmpOp::Gt, lit(Literal::Int(1000))),
+                Pred::Not(Box::new(Pred::Relation {
+                    relation: Relation::HasDescendant,
+                    target: fraud,
+                    within: None,
+                })),
+            ])],
+        );
+        insta::assert_snapshot!(b.listing(block(None, None, Some(n))));
+    }
+
+    #[test]
+    fn relations_with_within() {
+        // when { payment } always { payment.followed_by(receipt, within 5s) }
+        //   never { db.where(has_ancestor(cache.where(hit == false))).has_child(*) }
+        let mut b = B::default();
+        let w = b.ex("payment", vec![]);
+        let receipt = b.sel("receipt", vec![]);
+        let a = b.ex(
+            "payment",
+            vec![Pred::Relation {
+                relation: Relation::FollowedBy,
+                target: receipt,
+                within: Some(5_000_000_000),
+            }],
+        );
+        let hit = b.attr("hit");
+        let cache = b.sel(
+            "cache",
+            vec![cmp(hit, CmpOp::Eq, lit(Literal::Bool(false)))],
+        );
+        let any = b.sel("*", vec![]);
+        let n = b.ex(
+            "db",
+            vec![
+                Pred::Relation {
+                    relation: Relation::HasAncestor,
+                    target: cache,
+                    within: None,
+                },
+                Pred::Relation {
+                    relation: Relation::HasChild,
+                    target: any,
+                    within: None,
+                },
+            ],
+        );
+        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), Some(n))));
+    }
+
+    #[test]
+    fn register_operands() {
+        // method:lower() in ["get", "head"] or #path > 100 or path =~ "^/admin"
+        //   or bytes.sent >= bytes.limit
+        let mut b = B::default();
+        let method = b.attr("method");
+        let path = b.attr("path");
+        let re = b.re("^/admin");
+        let sent = b.attr("bytes.sent");
+        let limit = b.attr("bytes.limit");
+        let p = Pred::Or(vec![
+            Pred::In {
+                operand: Operand::Lower(Box::new(method)),
+                list: vec![Literal::Str("get".into()), Literal::Str("head".into())],
+                negated: false,
+            },
+            cmp(
+                Operand::Len(Box::new(path.clone())),
+                CmpOp::Gt,
+                lit(Literal::Int(100)),
+            ),
+            Pred::StrTest {
+                op: re,
+                operand: path,
+                arg: lit(Literal::Str("^/admin".into())),
+                negated: false,
+            },
+            cmp(sent, CmpOp::Ge, limit),
+        ]);
+        insta::assert_snapshot!(b.listing(Body::SpanScoped(p)));
+    }
+
+    #[test]
+    fn trace_terms_and_counts_in_clauses() {
+        // when { count(retry.where(attempt > 1)) >= 3 }
+        // always { trace.all(span.duration < 5s) and trace.count(span.status == error) <= 2 }
+        let mut b = B::default();
+        let attempt = b.attr("attempt");
+        let retry = b.sel("retry", vec![cmp(attempt, CmpOp::Gt, lit(Literal::Int(1)))]);
+        let w = Cond::Count {
+            lhs: retry,
+            op: CmpOp::Ge,
+            rhs: CountRhs::Int(3),
+        };
+        let a = Cond::And(vec![
+            Cond::Trace(TraceTerm::All(cmp(
+                Operand::Intrinsic(Intrinsic::Duration),
+                CmpOp::Lt,
+                lit(Literal::Duration(5_000_000_000)),
+            ))),
+            Cond::Trace(TraceTerm::Count {
+                pred: cmp(
+                    Operand::Intrinsic(Intrinsic::Status),
+                    CmpOp::Eq,
+                    lit(Literal::Status(2)),
+                ),
+                op: CmpOp::Le,
+                value: 2,
+            }),
+        ]);
+        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), None)));
+    }
+
+    #[test]
+    fn folded_literals_and_in_on_attribute() {
+        // when { a.where(false) or b.where(true and currency not in [USD, EUR]) } always { c }
+        let mut b = B::default();
+        let a = b.ex("a", vec![Pred::Truthy(lit(Literal::Bool(false)))]);
+        let currency = b.attr("currency");
+        let bb = b.ex(
+            "b",
+            vec![Pred::And(vec![
+                Pred::Truthy(lit(Literal::Bool(true))),
+                Pred::In {
+                    operand: currency,
+                    list: vec![Literal::Str("USD".into()), Literal::Str("EUR".into())],
+                    negated: true,
+                },
+            ])],
+        );
+        let c = b.ex("c", vec![]);
+        insta::assert_snapshot!(b.listing(block(Some(Cond::Or(vec![a, bb])), Some(c), None)));
+    }
+
+    #[test]
+    fn instructions_are_compact() {
+        assert!(std::mem::size_of::<Instr>() <= 8);
     }
 }
