@@ -249,7 +249,10 @@ pub enum Pred {
 pub enum Operand {
     Literal(Literal),
     /// An attribute of the current span.
-    Attribute { key: KeyId, scope: AttrScope },
+    Attribute {
+        key: KeyId,
+        scope: AttrScope,
+    },
     Intrinsic(Intrinsic),
     /// `#x` / `x:len()`: length of a string in Unicode scalar values or of an array; missing
     /// for any other value (§7.8).
@@ -259,7 +262,10 @@ pub enum Operand {
     /// `x:upper()`; missing on a non-string (§7.8).
     Upper(Box<Operand>),
     /// `exists(attribute)`: bool, true iff present.
-    Exists { key: KeyId, scope: AttrScope },
+    Exists {
+        key: KeyId,
+        scope: AttrScope,
+    },
     /// `x:contains(y)`, `x:starts_with(y)`, `x:ends_with(y)`, `x:matches(re)` as an operand:
     /// the bool result of the positive test (false when it cannot apply).
     StrCall {

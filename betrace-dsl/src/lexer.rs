@@ -408,6 +408,22 @@ pub fn lex(source: &str) -> (Vec<Spanned<'_>>, Vec<Diagnostic>) {
     (tokens, diags)
 }
 
+/// True when `source` holds a comment (text between tokens that is not white space).
+pub fn has_comments(source: &str) -> bool {
+    let (tokens, _) = lex(source);
+    let mut pos = 0;
+    for (l, _, r) in &tokens {
+        if source
+            .get(pos..*l)
+            .is_some_and(|gap| !gap.trim().is_empty())
+        {
+            return true;
+        }
+        pos = *r;
+    }
+    source.get(pos..).is_some_and(|gap| !gap.trim().is_empty())
+}
+
 const MAX_MAGNITUDE: u128 = 1 << 63;
 
 fn unit_nanos(unit: &str) -> Option<u128> {
@@ -704,6 +720,9 @@ mod tests {
         );
         assert_eq!(codes("x = 1"), vec!["E101"]);
         assert_eq!(codes("a; b"), vec!["E100"]);
-        assert_eq!(toks("a\u{3000}b\u{a0}"), vec![Tok::Ident("a"), Tok::Ident("b")]);
+        assert_eq!(
+            toks("a\u{3000}b\u{a0}"),
+            vec![Tok::Ident("a"), Tok::Ident("b")]
+        );
     }
 }

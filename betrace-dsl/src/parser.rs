@@ -13,7 +13,15 @@ use crate::diagnostic::{Diagnostic, TextRange};
 use crate::lexer::{self, Spanned, Tok};
 
 lalrpop_util::lalrpop_mod!(
-    #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_debug_implementations, unused)]
+    #[allow(
+        clippy::all,
+        clippy::pedantic,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        missing_debug_implementations,
+        unused
+    )]
     grammar
 );
 
@@ -47,7 +55,15 @@ pub(crate) fn chain(a: Expr, b: Expr, l: usize, r: usize, or: bool) -> Expr {
                 range: a.range,
             };
             let v = vec![a, b];
-            Expr::new(if or { ExprKind::Or(v) } else { ExprKind::And(v) }, l, r)
+            Expr::new(
+                if or {
+                    ExprKind::Or(v)
+                } else {
+                    ExprKind::And(v)
+                },
+                l,
+                r,
+            )
         }
     }
 }
@@ -103,7 +119,7 @@ pub fn parse(source: &str) -> (Option<RuleAst>, Vec<Diagnostic>) {
             diags.push(
                 Diagnostic::new(
                     Code::E206,
-                    TextRange::new(0, source.len()),
+                    TextRange::new(0, 0),
                     "the rule is empty",
                 )
                 .with_help("write a block rule such as `when { payment } always { fraud_check }` or a predicate such as `span.status == error`"),
