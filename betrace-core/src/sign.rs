@@ -119,7 +119,11 @@ fn check(body: &Value, signature: &str, key: &[u8]) -> bool {
     let Some(hex_tag) = signature.strip_prefix(SIGNATURE_PREFIX) else {
         return false;
     };
-    if hex_tag.len() != 64 || !hex_tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if hex_tag.len() != 64
+        || !hex_tag
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return false;
     }
     let Ok(tag) = hex::decode(hex_tag) else {

@@ -381,7 +381,10 @@ fn compose_message(p: &ViolationParts<'_>) -> String {
                 parts.push(format!("{} held", clause("when", Some(w))));
             }
             if p.failed_clause == FailedClause::Always {
-                parts.push(format!("{} did not hold", clause("always", p.clauses.always)));
+                parts.push(format!(
+                    "{} did not hold",
+                    clause("always", p.clauses.always)
+                ));
             }
             if p.failed_clause == FailedClause::Never || !p.offending_spans.is_empty() {
                 let mut s = format!("{} matched", clause("never", p.clauses.never));
@@ -548,7 +551,10 @@ mod tests {
         assert_eq!(v.created_at, "2024-05-01T12:00:00.123Z");
         assert_eq!(v.created_at_unix_nanos(), Some(1_714_564_800_123_000_000));
         assert_eq!(v.trace_id, "4b".repeat(16));
-        assert_eq!(v.rule_version, rule_version(parts(FailedClause::Always).expression));
+        assert_eq!(
+            v.rule_version,
+            rule_version(parts(FailedClause::Always).expression)
+        );
         let id = uuid::Uuid::parse_str(&v.id).unwrap();
         assert_eq!(id.get_version_num(), 7);
         let (secs, _) = id.get_timestamp().unwrap().to_unix();

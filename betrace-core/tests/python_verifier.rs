@@ -1,6 +1,8 @@
 //! The Python verifier shipped in the docs (`docs/verify_signature.py`, ENGINE.md §7) accepts
 //! violations signed by the engine, byte for byte, and rejects tampered ones.
 
+#![allow(clippy::panic, reason = "test helpers report failures by panicking")]
+
 use std::path::Path;
 use std::process::Command;
 
@@ -39,7 +41,10 @@ fn violations() -> Vec<Violation> {
         partial: false,
     };
     let mut out = vec![
-        Violation::new(base("plain ascii", FailedClause::Always, Some("checkout")), 1),
+        Violation::new(
+            base("plain ascii", FailedClause::Always, Some("checkout")),
+            1,
+        ),
         Violation::new(
             base("Zürich 🚀 payments", FailedClause::Always, Some("ünïcödé")),
             1_714_564_800_123_000_000,
@@ -117,7 +122,10 @@ fn python_verifier_accepts_engine_signatures_and_rejects_tampering() {
     // One character of the message changed.
     let mut value: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
-    let msg = value["message"].as_str().unwrap().replace("Zürich", "Zurich");
+    let msg = value["message"]
+        .as_str()
+        .unwrap()
+        .replace("Zürich", "Zurich");
     value["message"] = serde_json::Value::String(msg);
     let tampered = dir.path().join("tampered.json");
     std::fs::write(&tampered, serde_json::to_string(&value).unwrap()).unwrap();
@@ -146,8 +154,9 @@ fn python_canonical_form_is_byte_identical_to_rfc8785() {
     )
     .unwrap();
     assert!(
-        PYTHON_VERIFIER
-            .contains("json.dumps(body, sort_keys=True, separators=(\",\", \":\"), ensure_ascii=False)"),
+        PYTHON_VERIFIER.contains(
+            "json.dumps(body, sort_keys=True, separators=(\",\", \":\"), ensure_ascii=False)"
+        ),
         "the probe must use the same call as the documented verifier"
     );
     for (i, v) in violations().into_iter().enumerate() {
@@ -158,7 +167,11 @@ fn python_canonical_form_is_byte_identical_to_rfc8785() {
             .arg(&path)
             .output()
             .unwrap_or_else(|e| panic!("python3 is required by this test: {e}"));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let engine = canonical_bytes(&v);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),

@@ -54,7 +54,10 @@ fn every_field_is_covered_by_the_signature() {
             serde_json::Value::Array(a) => serde_json::Value::Array(a[1..].to_vec()),
             other => panic!("unexpected value for {field}: {other}"),
         };
-        assert!(!verify_json(&t, key), "changing `{field}` kept the signature valid");
+        assert!(
+            !verify_json(&t, key),
+            "changing `{field}` kept the signature valid"
+        );
     }
     // Removing a key or adding one breaks it too.
     let mut t = json.clone();
