@@ -27,7 +27,7 @@ pub use input::simple_json::{
     SimpleJsonDecoder, SimpleJsonError, decode_simple_json, span_from_simple_json,
     spans_from_simple_json,
 };
-pub use input::{Decoded, SpanError};
+pub use input::{Decoded, JsonInputError, SpanError, decode_json};
 pub use otlp::{OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf};
 pub use span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
 pub use trace::{SpanIndex, Trace, group_by_trace};

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `betrace` command (SERVER.md).
+
+fn main() -> std::process::ExitCode {
+    betrace_server::cli::main()
+}

@@ -308,3 +308,30 @@ mod tests {
         assert_eq!(strip_prefix_ignore_case("ééééé", "span_kind_"), "ééééé");
     }
 }
+
+/// A JSON document whose shape is not a span input BeTrace reads.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonInputError {
+    /// An OTLP/JSON request that cannot be read.
+    #[error(transparent)]
+    Otlp(#[from] crate::otlp::OtlpError),
+    /// Not a list of simple-JSON spans.
+    #[error(transparent)]
+    Simple(#[from] simple_json::SimpleJsonError),
+}
+
+/// Decodes any JSON span input, recognised by shape: an OTLP/JSON `ExportTraceServiceRequest`
+/// (an object with `resourceSpans`), a list of simple-JSON spans or `{"spans": [...]}`, or
+/// one simple-JSON span object. Malformed spans are rejected one by one (see [`Decoded`]).
+pub fn decode_json(value: &serde_json::Value) -> Result<Decoded, JsonInputError> {
+    if let Some(obj) = value.as_object() {
+        if obj.contains_key("resourceSpans") || obj.contains_key("resource_spans") {
+            return Ok(crate::otlp::decode_otlp_json_value(value)?);
+        }
+        if !obj.contains_key("spans") {
+            let list = serde_json::Value::Array(vec![value.clone()]);
+            return Ok(simple_json::decode_simple_json(&list)?);
+        }
+    }
+    Ok(simple_json::decode_simple_json(value)?)
+}
