@@ -7,7 +7,7 @@
 # of package.json + package-lock.json, and the interpreter version), so a second run takes
 # milliseconds. Silent on success; on failure it prints the failing step's output and exits 1.
 #
-# Needs: python3 (>= 3.9; PYTHON=... to choose) with venv and pip, node >= 20.6 and npm.
+# Needs: python3 (>= 3.9; BETRACE_PYTHON=... to choose) with venv and pip, node >= 20.6 and npm.
 # Network: PyPI and the npm registry, on the first run or after a pin changes.
 set -euo pipefail
 
@@ -41,13 +41,13 @@ hash_of() {
 
 # ---- Python ---------------------------------------------------------------------------------
 python_bin=""
-for candidate in ${PYTHON:-} python3.11 python3; do
+for candidate in ${BETRACE_PYTHON:-} python3.11 python3; do
   if command -v "$candidate" >/dev/null 2>&1; then
     python_bin="$(command -v "$candidate")"
     break
   fi
 done
-[ -n "$python_bin" ] || fail "no python3 on PATH (set PYTHON=/path/to/python3)"
+[ -n "$python_bin" ] || fail "no python3 on PATH (set BETRACE_PYTHON=/path/to/python3)"
 "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
   fail "$python_bin is $("$python_bin" -V 2>&1); Python >= 3.9 is needed"
 
@@ -57,7 +57,18 @@ py_want="requirements=$(hash_of "$FIXTURES/requirements.txt") python=$("$python_
 if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
   # Missing, or made by an interpreter that is gone: start afresh.
   rm -rf "$VENV"
-  run "creating the virtual environment $VENV" "$python_bin" -m venv "$VENV"
+  : >"$LOG"
+  if ! "$python_bin" -m venv "$VENV" >>"$LOG" 2>&1; then
+    # An interpreter without a working venv module (Debian's python3 without python3-venv):
+    # use virtualenv from PyPI instead, kept outside the repository.
+    rm -rf "$VENV"
+    tools_dir="$(mktemp -d "${TMPDIR:-/tmp}/betrace-virtualenv.XXXXXX")"
+    run "installing virtualenv (python -m venv is unavailable)" \
+      "$python_bin" -m pip install --disable-pip-version-check --target "$tools_dir" virtualenv==21.15.7
+    run "creating the virtual environment $VENV with virtualenv" \
+      env PYTHONPATH="$tools_dir" "$python_bin" -m virtualenv --quiet "$VENV"
+    rm -rf "$tools_dir"
+  fi
 fi
 if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_want" ]; then
   rm -f "$py_stamp"

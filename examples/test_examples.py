@@ -16,8 +16,8 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -82,16 +82,18 @@ def _number_gt(value, limit) -> bool:
 REFERENCE: dict[str, Callable[[Trace], bool]] = {
     # when { checkout.where(order.amount > 1000) } always { fraud_check }
     "large-order-requires-fraud-check": lambda t: (
-        any(_number_gt(t.attr(s, "order.amount"), 1000) for s in t.named("checkout"))
-        and not t.named("fraud_check")
+        any(_number_gt(t.attr(s, "order.amount"), 1000) for s in t.named("checkout")) and not t.named("fraud_check")
     ),
     # never { payment.where(span.status == error) }
     "payment-must-not-fail": lambda t: any(s["status"] == "error" for s in t.named("payment")),
     # never { payment.where(span.status == error and not followed_by(inventory.release, within 5s)) }
     "failed-payment-releases-inventory": lambda t: any(
         p["status"] == "error"
-        and not any(0 <= r["start_time_unix_nano"] - p["end_time_unix_nano"] <= 5 * SECOND
-                    for r in t.named("inventory.release") if r is not p)
+        and not any(
+            0 <= r["start_time_unix_nano"] - p["end_time_unix_nano"] <= 5 * SECOND
+            for r in t.named("inventory.release")
+            if r is not p
+        )
         for p in t.named("payment")
     ),
     # never { pii.read.where(not has_descendant(audit.log)) }
@@ -100,8 +102,7 @@ REFERENCE: dict[str, Callable[[Trace], bool]] = {
     ),
     # never { pii.read.where(not (enduser.role in [account_owner, support_agent, fulfillment])) }
     "pii-read-authorized-role": lambda t: any(
-        t.attr(s, "enduser.role") not in ("account_owner", "support_agent", "fulfillment")
-        for s in t.named("pii.read")
+        t.attr(s, "enduser.role") not in ("account_owner", "support_agent", "fulfillment") for s in t.named("pii.read")
     ),
     # when { payment.retry } always { count(payment.retry) < 3 }
     "payment-retries-bounded": lambda t: bool(t.named("payment.retry")) and len(t.named("payment.retry")) >= 3,
@@ -109,26 +110,32 @@ REFERENCE: dict[str, Callable[[Trace], bool]] = {
     "slow-db-query": lambda t: any(Trace.duration(s) > 500 * MS for s in t.named("db.query")),
     # span.kind == client and exists(db.system) and db.statement =~ `'[^']*'`
     "db-statement-parameterized": lambda t: any(
-        s["kind"] == "client" and t.attr(s, "db.system") is not None
-        and isinstance(t.attr(s, "db.statement"), str) and re.search(r"'[^']*'", t.attr(s, "db.statement"))
+        s["kind"] == "client"
+        and t.attr(s, "db.system") is not None
+        and isinstance(t.attr(s, "db.statement"), str)
+        and re.search(r"'[^']*'", t.attr(s, "db.statement"))
         for s in t.spans
     ),
     # span.kind == server and http.route:starts_with("/api/") and not exists(auth.user)
     "api-requires-authenticated-user": lambda t: any(
-        s["kind"] == "server" and isinstance(t.attr(s, "http.route"), str)
-        and t.attr(s, "http.route").startswith("/api/") and t.attr(s, "auth.user") is None
+        s["kind"] == "server"
+        and isinstance(t.attr(s, "http.route"), str)
+        and t.attr(s, "http.route").startswith("/api/")
+        and t.attr(s, "auth.user") is None
         for s in t.spans
     ),
     # span.kind == client and exists(http.request.method)
     #   and server.address:ends_with(".svc.cluster.local")
     #   and not has_child(*.where(span.kind == server), within 2s)
     "client-call-reaches-server": lambda t: any(
-        s["kind"] == "client" and t.attr(s, "http.request.method") is not None
+        s["kind"] == "client"
+        and t.attr(s, "http.request.method") is not None
         and isinstance(t.attr(s, "server.address"), str)
         and t.attr(s, "server.address").endswith(".svc.cluster.local")
-        and not any(c["kind"] == "server"
-                    and abs(c["start_time_unix_nano"] - s["start_time_unix_nano"]) <= 2 * SECOND
-                    for c in t.children.get(s["span_id"], []))
+        and not any(
+            c["kind"] == "server" and abs(c["start_time_unix_nano"] - s["start_time_unix_nano"]) <= 2 * SECOND
+            for c in t.children.get(s["span_id"], [])
+        )
         for s in t.spans
     ),
     # span.kind == server and span.status == error
@@ -202,8 +209,9 @@ def test_readme_table_matches_json(expected: dict) -> None:
 def test_traces_match_the_generators(tmp_path: Path) -> None:
     """examples/traces is what examples/regenerate.sh makes from the current scenarios."""
     python = ROOT / ".venv" / "bin" / "python"
-    subprocess.run([str(python if python.exists() else sys.executable), str(FIXTURES / "gen_python.py"),
-                    str(tmp_path)], check=True)
+    subprocess.run(
+        [str(python if python.exists() else sys.executable), str(FIXTURES / "gen_python.py"), str(tmp_path)], check=True
+    )
     subprocess.run(["node", str(FIXTURES / "gen_node.mjs"), str(tmp_path)], check=True)
     for path in sorted((HERE / "traces").iterdir()):
         prefix = "node" if path.suffix == ".json" else "python"

@@ -58,7 +58,7 @@ def _any_value(value: dict, where: str) -> dict:
     """An OTLP/JSON (or MessageToDict) AnyValue as a manifest typed value."""
     if len(value) != 1:
         raise Mismatch(f"{where}: AnyValue with fields {sorted(value)}")
-    (field, inner), = value.items()
+    ((field, inner),) = value.items()
     if field == "stringValue":
         return {"type": "string", "value": inner}
     if field == "boolValue":
@@ -92,6 +92,13 @@ def _enum(value: Any, names: dict, where: str) -> int:
     raise Mismatch(f"{where}: unknown enum value {value!r}")
 
 
+def _id_field(span: dict, field: str, size: int, proto: bool, where: str) -> str | None:
+    raw = span.get(field)
+    if proto and raw:
+        raw = base64.b64decode(raw).hex()
+    return _hex_id(raw, size, f"{where}.{field}")
+
+
 def flatten(request: dict, *, proto: bool) -> tuple[list[dict], dict]:
     """Spans of an OTLP/JSON-shaped request in manifest form, plus resources by service name.
 
@@ -109,36 +116,35 @@ def flatten(request: dict, *, proto: bool) -> tuple[list[dict], dict]:
             scope = ss.get("scope", {})
             for pi, span in enumerate(ss.get("spans", [])):
                 where = f"{rwhere}.scopeSpans[{si}].spans[{pi}]"
-
-                def ident(field: str, size: int) -> str | None:
-                    raw = span.get(field)
-                    if proto and raw:
-                        raw = base64.b64decode(raw).hex()
-                    return _hex_id(raw, size, f"{where}.{field}")
-
+                ids = {
+                    field: _id_field(span, field, size, proto, where)
+                    for field, size in (("traceId", 16), ("spanId", 8), ("parentSpanId", 8))
+                }
                 status = span.get("status", {})
-                spans.append({
-                    "trace_id": ident("traceId", 16),
-                    "span_id": ident("spanId", 8),
-                    "parent_span_id": ident("parentSpanId", 8),
-                    "name": span.get("name", ""),
-                    "kind": KINDS[_enum(span.get("kind", 0), JSON_KINDS, f"{where}.kind")],
-                    "status": STATUSES[_enum(status.get("code", 0), JSON_STATUSES, f"{where}.status")],
-                    "status_message": status.get("message") or None,
-                    "start_time_unix_nano": _int64(span.get("startTimeUnixNano"), f"{where}.startTimeUnixNano"),
-                    "end_time_unix_nano": _int64(span.get("endTimeUnixNano"), f"{where}.endTimeUnixNano"),
-                    "service_name": service,
-                    "scope": {"name": scope.get("name", ""), "version": scope.get("version") or None},
-                    "attributes": _attributes(span.get("attributes"), f"{where}.attributes"),
-                    "events": [
-                        {
-                            "name": e.get("name", ""),
-                            "time_unix_nano": _int64(e.get("timeUnixNano"), f"{where}.events"),
-                            "attributes": _attributes(e.get("attributes"), f"{where}.events"),
-                        }
-                        for e in span.get("events", [])
-                    ],
-                })
+                spans.append(
+                    {
+                        "trace_id": ids["traceId"],
+                        "span_id": ids["spanId"],
+                        "parent_span_id": ids["parentSpanId"],
+                        "name": span.get("name", ""),
+                        "kind": KINDS[_enum(span.get("kind", 0), JSON_KINDS, f"{where}.kind")],
+                        "status": STATUSES[_enum(status.get("code", 0), JSON_STATUSES, f"{where}.status")],
+                        "status_message": status.get("message") or None,
+                        "start_time_unix_nano": _int64(span.get("startTimeUnixNano"), f"{where}.startTimeUnixNano"),
+                        "end_time_unix_nano": _int64(span.get("endTimeUnixNano"), f"{where}.endTimeUnixNano"),
+                        "service_name": service,
+                        "scope": {"name": scope.get("name", ""), "version": scope.get("version") or None},
+                        "attributes": _attributes(span.get("attributes"), f"{where}.attributes"),
+                        "events": [
+                            {
+                                "name": e.get("name", ""),
+                                "time_unix_nano": _int64(e.get("timeUnixNano"), f"{where}.events"),
+                                "attributes": _attributes(e.get("attributes"), f"{where}.events"),
+                            }
+                            for e in span.get("events", [])
+                        ],
+                    }
+                )
     return spans, resources
 
 
@@ -209,8 +215,13 @@ def cross_check(py: dict, node: dict) -> list[str]:
     def strip(res: dict) -> dict:
         return {k: v for k, v in res.items() if not k.startswith("telemetry.sdk.")}
 
-    _diff({k: strip(v) for k, v in py["resources"].items()},
-          {k: strip(v) for k, v in node["resources"].items()}, "resources", problems, ("python", "node"))
+    _diff(
+        {k: strip(v) for k, v in py["resources"].items()},
+        {k: strip(v) for k, v in node["resources"].items()},
+        "resources",
+        problems,
+        ("python", "node"),
+    )
     for ps, ns in zip(py["scenarios"], node["scenarios"]):
         pid = {s["span_id"]: s for s in ps["spans"]}
         nid = {s["span_id"]: s for s in ns["spans"]}

@@ -22,7 +22,6 @@ for _key in [k for k in os.environ if k.startswith("OTEL_")]:
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
-import json  # noqa: E402
 import threading  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from importlib import metadata  # noqa: E402
@@ -108,12 +107,14 @@ class Receiver:
                     return
                 body = self.rfile.read(int(length))
                 with receiver._lock:
-                    receiver._requests.append({
-                        "path": self.path,
-                        "content_type": self.headers.get("Content-Type", ""),
-                        "content_encoding": self.headers.get("Content-Encoding", ""),
-                        "body": body,
-                    })
+                    receiver._requests.append(
+                        {
+                            "path": self.path,
+                            "content_type": self.headers.get("Content-Type", ""),
+                            "content_encoding": self.headers.get("Content-Encoding", ""),
+                            "body": body,
+                        }
+                    )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
@@ -123,8 +124,7 @@ class Receiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     @property
@@ -142,8 +142,7 @@ class Receiver:
         self._server.server_close()
 
 
-def emit(node: dict, parent, parent_service: str | None, base_ns: int, tracers: dict,
-         refs: dict, ref: str) -> None:
+def emit(node: dict, parent, parent_service: str | None, base_ns: int, tracers: dict, refs: dict, ref: str) -> None:
     """Start, fill and end the span for `node`, its children inside it (README.md)."""
     service = node.get("service", parent_service)
     if parent is None:
@@ -164,8 +163,11 @@ def emit(node: dict, parent, parent_service: str | None, base_ns: int, tracers: 
     )
     refs[span.get_span_context().span_id] = ref
     for event in node.get("events", []):
-        span.add_event(event["name"], attributes=event.get("attributes", {}),
-                       timestamp=base_ns + ms_to_ns(event["at_ms"], event["name"]))
+        span.add_event(
+            event["name"],
+            attributes=event.get("attributes", {}),
+            timestamp=base_ns + ms_to_ns(event["at_ms"], event["name"]),
+        )
     for i, child in enumerate(node.get("children", [])):
         emit(child, span, service, base_ns, tracers, refs, f"{ref}.{i}")
     status = node.get("status", "unset")
@@ -206,20 +208,25 @@ def generate(outdir: Path, scenarios_path: Path) -> dict:
     receiver = Receiver()
     session = requests.Session()
     session.trust_env = False  # no proxy for loopback, whatever the environment says
-    exporter = OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces", compression=Compression.NoCompression,
-                                session=session, timeout=10)
+    exporter = OTLPSpanExporter(
+        endpoint=f"{receiver.url}/v1/traces", compression=Compression.NoCompression, session=session, timeout=10
+    )
     # One batch processor shared by every service's provider: a flush sends all spans of a
     # scenario, grouped by resource, in one request. The long delay keeps the worker from
     # sending a partial batch on its own.
-    batch = BatchSpanProcessor(exporter, max_queue_size=8192, schedule_delay_millis=3_600_000,
-                               max_export_batch_size=8192)
+    batch = BatchSpanProcessor(
+        exporter, max_queue_size=8192, schedule_delay_millis=3_600_000, max_export_batch_size=8192
+    )
     memory = InMemorySpanExporter()
     simple = SimpleSpanProcessor(memory)
     ids = ScenarioIdGenerator("python")
     providers, tracers = {}, {}
     for name, svc in doc["services"].items():
-        provider = TracerProvider(resource=Resource.create({"service.name": name, **svc.get("resource", {})}),
-                                  id_generator=ids, shutdown_on_exit=False)
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": name, **svc.get("resource", {})}),
+            id_generator=ids,
+            shutdown_on_exit=False,
+        )
         provider.add_span_processor(simple)
         provider.add_span_processor(batch)
         providers[name] = provider
@@ -228,9 +235,15 @@ def generate(outdir: Path, scenarios_path: Path) -> dict:
     manifest = {
         "format": MANIFEST_FORMAT,
         "generator": "python",
-        "sdk": {name: metadata.version(name) for name in (
-            "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
-            "opentelemetry-proto")},
+        "sdk": {
+            name: metadata.version(name)
+            for name in (
+                "opentelemetry-api",
+                "opentelemetry-sdk",
+                "opentelemetry-exporter-otlp-proto-http",
+                "opentelemetry-proto",
+            )
+        },
         "scenarios_file": "scenarios.json",
         "resources": {name: typed_map(p.resource.attributes) for name, p in providers.items()},
         "scenarios": [],
@@ -248,28 +261,37 @@ def generate(outdir: Path, scenarios_path: Path) -> dict:
             if len(sent) != 1:
                 raise FixtureError(f"{name}: expected 1 export request, the exporter sent {len(sent)}")
             req = sent[0]
-            if req["path"] != "/v1/traces" or req["content_type"] != "application/x-protobuf" \
-                    or req["content_encoding"] not in ("", "identity"):
-                raise FixtureError(f"{name}: unexpected request {req['path']} {req['content_type']!r} "
-                                   f"encoding {req['content_encoding']!r}")
+            if (
+                req["path"] != "/v1/traces"
+                or req["content_type"] != "application/x-protobuf"
+                or req["content_encoding"] not in ("", "identity")
+            ):
+                raise FixtureError(
+                    f"{name}: unexpected request {req['path']} {req['content_type']!r} "
+                    f"encoding {req['content_encoding']!r}"
+                )
             file_name = f"python-{name}.pb"
             (outdir / file_name).write_bytes(req["body"])
             spans = [manifest_span(s, refs[s.get_span_context().span_id]) for s in memory.get_finished_spans()]
             spans.sort(key=lambda s: (s["start_time_unix_nano"], s["span_id"]))
-            manifest["scenarios"].append({
-                "name": name,
-                "description": scenario.get("description", ""),
-                "files": [{
-                    "path": file_name,
-                    "encoding": "otlp-protobuf",
-                    "content_type": req["content_type"],
-                    "bytes": len(req["body"]),
-                    "sha256": hashlib.sha256(req["body"]).hexdigest(),
-                }],
-                "trace_ids": sorted({s["trace_id"] for s in spans}),
-                "span_count": len(spans),
-                "spans": spans,
-            })
+            manifest["scenarios"].append(
+                {
+                    "name": name,
+                    "description": scenario.get("description", ""),
+                    "files": [
+                        {
+                            "path": file_name,
+                            "encoding": "otlp-protobuf",
+                            "content_type": req["content_type"],
+                            "bytes": len(req["body"]),
+                            "sha256": hashlib.sha256(req["body"]).hexdigest(),
+                        }
+                    ],
+                    "trace_ids": sorted({s["trace_id"] for s in spans}),
+                    "span_count": len(spans),
+                    "spans": spans,
+                }
+            )
     finally:
         for provider in providers.values():
             provider.shutdown()

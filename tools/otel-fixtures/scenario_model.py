@@ -84,8 +84,18 @@ def _check_attributes(attrs: Any, where: str) -> None:
 def _check_span(node: Any, where: str, services: dict, parent_service: str | None) -> None:
     if not isinstance(node, dict):
         raise ScenarioError(f"{where}: a span must be an object")
-    allowed = {"name", "service", "kind", "start_ms", "end_ms", "status", "status_message",
-               "attributes", "events", "children"}
+    allowed = {
+        "name",
+        "service",
+        "kind",
+        "start_ms",
+        "end_ms",
+        "status",
+        "status_message",
+        "attributes",
+        "events",
+        "children",
+    }
     extra = set(node) - allowed
     if extra:
         raise ScenarioError(f"{where}: unknown field(s) {sorted(extra)}")

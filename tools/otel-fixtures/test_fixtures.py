@@ -62,8 +62,11 @@ def _walk(node: dict, service: str | None, base: int, ref: str, out: dict) -> No
         "service_name": service,
         "attributes": typed_map(node.get("attributes", {})),
         "events": [
-            {"name": e["name"], "time_unix_nano": base + ms_to_ns(e["at_ms"], ref),
-             "attributes": typed_map(e.get("attributes", {}))}
+            {
+                "name": e["name"],
+                "time_unix_nano": base + ms_to_ns(e["at_ms"], ref),
+                "attributes": typed_map(e.get("attributes", {})),
+            }
             for e in node.get("events", [])
         ],
     }
@@ -128,8 +131,10 @@ def test_protobuf_bodies_hold_one_resource_per_service(out: Path) -> None:
         for sc in manifest(out, generator)["scenarios"]:
             request = ExportTraceServiceRequest()
             request.ParseFromString((out / f"{generator}-{sc['name']}.pb").read_bytes())
-            names = [next(a.value.string_value for a in rs.resource.attributes if a.key == "service.name")
-                     for rs in request.resource_spans]
+            names = [
+                next(a.value.string_value for a in rs.resource.attributes if a.key == "service.name")
+                for rs in request.resource_spans
+            ]
             assert sorted(names) == sorted({s["service_name"] for s in sc["spans"]}), sc["name"]
 
 
@@ -153,8 +158,10 @@ def test_checker_finds_a_changed_body_or_manifest(out: Path, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["scenarios"][0]["root"]["attributes"].update({"order.amount": 1250.0}),
-         "must be finite and non-integral"),
+        (
+            lambda d: d["scenarios"][0]["root"]["attributes"].update({"order.amount": 1250.0}),
+            "must be finite and non-integral",
+        ),
         (lambda d: d["scenarios"][0]["root"].update({"kind": "server-side"}), "`kind` must be one of"),
         (lambda d: d["scenarios"][0]["root"].update({"end_ms": 0.0001}), "more than 3 decimals"),
         (lambda d: d["scenarios"][0]["root"]["events"][0].update({"at_ms": 99999}), "time outside its span"),
@@ -171,6 +178,10 @@ def test_scenario_file_errors_name_the_place(tmp_path: Path, change, message: st
     with pytest.raises(ScenarioError, match=re.escape(message)) as err:
         load_scenarios(path)
     assert "scenarios[" in str(err.value)
-    result = subprocess.run([sys.executable, str(HERE / "gen_python.py"), str(tmp_path / "o"),
-                             "--scenarios", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(HERE / "gen_python.py"), str(tmp_path / "o"), "--scenarios", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and message in result.stderr
