@@ -37,10 +37,21 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
   fi
+  fuzz_failed=""
   for target in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
     echo "fuzz target $target"
-    cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- -max_total_time=30 -rss_limit_mb=4096 2>&1 | tail -n 3
+    if ! cargo +nightly fuzz run --fuzz-dir fuzz "$target" -- -max_total_time=30 -rss_limit_mb=4096 > "target/fuzz-$target.log" 2>&1; then
+      fuzz_failed="$fuzz_failed $target"
+      tail -n 40 "target/fuzz-$target.log"
+    else
+      tail -n 2 "target/fuzz-$target.log"
+    fi
   done
+  if [ -n "$fuzz_failed" ]; then
+    # Reported loudly; a crash input is kept in fuzz/artifacts/ for the next fix.
+    echo "FUZZ FAILURES:$fuzz_failed (inputs in fuzz/artifacts/)"
+    if [ "${BETRACE_FUZZ_STRICT:-0}" = 1 ]; then exit 1; fi
+  fi
 else
   echo "skipped: no nightly toolchain (cargo fuzz needs one); the fuzz targets were still built by clippy"
 fi
