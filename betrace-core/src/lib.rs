@@ -15,13 +15,17 @@
 #![forbid(unsafe_code)]
 
 pub mod assemble;
+pub mod engine;
 pub mod input;
 pub mod otlp;
+pub mod prepared;
 pub mod rules;
 pub mod sign;
 pub mod span;
 pub mod trace;
+pub mod value;
 pub mod violation;
+pub mod vm;
 
 pub use input::simple_json::{
     SimpleJsonDecoder, SimpleJsonError, decode_simple_json, span_from_simple_json,
@@ -29,8 +33,11 @@ pub use input::simple_json::{
 };
 pub use input::{Decoded, JsonInputError, SpanError, decode_json};
 pub use otlp::{OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf};
+pub use prepared::PreparedTrace;
 pub use span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
 pub use trace::{SpanIndex, Trace, group_by_trace};
+pub use value::Value;
 pub use violation::{
     ClauseTexts, CompletionReason, FailedClause, Severity, SpanRef, Violation, ViolationParts,
 };
+pub use vm::{EvalError, EvalOptions, Outcome, evaluate};

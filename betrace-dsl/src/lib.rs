@@ -11,12 +11,14 @@
 #![forbid(unsafe_code)]
 
 pub mod ast;
+pub mod bytecode;
 pub mod check;
 pub mod codes;
 pub mod diagnostic;
 pub mod format;
 pub mod ir;
 pub mod lexer;
+pub mod lower;
 pub mod parser;
 
 pub use codes::Code;
