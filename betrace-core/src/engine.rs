@@ -133,7 +133,10 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Compiles `rules`. Errors: the diagnostics of every rule that does not compile.
-    pub fn compile(rules: Vec<Rule>, options: EngineOptions) -> Result<RuleSet, Vec<RuleDiagnostics>> {
+    pub fn compile(
+        rules: Vec<Rule>,
+        options: EngineOptions,
+    ) -> Result<RuleSet, Vec<RuleDiagnostics>> {
         let mut symbols = Symbols::new();
         let mut compiled = Vec::with_capacity(rules.len());
         let mut failures = Vec::new();
@@ -264,7 +267,13 @@ impl RuleSet {
         out
     }
 
-    fn violation(&self, rule: &CompiledRule, trace: &Trace, outcome: &Outcome, ctx: TraceContext) -> Violation {
+    fn violation(
+        &self,
+        rule: &CompiledRule,
+        trace: &Trace,
+        outcome: &Outcome,
+        ctx: TraceContext,
+    ) -> Violation {
         let max = self.options.max_span_refs;
         let refs = |list: &[SpanIndex]| -> Vec<SpanRef> {
             list.iter()
@@ -325,7 +334,11 @@ pub enum TestError {
 }
 
 /// Compiles `expression` and evaluates it against `trace` (DSL.md §3.1).
-pub fn test_expression(expression: &str, trace: &Trace, options: &EngineOptions) -> Result<TestOutcome, TestError> {
+pub fn test_expression(
+    expression: &str,
+    trace: &Trace,
+    options: &EngineOptions,
+) -> Result<TestOutcome, TestError> {
     let mut symbols = Symbols::new();
     let ir = betrace_dsl::check_source(expression, &mut symbols).map_err(TestError::Compile)?;
     let program = betrace_dsl::lower::lower(ir);
@@ -394,10 +407,7 @@ fn necessary_names(body: &Body, symbols: &mut Symbols) -> Option<Vec<NameId>> {
 fn cond_needs(c: &Cond) -> Option<Vec<NameId>> {
     match c {
         Cond::Exists(sel) => selection_needs(sel),
-        Cond::And(items) => items
-            .iter()
-            .filter_map(cond_needs)
-            .min_by_key(|v| v.len()),
+        Cond::And(items) => items.iter().filter_map(cond_needs).min_by_key(|v| v.len()),
         Cond::Or(items) => {
             let mut all = Vec::new();
             for i in items {

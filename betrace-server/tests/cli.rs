@@ -66,7 +66,10 @@ fn conformance_corpus_through_betrace_test() {
         let got: Value = match serde_json::from_str(stdout.trim()) {
             Ok(v) => v,
             Err(e) => {
-                failures.push(format!("{id}: output is not JSON ({e}): {stdout:?} {:?}", String::from_utf8_lossy(&out.stderr)));
+                failures.push(format!(
+                    "{id}: output is not JSON ({e}): {stdout:?} {:?}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
                 continue;
             }
         };
@@ -77,13 +80,26 @@ fn conformance_corpus_through_betrace_test() {
                 .as_array()
                 .map(|a| a.iter().filter_map(|d| d["code"].as_str()).collect())
                 .unwrap_or_default();
-            let ok = codes.iter().any(|c| if err == "E2" { c.starts_with("E2") } else { *c == err });
+            let ok = codes.iter().any(|c| {
+                if err == "E2" {
+                    c.starts_with("E2")
+                } else {
+                    *c == err
+                }
+            });
             if code != Some(2) || !ok {
-                failures.push(format!("{id}: expected {err} and exit 2, got {code:?} {got}"));
+                failures.push(format!(
+                    "{id}: expected {err} and exit 2, got {code:?} {got}"
+                ));
             }
         } else if let Some(index) = expect["malformedSpan"].as_u64() {
-            if code != Some(2) || got["error"]["span"].as_u64() != Some(index) || got["error"]["message"].as_str().is_none() {
-                failures.push(format!("{id}: expected malformed span {index}, got {code:?} {got}"));
+            if code != Some(2)
+                || got["error"]["span"].as_u64() != Some(index)
+                || got["error"]["message"].as_str().is_none()
+            {
+                failures.push(format!(
+                    "{id}: expected malformed span {index}, got {code:?} {got}"
+                ));
             }
         } else {
             let want = json!({
@@ -97,7 +113,12 @@ fn conformance_corpus_through_betrace_test() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -128,8 +149,17 @@ fn examples_find_exactly_the_expected_violations() {
                 v["ruleId"].as_str().unwrap().to_string()
             })
             .collect();
-        assert_eq!(got, want, "{file}: stderr {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.code(), Some(if want.is_empty() { 0 } else { 1 }), "{file}");
+        assert_eq!(
+            got,
+            want,
+            "{file}: stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(if want.is_empty() { 0 } else { 1 }),
+            "{file}"
+        );
         total += want.len();
     }
     assert!(total >= 10, "the examples should exercise many rules");
@@ -145,7 +175,12 @@ fn examples_find_exactly_the_expected_violations() {
         .arg(examples.join("traces")));
     let xml = String::from_utf8_lossy(&out.stdout);
     assert!(xml.starts_with("<?xml"), "{xml}");
-    assert!(xml.contains("<testcase classname=\"betrace.rules\" name=\"large-order-requires-fraud-check\""), "{xml}");
+    assert!(
+        xml.contains(
+            "<testcase classname=\"betrace.rules\" name=\"large-order-requires-fraud-check\""
+        ),
+        "{xml}"
+    );
     assert!(xml.contains("<failure"), "{xml}");
 }
 
@@ -158,7 +193,11 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 #[test]
 fn validate_reports_every_bad_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write(dir.path(), "good.yaml", "rules:\n  - id: a\n    expression: when { payment } always { fraud_check }\n");
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        "rules:\n  - id: a\n    expression: when { payment } always { fraud_check }\n",
+    );
     let out = run(betrace().arg("validate").arg(&good));
     assert_eq!(out.status.code(), Some(0));
     let bad = write(
@@ -169,8 +208,14 @@ fn validate_reports_every_bad_rule() {
     let out = run(betrace().arg("validate").arg(&bad));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("E101") && err.contains("E303") && err.contains('^'), "{err}");
-    assert!(err.contains("rule `a`") && err.contains("rule `b`"), "{err}");
+    assert!(
+        err.contains("E101") && err.contains("E303") && err.contains('^'),
+        "{err}"
+    );
+    assert!(
+        err.contains("rule `a`") && err.contains("rule `b`"),
+        "{err}"
+    );
     let mut child = betrace()
         .args(["validate", "-"])
         .stdin(Stdio::piped())
@@ -179,7 +224,12 @@ fn validate_reports_every_bad_rule() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"span.durration > 1s").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"span.durration > 1s")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `duration`?"));
@@ -198,27 +248,44 @@ fn fmt_rewrites_and_checks() {
     let out = run(betrace().args(["fmt", "--check"]).arg(&f));
     assert_eq!(out.status.code(), Some(1));
     let out = run(betrace().arg("fmt").arg(&f));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&f).unwrap();
     assert!(text.starts_with("# keep me\n"), "{text}");
     assert!(text.contains("when { payment }"), "{text}");
     let out = run(betrace().args(["fmt", "--check"]).arg(&f));
     assert_eq!(out.status.code(), Some(0), "{text}");
-    let j = write(dir.path(), "rules.json", r#"{"rules": [{"id": "x", "expression": "span.status==error"}]}"#);
+    let j = write(
+        dir.path(),
+        "rules.json",
+        r#"{"rules": [{"id": "x", "expression": "span.status==error"}]}"#,
+    );
     assert_eq!(run(betrace().arg("fmt").arg(&j)).status.code(), Some(0));
-    assert!(std::fs::read_to_string(&j).unwrap().contains("\"span.status == error\""));
+    assert!(
+        std::fs::read_to_string(&j)
+            .unwrap()
+            .contains("\"span.status == error\"")
+    );
 }
 
 #[test]
 fn test_command_errors() {
     let dir = tempfile::tempdir().unwrap();
     let empty = write(dir.path(), "empty.json", "[]");
-    let out = run(betrace().args(["test", "--format", "json", "--expression", "a", "--spans"]).arg(&empty));
+    let out = run(betrace()
+        .args(["test", "--format", "json", "--expression", "a", "--spans"])
+        .arg(&empty));
     assert_eq!(out.status.code(), Some(2));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"]["message"].is_string());
     let garbage = write(dir.path(), "garbage.json", "{not json");
-    let out = run(betrace().args(["test", "--expression", "a", "--spans"]).arg(&garbage));
+    let out = run(betrace()
+        .args(["test", "--expression", "a", "--spans"])
+        .arg(&garbage));
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -232,7 +299,10 @@ fn verify_accepts_signed_and_rejects_tampered() {
     std::fs::write(&key_file, format!("{}\n", String::from_utf8_lossy(key))).unwrap();
     let rules = RuleSet::compile(
         vec![Rule::new("no-errors", "span.status == error")],
-        EngineOptions { signing_key: Some(key.to_vec()), ..EngineOptions::default() },
+        EngineOptions {
+            signing_key: Some(key.to_vec()),
+            ..EngineOptions::default()
+        },
     )
     .unwrap();
     let spans = betrace_core::spans_from_simple_json(&json!([{
@@ -245,11 +315,22 @@ fn verify_accepts_signed_and_rejects_tampered() {
     assert_eq!(eval.violations.len(), 1);
     let v = serde_json::to_value(&eval.violations[0]).unwrap();
     let good = write(dir.path(), "v.json", &v.to_string());
-    let out = run(betrace().args(["verify", "--key-file"]).arg(&key_file).arg(&good));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run(betrace()
+        .args(["verify", "--key-file"])
+        .arg(&key_file)
+        .arg(&good));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let mut t = v.clone();
     t["severity"] = json!("LOW");
     let bad = write(dir.path(), "t.json", &t.to_string());
-    let out = run(betrace().args(["verify", "--key-file"]).arg(&key_file).arg(&bad));
+    let out = run(betrace()
+        .args(["verify", "--key-file"])
+        .arg(&key_file)
+        .arg(&bad));
     assert_eq!(out.status.code(), Some(1));
 }

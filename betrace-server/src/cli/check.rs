@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
+use betrace_core::group_by_trace;
 use betrace_core::rules::load_rules_file;
 use betrace_core::violation::{Severity, Violation};
-use betrace_core::group_by_trace;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::CheckFormat;
 use super::load::{expand, load_file};
@@ -67,7 +67,10 @@ pub fn run(rules_path: &Path, fail_on: &str, format: CheckFormat, traces: &[Path
     for r in results {
         violations.extend(r.violations);
         for e in r.errors {
-            eprintln!("error: rule `{}` on trace {}: {}", e.rule_id, e.trace_id, e.error);
+            eprintln!(
+                "error: rule `{}` on trace {}: {}",
+                e.rule_id, e.trace_id, e.error
+            );
             errors += 1;
         }
     }
@@ -103,7 +106,10 @@ pub fn run(rules_path: &Path, fail_on: &str, format: CheckFormat, traces: &[Path
 fn print_text(rules: &RuleSet, violations: &[Violation], files: usize, traces: usize) {
     for v in violations {
         println!("{} [{}] {}", v.severity, v.rule_id, v.message);
-        println!("    trace {}  failed clause: {}", v.trace_id, v.failed_clause);
+        println!(
+            "    trace {}  failed clause: {}",
+            v.trace_id, v.failed_clause
+        );
         for s in v.trigger_spans.iter().take(5) {
             println!("    trigger   {} {} ({})", s.span_id, s.name, s.service);
         }
@@ -122,7 +128,11 @@ fn print_text(rules: &RuleSet, violations: &[Violation], files: usize, traces: u
 
 /// JUnit XML: one test suite, one test case per rule; a rule with violations at or above
 /// `fail_on` fails, listing them.
-fn junit(rules: &RuleSet, violations: &[Violation], fail_on: Severity) -> Result<String, std::io::Error> {
+fn junit(
+    rules: &RuleSet,
+    violations: &[Violation],
+    fail_on: Severity,
+) -> Result<String, std::io::Error> {
     let mut by_rule: BTreeMap<&str, Vec<&Violation>> = BTreeMap::new();
     for v in violations {
         by_rule.entry(v.rule_id.as_str()).or_default().push(v);

@@ -46,7 +46,11 @@ fn one(check: bool, path: &Path) -> u8 {
             Err(diags) => {
                 eprint!(
                     "{}",
-                    render(&diags, &format!("{origin} (rule `{}`)", rule.id), &rule.expression)
+                    render(
+                        &diags,
+                        &format!("{origin} (rule `{}`)", rule.id),
+                        &rule.expression
+                    )
                 );
                 status = 1;
                 formatted.push((rule.expression.clone(), rule.expression.clone()));
@@ -221,7 +225,10 @@ mod tests {
             "# rules\nrules:\n  - id: a # first\n    expression: |-\n      when { payment }\n      always { fraud_check }\n    severity: HIGH\n  - id: b\n    expression: 'span.status == error'\n"
         );
         let rules = parse_rules(&out, "x").unwrap();
-        assert_eq!(rules[0].expression, "when { payment }\nalways { fraud_check }");
+        assert_eq!(
+            rules[0].expression,
+            "when { payment }\nalways { fraud_check }"
+        );
         assert_eq!(rules[1].expression, "span.status == error");
     }
 }

@@ -78,8 +78,8 @@ pub enum Command {
     },
     /// Evaluate one expression against the spans of a file taken as one trace.
     Test {
-        /// The rule expression.
-        #[arg(long)]
+        /// The rule expression (may start with `-`, e.g. a `--` comment).
+        #[arg(long, allow_hyphen_values = true)]
         expression: String,
         /// A file of spans: a JSON array of simple-JSON spans, an OTLP/JSON request, or OTLP
         /// protobuf (`.pb`).

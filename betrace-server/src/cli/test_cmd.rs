@@ -32,7 +32,10 @@ pub fn run(expression: &str, spans: &Path, format: TestFormat) -> u8 {
         Err(e) => return fail(e.message, e.span),
     };
     if loaded.is_empty() {
-        return fail(format!("{}: the file holds no spans", spans.display()), None);
+        return fail(
+            format!("{}: the file holds no spans", spans.display()),
+            None,
+        );
     }
     let trace = Trace::new(loaded);
     match test_expression(expression, &trace, &EngineOptions::default()) {

@@ -35,7 +35,11 @@ pub fn run(file: &str) -> u8 {
             failed += 1;
             eprint!(
                 "{}",
-                render(&diags, &format!("{file} (rule `{}`)", rule.id), &rule.expression)
+                render(
+                    &diags,
+                    &format!("{file} (rule `{}`)", rule.id),
+                    &rule.expression
+                )
             );
         }
     }
