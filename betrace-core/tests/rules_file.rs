@@ -1,7 +1,6 @@
 //! Rules files in YAML and JSON (ENGINE.md §3): shapes, defaults, and errors that name the
 //! file, the rule, the field and the position.
-
-#![allow(clippy::panic, reason = "test helpers report failures by panicking")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use betrace_core::Severity;
 use betrace_core::rules::{

@@ -1,4 +1,5 @@
 //! Signatures survive a round trip through JSON text and break on any change (ENGINE.md §7).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use betrace_core::sign::{canonical_bytes, sign, sign_in_place, verify, verify_json};
 use betrace_core::{

@@ -13,8 +13,7 @@ use crate::diagnostic::{Diagnostic, TextRange};
 /// Scanner states recognised by logos; values are decoded in [`lex`].
 #[derive(Logos, Debug, Clone, Copy, PartialEq, Eq)]
 #[logos(skip r"\s+")]
-#[logos(skip(r"//[^\n]*", allow_greedy = true))]
-#[logos(skip(r"--[^\n]*", allow_greedy = true))]
+#[logos(skip(r"(//|--)[^\n]*", allow_greedy = true))]
 enum Raw {
     #[token("/*", block_comment)]
     BlockComment,
@@ -26,7 +25,7 @@ enum Raw {
     #[token("'", string_tail)]
     Str,
     #[token("`", raw_tail)]
-    RawStr,
+    Backtick,
     #[token("==")]
     EqEq,
     #[token("=")]
@@ -357,7 +356,7 @@ pub fn lex(source: &str) -> (Vec<Spanned<'_>>, Vec<Diagnostic>) {
             Raw::Ident => keyword(slice).unwrap_or(Tok::Ident(slice)),
             Raw::Number => number(slice, range, &mut diags),
             Raw::Str => Tok::Str(string(slice, r.start, &mut diags)),
-            Raw::RawStr => {
+            Raw::Backtick => {
                 if slice.len() >= 2 && slice.ends_with('`') {
                     Tok::Raw(&slice[1..slice.len() - 1])
                 } else {

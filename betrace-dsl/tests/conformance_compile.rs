@@ -1,5 +1,6 @@
 //! The compile side of the conformance corpus (`../shared/conformance/dsl.jsonl`): every
 //! error case reports its code, every other case compiles, and formatting round-trips.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -6,6 +6,7 @@
 //! In examples and table cells, `«TEXT × N»` stands for TEXT repeated N times (used for the
 //! rules that exceed the length and nesting limits).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use std::path::PathBuf;
 
 use betrace_dsl::{Code, Symbols, check_source, format, validate};

@@ -1,5 +1,6 @@
 //! Property tests of the front end: rules generated from the grammar compile, formatting
 //! round-trips (`parse(format(r)) == parse(r)`, DSL.md §5), and no input makes it panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use betrace_dsl::{Symbols, check_source, format::format_ast, parser, validate};
 use proptest::prelude::*;

@@ -1,5 +1,6 @@
 //! The `betrace` binary run as a process: the conformance corpus through `betrace test`,
 //! the examples through `betrace check`, and `validate`, `fmt`, `verify`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
