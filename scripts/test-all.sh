@@ -25,6 +25,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test"
+mkdir -p target
 export BETRACE_PYTHON="$PWD/.venv/bin/python"
 cargo test --workspace --quiet 2>&1 | tee target/test-output.txt
 grep -q "test result" target/test-output.txt
