@@ -286,7 +286,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".to_owned();
     }
     for (unit, scale) in UNITS {
-        if n % scale == 0 {
+        if n.is_multiple_of(scale) {
             return format!("{}{unit}", n / scale);
         }
     }
