@@ -2,7 +2,11 @@
 //! every span comes out exactly once, in a trace of its own trace id, and the counters
 //! account for every span.
 
-#![allow(clippy::panic, reason = "test helpers report failures by panicking")]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    reason = "test helpers report failures by panicking"
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,14 +94,14 @@ enum Step {
     Advance(u64),
 }
 
-fn scenario() -> impl Strategy<
-    Value = (
-        Vec<(u32, Vec<bool>)>,
-        Vec<usize>,
-        Vec<Step>,
-        AssemblerConfig,
-    ),
-> {
+type Scenario = (
+    Vec<(u32, Vec<bool>)>,
+    Vec<usize>,
+    Vec<Step>,
+    AssemblerConfig,
+);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
     let traces = prop::collection::vec(
         prop::collection::vec(prop::bool::weighted(0.1), 1..15),
         1..8,
