@@ -32,7 +32,9 @@ pub use input::simple_json::{
     spans_from_simple_json,
 };
 pub use input::{Decoded, JsonInputError, SpanError, decode_json};
-pub use otlp::{OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf};
+pub use otlp::{
+    OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf, decode_otlp_request,
+};
 pub use prepared::PreparedTrace;
 pub use span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
 pub use trace::{SpanIndex, Trace, group_by_trace};
