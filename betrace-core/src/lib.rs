@@ -22,6 +22,7 @@ pub mod prepared;
 pub mod rules;
 pub mod sign;
 pub mod span;
+pub mod stream;
 pub mod trace;
 pub mod value;
 pub mod violation;
