@@ -311,3 +311,44 @@ fn the_index_runs_only_rules_that_can_fire() {
     let ids_all: BTreeSet<_> = all.violations.iter().map(|v| v.rule_id.clone()).collect();
     assert_eq!(ids, ids_all);
 }
+
+#[test]
+fn the_index_also_selects_rules_by_service() {
+    let rules = RuleSet::compile(
+        vec![
+            Rule::new(
+                "billing-errors",
+                "span.service == \"billing\" and span.status == error",
+            ),
+            Rule::new(
+                "root-billing",
+                "trace.root_service == billing and trace.span_count > 0",
+            ),
+            Rule::new(
+                "any-error-below",
+                "never { *.where(span.name == \"charge\" and span.status == error) }",
+            ),
+        ],
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let trace = |service: &str, name: &str| {
+        Trace::new(
+            betrace_core::spans_from_simple_json(&serde_json::json!([
+                {"traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7", "name": name,
+                 "serviceName": service, "status": "error", "startTime": 1, "endTime": 2}
+            ]))
+            .unwrap(),
+        )
+    };
+    let shop = rules.evaluate(&trace("shop", "GET /"), TraceContext::direct());
+    assert_eq!(shop.rules_run, 0);
+    let billing = rules.evaluate(&trace("billing", "charge"), TraceContext::direct());
+    assert_eq!(billing.rules_run, 3);
+    let ids: BTreeSet<_> = billing
+        .violations
+        .iter()
+        .map(|v| v.rule_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
