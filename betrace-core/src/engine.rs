@@ -273,8 +273,12 @@ impl RuleSet {
                 .collect();
         }
         let mut out = self.unindexed.clone();
-        for (name, rules) in self.by_name.iter().enumerate() {
-            if !rules.is_empty() && !trace.spans_named(NameId(name as u32)).is_empty() {
+        // Each name present in the trace once: at its first span.
+        for &i in trace.all() {
+            if let Some(name) = trace.name_id(i)
+                && trace.spans_named(name).first() == Some(&i)
+                && let Some(rules) = self.by_name.get(name.0 as usize)
+            {
                 out.extend_from_slice(rules);
             }
         }
