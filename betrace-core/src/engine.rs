@@ -315,11 +315,7 @@ impl RuleSet {
                 .collect()
         };
         let truncated = outcome.trigger_spans.len() > max || outcome.offending_spans.len() > max;
-        let failed_clause = match outcome.failed_clause {
-            Some(vm::FailedClause::Always) => FailedClause::Always,
-            Some(vm::FailedClause::Never) => FailedClause::Never,
-            _ => FailedClause::Expression,
-        };
+        let failed_clause = outcome.failed_clause.unwrap_or(FailedClause::Expression);
         let mut v = Violation::new(
             ViolationParts {
                 rule_id: &rule.rule.id,
@@ -392,11 +388,7 @@ pub fn test_expression(
     };
     Ok(TestOutcome {
         violated: outcome.violated,
-        failed_clause: outcome.failed_clause.map(|c| match c {
-            vm::FailedClause::Always => FailedClause::Always,
-            vm::FailedClause::Never => FailedClause::Never,
-            vm::FailedClause::Expression => FailedClause::Expression,
-        }),
+        failed_clause: outcome.failed_clause,
         trigger_spans: ids(&outcome.trigger_spans),
         offending_spans: ids(&outcome.offending_spans),
     })
