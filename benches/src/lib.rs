@@ -10,7 +10,7 @@ use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
 use betrace_core::rules::{Rule, parse_rules};
 use betrace_core::stream::StreamEngine;
 use betrace_core::{PreparedTrace, Trace, decode_otlp_json, decode_otlp_protobuf};
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -304,7 +304,11 @@ pub fn bench_trace_build(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine/trace_build");
     g.throughput(Throughput::Elements(20));
     g.bench_function("trace_new_20_spans", |b| {
-        b.iter(|| black_box(Trace::new(black_box(decoded.spans.clone())).len()))
+        b.iter_batched(
+            || decoded.spans.clone(),
+            |spans| black_box(Trace::new(spans).len()),
+            BatchSize::SmallInput,
+        )
     });
     let trace = Trace::new(decoded.spans.clone());
     g.bench_function("prepared_20_spans", |b| {
