@@ -131,3 +131,20 @@ impl Trace {
         self.spans
     }
 }
+
+/// Groups spans by trace id into [`Trace`]s, traces in the order their first span appears
+/// (spans within a trace are ordered by [`Trace::new`]).
+pub fn group_by_trace(spans: Vec<Span>) -> Vec<Trace> {
+    let mut position: AHashMap<TraceId, usize> = AHashMap::new();
+    let mut groups: Vec<Vec<Span>> = Vec::new();
+    for span in spans {
+        match position.get(&span.trace_id) {
+            Some(&i) => groups[i].push(span),
+            None => {
+                position.insert(span.trace_id, groups.len());
+                groups.push(vec![span]);
+            }
+        }
+    }
+    groups.into_iter().map(Trace::new).collect()
+}

@@ -1,0 +1,337 @@
+//! Span input (ENGINE.md §2): what every converter into [`Span`] shares.
+//!
+//! In: ids as text, attribute lists as built by a converter. Out: [`TraceId`] / [`SpanId`],
+//! deduplicated [`Attributes`], and the per-span error type [`SpanError`] that names the span
+//! index and field. The converters themselves are [`simple_json`] ("simple JSON", the
+//! `/v1/spans` shape) and [`crate::otlp`] (OTLP protobuf and OTLP/JSON).
+
+pub mod simple_json;
+
+use std::fmt;
+
+use ahash::{AHashMap, AHashSet};
+use sha2::{Digest, Sha256};
+
+use crate::span::{Attributes, Span, SpanId, SpanKind, StatusCode, TraceId};
+
+/// One span that could not be converted (ENGINE.md §2: "a typed error naming the span index
+/// and field"). Its neighbours are unaffected.
+///
+/// Displayed as ``span 2: field `attributes.user`: an object is not a valid attribute value``,
+/// or `span 2: <message>` when the problem is not one field (e.g. the span is not an object).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("span {index}: {}{message}", FieldPrefix(field))]
+pub struct SpanError {
+    /// Position of the span in its input, from 0. For OTLP: across the whole request, in
+    /// document order (resource spans, then scope spans, then spans).
+    pub index: usize,
+    /// The offending field as written in the input, e.g. `kind`, `startTime`,
+    /// `attributes.user`; empty when the span as a whole is wrong.
+    pub field: String,
+    /// What is wrong, lower case, user text in backticks.
+    pub message: String,
+}
+
+impl SpanError {
+    /// A span error for `field` (may be empty) of span `index`.
+    pub fn new(index: usize, field: impl Into<String>, message: impl Into<String>) -> SpanError {
+        SpanError {
+            index,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+struct FieldPrefix<'a>(&'a str);
+
+impl fmt::Display for FieldPrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "field `{}`: ", self.0)
+        }
+    }
+}
+
+/// The result of converting a batch of spans where each span stands alone (OTLP partial
+/// success, `/v1/spans`): the spans that converted, in input order, and one error per span
+/// that did not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// Converted spans, in input order.
+    pub spans: Vec<Span>,
+    /// One error per rejected span, in input order.
+    pub rejected: Vec<SpanError>,
+}
+
+impl Decoded {
+    /// Number of spans in the input: converted plus rejected.
+    pub fn total(&self) -> usize {
+        self.spans.len() + self.rejected.len()
+    }
+}
+
+/// A trace id from simple-JSON text (ENGINE.md §2): 32 hex digits (either case) are used as
+/// is; any other non-empty text is hashed (first 16 bytes of SHA-256 of its UTF-8), so equal
+/// text always gives the equal id. `None` for `""`.
+pub fn trace_id_from_text(text: &str) -> Option<TraceId> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    if text.len() == 32 && hex::decode_to_slice(text, &mut id).is_ok() {
+        return Some(TraceId(id));
+    }
+    let digest = Sha256::digest(text.as_bytes());
+    id.copy_from_slice(&digest[..16]);
+    Some(TraceId(id))
+}
+
+/// A span id from simple-JSON text (ENGINE.md §2): 16 hex digits (either case) are used as
+/// is; any other non-empty text is hashed (first 8 bytes of SHA-256 of its UTF-8), so a
+/// parent id written as the same text as a span id links to that span. `None` for `""`.
+pub fn span_id_from_text(text: &str) -> Option<SpanId> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut id = [0u8; 8];
+    if text.len() == 16 && hex::decode_to_slice(text, &mut id).is_ok() {
+        return Some(SpanId(id));
+    }
+    let digest = Sha256::digest(text.as_bytes());
+    id.copy_from_slice(&digest[..8]);
+    Some(SpanId(id))
+}
+
+/// Makes attribute keys unique: a later duplicate replaces the value of the first occurrence,
+/// which keeps its position (the contract of [`Attributes`]). Lists without duplicates (the
+/// normal case) are returned untouched, without allocating when they are short.
+pub(crate) fn dedup_attributes(attrs: Attributes) -> Attributes {
+    if !has_duplicate_key(&attrs) {
+        return attrs;
+    }
+    let mut position: AHashMap<String, usize> = AHashMap::with_capacity(attrs.len());
+    let mut out: Attributes = Vec::with_capacity(attrs.len());
+    for (key, value) in attrs {
+        match position.get(&key) {
+            Some(&i) => out[i].1 = value,
+            None => {
+                position.insert(key.clone(), out.len());
+                out.push((key, value));
+            }
+        }
+    }
+    out
+}
+
+fn has_duplicate_key(attrs: &Attributes) -> bool {
+    const LINEAR_SCAN_MAX: usize = 16;
+    if attrs.len() < 2 {
+        return false;
+    }
+    if attrs.len() <= LINEAR_SCAN_MAX {
+        return attrs
+            .iter()
+            .enumerate()
+            .any(|(i, (key, _))| attrs[..i].iter().any(|(k, _)| k == key));
+    }
+    let mut seen: AHashSet<&str> = AHashSet::with_capacity(attrs.len());
+    !attrs.iter().all(|(k, _)| seen.insert(k.as_str()))
+}
+
+/// Nesting depth allowed for array and key-value-list attribute values; deeper values are a
+/// span error rather than unbounded recursion.
+pub(crate) const MAX_VALUE_DEPTH: usize = 64;
+
+/// A span kind by name: `server`, `SERVER`, `SPAN_KIND_SERVER` (ASCII case-insensitive,
+/// optional `SPAN_KIND_` prefix), as ENGINE.md §2 accepts.
+pub(crate) fn span_kind_from_name(name: &str) -> Option<SpanKind> {
+    let bare = strip_prefix_ignore_case(name, "span_kind_");
+    [
+        SpanKind::Unspecified,
+        SpanKind::Internal,
+        SpanKind::Server,
+        SpanKind::Client,
+        SpanKind::Producer,
+        SpanKind::Consumer,
+    ]
+    .into_iter()
+    .find(|k| k.as_str().eq_ignore_ascii_case(bare))
+}
+
+/// A status code by name: `error`, `ERROR`, `STATUS_CODE_ERROR` (ASCII case-insensitive,
+/// optional `STATUS_CODE_` prefix).
+pub(crate) fn status_code_from_name(name: &str) -> Option<StatusCode> {
+    let bare = strip_prefix_ignore_case(name, "status_code_");
+    [StatusCode::Unset, StatusCode::Ok, StatusCode::Error]
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(bare))
+}
+
+/// `text` without a leading `prefix`, compared ASCII case-insensitively.
+pub(crate) fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> &'a str {
+    match text.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => &text[prefix.len()..],
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::AttrValue;
+
+    #[test]
+    fn span_error_display_names_index_and_field() {
+        let e = SpanError::new(
+            2,
+            "attributes.user",
+            "an object is not a valid attribute value",
+        );
+        assert_eq!(
+            e.to_string(),
+            "span 2: field `attributes.user`: an object is not a valid attribute value"
+        );
+        let e = SpanError::new(0, "", "expected a JSON object");
+        assert_eq!(e.to_string(), "span 0: expected a JSON object");
+    }
+
+    #[test]
+    fn hex_ids_are_used_as_is_in_either_case() {
+        let t = trace_id_from_text("0000000000000000000000005EED011F").unwrap();
+        assert_eq!(t.to_hex(), "0000000000000000000000005eed011f");
+        let s = span_id_from_text("00000000000000AB").unwrap();
+        assert_eq!(s.to_hex(), "00000000000000ab");
+        assert_eq!(span_id_from_text("00000000000000ab"), Some(s));
+    }
+
+    #[test]
+    fn other_ids_are_hashed_consistently() {
+        let a = span_id_from_text("checkout-1").unwrap();
+        assert_eq!(span_id_from_text("checkout-1"), Some(a));
+        assert_ne!(span_id_from_text("checkout-2"), Some(a));
+        // Hex of the wrong length is hashed too.
+        let short = span_id_from_text("abcd").unwrap();
+        assert_ne!(short.to_hex(), "000000000000abcd");
+        let t = trace_id_from_text("order-42").unwrap();
+        assert_eq!(trace_id_from_text("order-42"), Some(t));
+        // SHA-256("order-42") truncated to 16 bytes.
+        let digest = Sha256::digest(b"order-42");
+        assert_eq!(t.0[..], digest[..16]);
+        assert_eq!(trace_id_from_text(""), None);
+        assert_eq!(span_id_from_text(""), None);
+    }
+
+    #[test]
+    fn non_ascii_text_of_hex_length_is_hashed_without_panic() {
+        // 16 bytes but not hex, with a multi-byte character.
+        assert!(span_id_from_text("éééééééé").is_some());
+        assert!(trace_id_from_text("0123456789abcdef0123456789abcdeé").is_some());
+    }
+
+    #[test]
+    fn dedup_keeps_first_position_and_last_value() {
+        let attrs = vec![
+            ("a".to_string(), AttrValue::Int(1)),
+            ("b".to_string(), AttrValue::Int(2)),
+            ("a".to_string(), AttrValue::Int(3)),
+        ];
+        assert_eq!(
+            dedup_attributes(attrs),
+            vec![
+                ("a".to_string(), AttrValue::Int(3)),
+                ("b".to_string(), AttrValue::Int(2)),
+            ]
+        );
+        let many: Attributes = (0..40)
+            .map(|i| (format!("k{}", i % 30), AttrValue::Int(i)))
+            .collect();
+        let out = dedup_attributes(many);
+        assert_eq!(out.len(), 30);
+        assert_eq!(out[0], ("k0".to_string(), AttrValue::Int(30)));
+        assert_eq!(out[29], ("k29".to_string(), AttrValue::Int(29)));
+        let unique: Attributes = (0..40)
+            .map(|i| (format!("k{i}"), AttrValue::Int(i)))
+            .collect();
+        assert_eq!(dedup_attributes(unique.clone()), unique);
+    }
+
+    #[test]
+    fn kind_and_status_names() {
+        for (text, kind) in [
+            ("server", SpanKind::Server),
+            ("SERVER", SpanKind::Server),
+            ("Server", SpanKind::Server),
+            ("SPAN_KIND_SERVER", SpanKind::Server),
+            ("span_kind_client", SpanKind::Client),
+            ("SPAN_KIND_UNSPECIFIED", SpanKind::Unspecified),
+            ("internal", SpanKind::Internal),
+            ("producer", SpanKind::Producer),
+            ("CONSUMER", SpanKind::Consumer),
+        ] {
+            assert_eq!(span_kind_from_name(text), Some(kind), "{text}");
+        }
+        for bad in [
+            "",
+            "sideways",
+            "SPAN_KIND_",
+            "SPAN_KIND_SIDEWAYS",
+            "serverx",
+            "2",
+        ] {
+            assert_eq!(span_kind_from_name(bad), None, "{bad}");
+        }
+        for (text, code) in [
+            ("ok", StatusCode::Ok),
+            ("OK", StatusCode::Ok),
+            ("Error", StatusCode::Error),
+            ("STATUS_CODE_ERROR", StatusCode::Error),
+            ("unset", StatusCode::Unset),
+            ("status_code_unset", StatusCode::Unset),
+        ] {
+            assert_eq!(status_code_from_name(text), Some(code), "{text}");
+        }
+        for bad in ["", "failed", "STATUS_CODE_", "2"] {
+            assert_eq!(status_code_from_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefix_strip_is_case_insensitive_and_char_safe() {
+        assert_eq!(
+            strip_prefix_ignore_case("SPAN_KIND_SERVER", "span_kind_"),
+            "SERVER"
+        );
+        assert_eq!(strip_prefix_ignore_case("server", "span_kind_"), "server");
+        assert_eq!(strip_prefix_ignore_case("ééééé", "span_kind_"), "ééééé");
+    }
+}
+
+/// A JSON document whose shape is not a span input BeTrace reads.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonInputError {
+    /// An OTLP/JSON request that cannot be read.
+    #[error(transparent)]
+    Otlp(#[from] crate::otlp::OtlpError),
+    /// Not a list of simple-JSON spans.
+    #[error(transparent)]
+    Simple(#[from] simple_json::SimpleJsonError),
+}
+
+/// Decodes any JSON span input, recognised by shape: an OTLP/JSON `ExportTraceServiceRequest`
+/// (an object with `resourceSpans`), a list of simple-JSON spans or `{"spans": [...]}`, or
+/// one simple-JSON span object. Malformed spans are rejected one by one (see [`Decoded`]).
+pub fn decode_json(value: &serde_json::Value) -> Result<Decoded, JsonInputError> {
+    if let Some(obj) = value.as_object() {
+        if obj.contains_key("resourceSpans") || obj.contains_key("resource_spans") {
+            return Ok(crate::otlp::decode_otlp_json_value(value)?);
+        }
+        if !obj.contains_key("spans") {
+            let list = serde_json::Value::Array(vec![value.clone()]);
+            return Ok(simple_json::decode_simple_json(&list)?);
+        }
+    }
+    Ok(simple_json::decode_simple_json(value)?)
+}

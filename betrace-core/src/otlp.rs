@@ -1,0 +1,1326 @@
+//! OTLP input (ENGINE.md §2 item 1): `ExportTraceServiceRequest` → [`Span`]s.
+//!
+//! In: protobuf bytes, OTLP/JSON bytes (or a parsed JSON value), or an already decoded
+//! request (the gRPC receiver's). Out: [`Decoded`] — the spans that converted, in document
+//! order, and one [`SpanError`] per span that did not (OTLP partial success: a bad span is
+//! rejected alone) — or an [`OtlpError`] when the body as a whole cannot be read.
+//!
+//! Every span gets the `Arc<Resource>` of its `ResourceSpans` (shared, not copied) and the name
+//! of its instrumentation scope. Span indices count every span of the request in document
+//! order (resource spans, then scope spans, then spans), from 0.
+//!
+//! Per-span errors: a trace id that is not 16 bytes or is all zeros, a span id that is not 8
+//! bytes or is all zeros (OTLP `trace.proto`: such ids are invalid), a parent span id that is
+//! neither empty, all zeros (both meaning root) nor 8 bytes, a span kind outside 0–5, a status
+//! code outside 0–2, an attribute value nested deeper than 64 levels. Attribute keys are made
+//! unique (a later duplicate replaces the earlier value); key-values whose `AnyValue` is empty
+//! (no value set) are dropped, and so are empty elements of arrays.
+//!
+//! OTLP/JSON follows the OTLP specification ("JSON Protobuf Encoding"): lowerCamelCase keys,
+//! and also the original snake_case field names, which the protobuf JSON mapping lets a parser
+//! accept; ids as case-insensitive hex; enums as numbers (names such as `SPAN_KIND_SERVER` are
+//! accepted too); 64-bit integers as numbers or decimal strings; `bytesValue` as base64;
+//! `doubleValue` as a number or `"NaN"`, `"Infinity"`, `"-Infinity"`; `null` or an absent field
+//! means the default (`{"arrayValue": {}}` is an empty array); unknown fields are ignored. A
+//! malformed resource or scope rejects each span below it; a request, resource spans or scope
+//! spans that is not an object, or a list that is not an array, is an [`OtlpError`].
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1 as pb;
+use prost::Message as _;
+use serde_json::{Map, Value};
+
+use crate::input::simple_json::{json_kind, parse_nanos, quote_str};
+use crate::input::{
+    Decoded, MAX_VALUE_DEPTH, SpanError, dedup_attributes, span_kind_from_name,
+    status_code_from_name,
+};
+use crate::span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
+
+/// An OTLP body that cannot be read at all (HTTP 400 for the OTLP/HTTP receiver).
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpError {
+    /// The bytes are not a protobuf `ExportTraceServiceRequest`; the message names the field
+    /// path where decoding failed.
+    #[error("undecodable OTLP protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The bytes are not JSON; the message names the line and column.
+    #[error("undecodable OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The JSON is not shaped like an `ExportTraceServiceRequest`.
+    #[error("invalid OTLP/JSON at `{path}`: {message}")]
+    Structure {
+        /// Where, e.g. `resourceSpans[0].scopeSpans`; empty for the document itself.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Decodes an OTLP protobuf `ExportTraceServiceRequest` (the body of OTLP/HTTP
+/// `application/x-protobuf`) and converts its spans with [`decode_otlp_request`].
+pub fn decode_otlp_protobuf(bytes: &[u8]) -> Result<Decoded, OtlpError> {
+    let request = ExportTraceServiceRequest::decode(bytes)?;
+    Ok(decode_otlp_request(request))
+}
+
+/// Converts the spans of a decoded request, moving its strings and values (nothing is
+/// copied but the scope name, once per span). Per-span problems go to
+/// [`Decoded::rejected`], with the protobuf field name (`trace_id`, `attributes.key`, …).
+pub fn decode_otlp_request(request: ExportTraceServiceRequest) -> Decoded {
+    let total: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter())
+        .map(|ss| ss.spans.len())
+        .sum();
+    let mut out = Decoded {
+        spans: Vec::with_capacity(total),
+        rejected: Vec::new(),
+    };
+    let mut index = 0usize;
+    for rs in request.resource_spans {
+        let resource = match rs.resource {
+            None => Ok(Arc::new(Resource::default())),
+            Some(r) => key_values(r.attributes)
+                .map(|attributes| Arc::new(Resource { attributes }))
+                .map_err(|(path, message)| (format!("resource.attributes.{path}"), message)),
+        };
+        for ss in rs.scope_spans {
+            let scope_name = ss.scope.map(|s| s.name).unwrap_or_default();
+            for span in ss.spans {
+                let converted = match &resource {
+                    Ok(resource) => proto_span(span, index, resource, &scope_name),
+                    Err((field, message)) => Err(SpanError::new(index, field, message)),
+                };
+                match converted {
+                    Ok(span) => out.spans.push(span),
+                    Err(e) => out.rejected.push(e),
+                }
+                index += 1;
+            }
+        }
+    }
+    out
+}
+
+fn proto_span(
+    s: pb::Span,
+    index: usize,
+    resource: &Arc<Resource>,
+    scope_name: &str,
+) -> Result<Span, SpanError> {
+    let err = |field: &str, message: String| SpanError::new(index, field, message);
+    let trace_id = <[u8; 16]>::try_from(s.trace_id.as_slice())
+        .map_err(|_| err("trace_id", id_length_message(16, s.trace_id.len())))?;
+    if trace_id == [0; 16] {
+        return Err(err("trace_id", "an all-zero trace id is invalid".into()));
+    }
+    let span_id = <[u8; 8]>::try_from(s.span_id.as_slice())
+        .map_err(|_| err("span_id", id_length_message(8, s.span_id.len())))?;
+    if span_id == [0; 8] {
+        return Err(err("span_id", "an all-zero span id is invalid".into()));
+    }
+    let parent_span_id = match s.parent_span_id.len() {
+        0 => None,
+        _ => match <[u8; 8]>::try_from(s.parent_span_id.as_slice()) {
+            Ok([0, 0, 0, 0, 0, 0, 0, 0]) => None,
+            Ok(id) => Some(SpanId(id)),
+            Err(_) => {
+                return Err(err(
+                    "parent_span_id",
+                    id_length_message(8, s.parent_span_id.len()),
+                ));
+            }
+        },
+    };
+    let kind = SpanKind::from_otlp(i64::from(s.kind)).ok_or_else(|| {
+        err(
+            "kind",
+            format!("{} is not an OTLP span kind (0 to 5)", s.kind),
+        )
+    })?;
+    let (status_code, status_message) = match s.status {
+        None => (StatusCode::Unset, String::new()),
+        Some(st) => (
+            StatusCode::from_otlp(i64::from(st.code)).ok_or_else(|| {
+                err(
+                    "status.code",
+                    format!("{} is not an OTLP status code (0 to 2)", st.code),
+                )
+            })?,
+            st.message,
+        ),
+    };
+    let attributes =
+        key_values(s.attributes).map_err(|(path, m)| err(&format!("attributes.{path}"), m))?;
+    Ok(Span {
+        trace_id: TraceId(trace_id),
+        span_id: SpanId(span_id),
+        parent_span_id,
+        name: s.name,
+        kind,
+        start_time_unix_nano: s.start_time_unix_nano,
+        end_time_unix_nano: s.end_time_unix_nano,
+        status_code,
+        status_message,
+        attributes,
+        resource: Arc::clone(resource),
+        scope_name: scope_name.to_owned(),
+    })
+}
+
+fn id_length_message(expected: usize, found: usize) -> String {
+    format!("expected {expected} bytes, found {found}")
+}
+
+/// A key-value list as unique attributes. The error carries the path below the list (the key,
+/// then `[i]` / `.key` per nesting level).
+fn key_values(kvs: Vec<KeyValue>) -> Result<Attributes, (String, String)> {
+    let mut out = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        let Some(value) = kv.value else { continue };
+        match proto_value(value, 0) {
+            Ok(Some(v)) => out.push((kv.key, v)),
+            Ok(None) => {}
+            Err((path, m)) => return Err((format!("{}{path}", kv.key), m)),
+        }
+    }
+    Ok(dedup_attributes(out))
+}
+
+fn proto_value(v: AnyValue, depth: usize) -> Result<Option<AttrValue>, (String, String)> {
+    use any_value::Value as V;
+    Ok(Some(match v.value {
+        None | Some(V::StringValueStrindex(_)) => return Ok(None),
+        Some(V::StringValue(s)) => AttrValue::Str(s),
+        Some(V::BoolValue(b)) => AttrValue::Bool(b),
+        Some(V::IntValue(i)) => AttrValue::Int(i),
+        Some(V::DoubleValue(d)) => AttrValue::Float(d),
+        Some(V::BytesValue(b)) => AttrValue::Bytes(b),
+        Some(V::ArrayValue(a)) => {
+            check_depth(depth)?;
+            let mut out = Vec::with_capacity(a.values.len());
+            for (i, item) in a.values.into_iter().enumerate() {
+                if let Some(v) =
+                    proto_value(item, depth + 1).map_err(|(p, m)| (format!("[{i}]{p}"), m))?
+                {
+                    out.push(v);
+                }
+            }
+            AttrValue::Array(out)
+        }
+        Some(V::KvlistValue(kvs)) => {
+            check_depth(depth)?;
+            let mut out = Vec::with_capacity(kvs.values.len());
+            for kv in kvs.values {
+                let Some(value) = kv.value else { continue };
+                match proto_value(value, depth + 1) {
+                    Ok(Some(v)) => out.push((kv.key, v)),
+                    Ok(None) => {}
+                    Err((p, m)) => return Err((format!(".{}{p}", kv.key), m)),
+                }
+            }
+            AttrValue::KvList(out)
+        }
+    }))
+}
+
+fn check_depth(depth: usize) -> Result<(), (String, String)> {
+    if depth >= MAX_VALUE_DEPTH {
+        return Err((
+            String::new(),
+            format!("values are nested deeper than {MAX_VALUE_DEPTH} levels"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses OTLP/JSON bytes (the body of OTLP/HTTP `application/json`, one
+/// `ExportTraceServiceRequest`) and converts them with [`decode_otlp_json_value`].
+pub fn decode_otlp_json(bytes: &[u8]) -> Result<Decoded, OtlpError> {
+    let value: Value = serde_json::from_slice(bytes)?;
+    decode_otlp_json_value(&value)
+}
+
+/// Converts a parsed OTLP/JSON `ExportTraceServiceRequest`. Per-span problems go to
+/// [`Decoded::rejected`] with the field as written (`traceId`, `attributes.user`, …).
+pub fn decode_otlp_json_value(request: &Value) -> Result<Decoded, OtlpError> {
+    let root = json_object(request, String::new)?;
+    let resource_spans = json_array(root, "resourceSpans", "resource_spans", String::new)?;
+    let mut out = Decoded::default();
+    let mut index = 0usize;
+    for (ri, rs) in resource_spans.iter().enumerate() {
+        let rs_path = || format!("resourceSpans[{ri}]");
+        let rs = json_object(rs, rs_path)?;
+        let resource = json_resource(rs);
+        let scope_spans = json_array(rs, "scopeSpans", "scope_spans", rs_path)?;
+        for (si, ss) in scope_spans.iter().enumerate() {
+            let ss_path = || format!("{}.scopeSpans[{si}]", rs_path());
+            let ss = json_object(ss, ss_path)?;
+            let scope_name = json_scope_name(ss);
+            let spans = json_array(ss, "spans", "spans", ss_path)?;
+            for span in spans {
+                let converted = match (&resource, &scope_name) {
+                    (Ok(resource), Ok(scope_name)) => json_span(span, index, resource, scope_name),
+                    (Err((field, message)), _) | (_, Err((field, message))) => {
+                        Err(SpanError::new(index, field.as_str(), message.as_str()))
+                    }
+                };
+                match converted {
+                    Ok(span) => out.spans.push(span),
+                    Err(e) => out.rejected.push(e),
+                }
+                index += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The non-null value of `camel` (else `snake`) in `obj`.
+fn get<'a>(obj: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
+    match obj.get(camel) {
+        Some(v) if !v.is_null() => Some(v),
+        _ => obj.get(snake).filter(|v| !v.is_null()),
+    }
+}
+
+fn json_object(v: &Value, path: impl FnOnce() -> String) -> Result<&Map<String, Value>, OtlpError> {
+    match v {
+        Value::Object(obj) => Ok(obj),
+        other => Err(OtlpError::Structure {
+            path: path(),
+            message: format!("expected an object, found {}", json_kind(other)),
+        }),
+    }
+}
+
+fn json_array<'a>(
+    obj: &'a Map<String, Value>,
+    camel: &str,
+    snake: &str,
+    path: impl FnOnce() -> String,
+) -> Result<&'a [Value], OtlpError> {
+    match get(obj, camel, snake) {
+        None => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(other) => {
+            let base = path();
+            Err(OtlpError::Structure {
+                path: if base.is_empty() {
+                    camel.to_owned()
+                } else {
+                    format!("{base}.{camel}")
+                },
+                message: format!("expected an array, found {}", json_kind(other)),
+            })
+        }
+    }
+}
+
+type FieldError = (String, String);
+
+fn json_resource(rs: &Map<String, Value>) -> Result<Arc<Resource>, FieldError> {
+    let Some(resource) = get(rs, "resource", "resource") else {
+        return Ok(Arc::new(Resource::default()));
+    };
+    let Value::Object(resource) = resource else {
+        return Err((
+            "resource".into(),
+            format!("expected an object, found {}", json_kind(resource)),
+        ));
+    };
+    let attributes = match get(resource, "attributes", "attributes") {
+        None => Vec::new(),
+        Some(v) => json_key_values(v, 0, true)
+            .map_err(|(p, m)| (join_path("resource.attributes", &p), m))?,
+    };
+    Ok(Arc::new(Resource { attributes }))
+}
+
+fn json_scope_name(ss: &Map<String, Value>) -> Result<String, FieldError> {
+    let Some(scope) = get(ss, "scope", "scope") else {
+        return Ok(String::new());
+    };
+    let Value::Object(scope) = scope else {
+        return Err((
+            "scope".into(),
+            format!("expected an object, found {}", json_kind(scope)),
+        ));
+    };
+    match get(scope, "name", "name") {
+        None => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err((
+            "scope.name".into(),
+            format!("expected a string, found {}", json_kind(other)),
+        )),
+    }
+}
+
+/// `base` followed by a relative path (`.key`, `[i]`, or empty).
+fn join_path(base: &str, rest: &str) -> String {
+    format!("{base}{rest}")
+}
+
+fn json_span(
+    v: &Value,
+    index: usize,
+    resource: &Arc<Resource>,
+    scope_name: &str,
+) -> Result<Span, SpanError> {
+    let err = |field: &str, message: String| SpanError::new(index, field, message);
+    let Value::Object(s) = v else {
+        return Err(err(
+            "",
+            format!("expected a span object, found {}", json_kind(v)),
+        ));
+    };
+    let trace_id = match get(s, "traceId", "trace_id") {
+        None => return Err(err("traceId", "missing".into())),
+        Some(v) => TraceId(hex_id::<16>(v, "trace id").map_err(|m| err("traceId", m))?),
+    };
+    if trace_id.0 == [0; 16] {
+        return Err(err("traceId", "an all-zero trace id is invalid".into()));
+    }
+    let span_id = match get(s, "spanId", "span_id") {
+        None => return Err(err("spanId", "missing".into())),
+        Some(v) => SpanId(hex_id::<8>(v, "span id").map_err(|m| err("spanId", m))?),
+    };
+    if span_id.0 == [0; 8] {
+        return Err(err("spanId", "an all-zero span id is invalid".into()));
+    }
+    let parent_span_id = match get(s, "parentSpanId", "parent_span_id") {
+        None => None,
+        Some(Value::String(t)) if t.is_empty() => None,
+        Some(v) => match hex_id::<8>(v, "span id").map_err(|m| err("parentSpanId", m))? {
+            [0, 0, 0, 0, 0, 0, 0, 0] => None,
+            id => Some(SpanId(id)),
+        },
+    };
+    let name = match get(s, "name", "name") {
+        None => String::new(),
+        Some(Value::String(n)) => n.clone(),
+        Some(other) => {
+            return Err(err(
+                "name",
+                format!("expected a string, found {}", json_kind(other)),
+            ));
+        }
+    };
+    let kind = match get(s, "kind", "kind") {
+        None => SpanKind::Unspecified,
+        Some(v) => enum_value(v, span_kind_from_name, SpanKind::from_otlp)
+            .ok_or_else(|| err("kind", format!("{} is not an OTLP span kind", show(v))))?,
+    };
+    let start = match get(s, "startTimeUnixNano", "start_time_unix_nano") {
+        None => 0,
+        Some(v) => parse_nanos(v).map_err(|m| err("startTimeUnixNano", m))?,
+    };
+    let end = match get(s, "endTimeUnixNano", "end_time_unix_nano") {
+        None => 0,
+        Some(v) => parse_nanos(v).map_err(|m| err("endTimeUnixNano", m))?,
+    };
+    let (status_code, status_message) = match get(s, "status", "status") {
+        None => (StatusCode::Unset, String::new()),
+        Some(Value::Object(st)) => {
+            let code = match get(st, "code", "code") {
+                None => StatusCode::Unset,
+                Some(v) => enum_value(v, status_code_from_name, StatusCode::from_otlp).ok_or_else(
+                    || {
+                        err(
+                            "status.code",
+                            format!("{} is not an OTLP status code", show(v)),
+                        )
+                    },
+                )?,
+            };
+            let message = match get(st, "message", "message") {
+                None => String::new(),
+                Some(Value::String(m)) => m.clone(),
+                Some(other) => {
+                    return Err(err(
+                        "status.message",
+                        format!("expected a string, found {}", json_kind(other)),
+                    ));
+                }
+            };
+            (code, message)
+        }
+        Some(other) => {
+            return Err(err(
+                "status",
+                format!("expected an object, found {}", json_kind(other)),
+            ));
+        }
+    };
+    let attributes = match get(s, "attributes", "attributes") {
+        None => Vec::new(),
+        Some(v) => {
+            json_key_values(v, 0, true).map_err(|(p, m)| err(&join_path("attributes", &p), m))?
+        }
+    };
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        kind,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        status_code,
+        status_message,
+        attributes,
+        resource: Arc::clone(resource),
+        scope_name: scope_name.to_owned(),
+    })
+}
+
+/// `N` bytes from a hex string of `2N` digits, either case.
+fn hex_id<const N: usize>(v: &Value, what: &str) -> Result<[u8; N], String> {
+    let Value::String(text) = v else {
+        return Err(format!(
+            "expected a {what} as a hex string, found {}",
+            json_kind(v)
+        ));
+    };
+    let mut id = [0u8; N];
+    if text.len() != 2 * N || hex::decode_to_slice(text, &mut id).is_err() {
+        return Err(format!(
+            "{} is not a {what} of {} hex digits",
+            quote_str(text),
+            2 * N
+        ));
+    }
+    Ok(id)
+}
+
+/// An enum given as its number or its name.
+fn enum_value<T>(
+    v: &Value,
+    by_name: impl Fn(&str) -> Option<T>,
+    by_number: impl Fn(i64) -> Option<T>,
+) -> Option<T> {
+    match v {
+        Value::Number(n) => n.as_i64().and_then(by_number),
+        Value::String(s) => by_name(s),
+        _ => None,
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => quote_str(s),
+        Value::Number(n) => format!("`{n}`"),
+        other => json_kind(other).to_owned(),
+    }
+}
+
+/// A JSON array of `KeyValue` objects; the error path is relative (`.key…` or `[i]…`). `top` lists are made unique by key (span and resource
+/// attributes); nested key-value lists are kept as written.
+fn json_key_values(v: &Value, depth: usize, top: bool) -> Result<Attributes, FieldError> {
+    let Value::Array(items) = v else {
+        return Err((
+            String::new(),
+            format!("expected an array of key-values, found {}", json_kind(v)),
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(kv) = item else {
+            return Err((
+                format!("[{i}]"),
+                format!("expected a key-value object, found {}", json_kind(item)),
+            ));
+        };
+        let key = match get(kv, "key", "key") {
+            None => "",
+            Some(Value::String(k)) => k.as_str(),
+            Some(other) => {
+                return Err((
+                    format!("[{i}].key"),
+                    format!("expected a string, found {}", json_kind(other)),
+                ));
+            }
+        };
+        let Some(value) = get(kv, "value", "value") else {
+            continue;
+        };
+        match json_any_value(value, depth) {
+            Ok(Some(v)) => out.push((key.to_owned(), v)),
+            Ok(None) => {}
+            Err((p, m)) => return Err((format!(".{key}{p}"), m)),
+        }
+    }
+    Ok(if top { dedup_attributes(out) } else { out })
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Str,
+    Bool,
+    Int,
+    Double,
+    Bytes,
+    Array,
+    KvList,
+}
+
+fn which(key: &str) -> Option<Which> {
+    Some(match key {
+        "stringValue" | "string_value" => Which::Str,
+        "boolValue" | "bool_value" => Which::Bool,
+        "intValue" | "int_value" => Which::Int,
+        "doubleValue" | "double_value" => Which::Double,
+        "bytesValue" | "bytes_value" => Which::Bytes,
+        "arrayValue" | "array_value" => Which::Array,
+        "kvlistValue" | "kvlist_value" => Which::KvList,
+        _ => return None,
+    })
+}
+
+/// Base64 as the protobuf JSON mapping reads it: standard or URL-safe alphabet, padding
+/// optional.
+const BASE64_STANDARD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// One OTLP/JSON `AnyValue`; `None` when no value is set.
+fn json_any_value(v: &Value, depth: usize) -> Result<Option<AttrValue>, FieldError> {
+    let Value::Object(obj) = v else {
+        return Err((
+            String::new(),
+            format!(
+                "expected an AnyValue object such as {{\"stringValue\": …}}, found {}",
+                json_kind(v)
+            ),
+        ));
+    };
+    let mut found: Option<(&str, Which, &Value)> = None;
+    for (key, value) in obj {
+        if value.is_null() {
+            continue;
+        }
+        let Some(w) = which(key) else { continue };
+        if let Some((first, _, _)) = found {
+            return Err((
+                String::new(),
+                format!("an AnyValue holds one value, found `{first}` and `{key}`"),
+            ));
+        }
+        found = Some((key.as_str(), w, value));
+    }
+    let Some((key, which, value)) = found else {
+        return Ok(None);
+    };
+    let wrong = |expected: &str| {
+        (
+            String::new(),
+            format!("`{key}` expects {expected}, found {}", json_kind(value)),
+        )
+    };
+    Ok(Some(match which {
+        Which::Str => match value {
+            Value::String(s) => AttrValue::Str(s.clone()),
+            _ => return Err(wrong("a string")),
+        },
+        Which::Bool => match value {
+            Value::Bool(b) => AttrValue::Bool(*b),
+            _ => return Err(wrong("a boolean")),
+        },
+        Which::Int => {
+            AttrValue::Int(json_i64(value).map_err(|m| (String::new(), format!("`{key}`: {m}")))?)
+        }
+        Which::Double => {
+            AttrValue::Float(json_f64(value).map_err(|m| (String::new(), format!("`{key}`: {m}")))?)
+        }
+        Which::Bytes => match value {
+            Value::String(s) => AttrValue::Bytes(
+                BASE64_STANDARD
+                    .decode(s)
+                    .or_else(|_| BASE64_URL_SAFE.decode(s))
+                    .map_err(|e| (String::new(), format!("`{key}` is not base64: {e}")))?,
+            ),
+            _ => return Err(wrong("a base64 string")),
+        },
+        Which::Array => {
+            check_depth(depth)?;
+            let Value::Object(array) = value else {
+                return Err(wrong("an object `{\"values\": [...]}`"));
+            };
+            let items: &[Value] = match get(array, "values", "values") {
+                None => &[],
+                Some(Value::Array(items)) => items,
+                Some(other) => {
+                    return Err((
+                        String::new(),
+                        format!(
+                            "`{key}.values` expects an array, found {}",
+                            json_kind(other)
+                        ),
+                    ));
+                }
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                if let Some(v) =
+                    json_any_value(item, depth + 1).map_err(|(p, m)| (format!("[{i}]{p}"), m))?
+                {
+                    out.push(v);
+                }
+            }
+            AttrValue::Array(out)
+        }
+        Which::KvList => {
+            check_depth(depth)?;
+            let Value::Object(list) = value else {
+                return Err(wrong("an object `{\"values\": [...]}`"));
+            };
+            match get(list, "values", "values") {
+                None => AttrValue::KvList(Vec::new()),
+                Some(values) => AttrValue::KvList(json_key_values(values, depth + 1, false)?),
+            }
+        }
+    }))
+}
+
+/// A protobuf JSON int64: a number without fraction, or a decimal string.
+fn json_i64(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(i);
+            }
+            match n.as_f64() {
+                // Exponent notation of a whole number is accepted by the protobuf JSON mapping.
+                Some(f)
+                    if f.fract() == 0.0
+                        && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0)
+                            .contains(&f) =>
+                {
+                    Ok(f as i64)
+                }
+                _ => Err(format!("`{n}` is not a 64-bit integer")),
+            }
+        }
+        Value::String(s) => s
+            .parse::<i64>()
+            .map_err(|_| format!("{} is not a 64-bit integer", quote_str(s))),
+        other => Err(format!(
+            "expected an integer or a decimal string, found {}",
+            json_kind(other)
+        )),
+    }
+}
+
+/// A protobuf JSON double: a number, a numeric string, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+fn json_f64(v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Number(n) => n.as_f64().ok_or_else(|| format!("`{n}` is not a double")),
+        Value::String(s) => match s.as_str() {
+            "NaN" => Ok(f64::NAN),
+            "Infinity" => Ok(f64::INFINITY),
+            "-Infinity" => Ok(f64::NEG_INFINITY),
+            text => text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| format!("{} is not a double", quote_str(text))),
+        },
+        other => Err(format!(
+            "expected a number or a numeric string, found {}",
+            json_kind(other)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use base64::engine::general_purpose::STANDARD;
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
+    use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
+    use serde_json::json;
+
+    const TRACE_HEX: &str = "5b8efff798038103d269b633813fc60c";
+
+    fn kv(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn pb_span(span_id: u8, parent: Option<u8>) -> pb::Span {
+        pb::Span {
+            trace_id: hex::decode(TRACE_HEX).unwrap(),
+            span_id: vec![0, 0, 0, 0, 0, 0, 0, span_id],
+            parent_span_id: parent
+                .map(|p| vec![0, 0, 0, 0, 0, 0, 0, p])
+                .unwrap_or_default(),
+            name: format!("op-{span_id}"),
+            kind: 2,
+            start_time_unix_nano: 1_544_712_660_000_000_000,
+            end_time_unix_nano: 1_544_712_661_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<pb::Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![pb::ResourceSpans {
+                resource: Some(PbResource {
+                    attributes: vec![kv(
+                        "service.name",
+                        any_value::Value::StringValue("shop".into()),
+                    )],
+                    ..Default::default()
+                }),
+                scope_spans: vec![pb::ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn protobuf_per_span_errors_keep_neighbours() {
+        let mut bad_trace = pb_span(2, None);
+        bad_trace.trace_id.pop();
+        let mut zero_trace = pb_span(3, None);
+        zero_trace.trace_id = vec![0; 16];
+        let mut bad_span = pb_span(4, None);
+        bad_span.span_id = vec![1; 9];
+        let mut zero_span = pb_span(5, None);
+        zero_span.span_id = vec![0; 8];
+        let mut bad_parent = pb_span(6, None);
+        bad_parent.parent_span_id = vec![1, 2, 3];
+        let mut bad_kind = pb_span(7, None);
+        bad_kind.kind = 6;
+        let mut bad_status = pb_span(8, None);
+        bad_status.status = Some(pb::Status {
+            code: 3,
+            message: String::new(),
+        });
+        let mut zero_parent = pb_span(9, None);
+        zero_parent.parent_span_id = vec![0; 8];
+        let bytes = request(vec![
+            pb_span(1, None),
+            bad_trace,
+            zero_trace,
+            bad_span,
+            zero_span,
+            bad_parent,
+            bad_kind,
+            bad_status,
+            zero_parent,
+            pb_span(10, Some(1)),
+        ])
+        .encode_to_vec();
+        let d = decode_otlp_protobuf(&bytes).unwrap();
+        let fields: Vec<(usize, &str)> = d
+            .rejected
+            .iter()
+            .map(|e| (e.index, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (1, "trace_id"),
+                (2, "trace_id"),
+                (3, "span_id"),
+                (4, "span_id"),
+                (5, "parent_span_id"),
+                (6, "kind"),
+                (7, "status.code"),
+            ]
+        );
+        assert_eq!(
+            d.rejected[0].to_string(),
+            "span 1: field `trace_id`: expected 16 bytes, found 15"
+        );
+        let names: Vec<&str> = d.spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["op-1", "op-9", "op-10"]);
+        assert_eq!(d.spans[1].parent_span_id, None);
+        assert_eq!(d.spans[2].parent_span_id, Some(d.spans[0].span_id));
+        assert!(Arc::ptr_eq(&d.spans[0].resource, &d.spans[2].resource));
+        assert_eq!(d.spans[0].scope_name, "lib");
+        assert_eq!(d.spans[0].service(), "shop");
+        assert_eq!(d.total(), 10);
+    }
+
+    #[test]
+    fn protobuf_garbage_is_an_error() {
+        let e = decode_otlp_protobuf(&[0x0a, 0xff, 0xff]).unwrap_err();
+        assert!(matches!(e, OtlpError::Protobuf(_)));
+        assert!(
+            e.to_string().starts_with("undecodable OTLP protobuf"),
+            "{e}"
+        );
+        assert_eq!(decode_otlp_protobuf(&[]).unwrap(), Decoded::default());
+    }
+
+    #[test]
+    fn protobuf_values() {
+        let mut s = pb_span(1, None);
+        s.attributes = vec![
+            kv("s", any_value::Value::StringValue("x".into())),
+            kv("b", any_value::Value::BoolValue(true)),
+            kv("i", any_value::Value::IntValue(-3)),
+            kv("d", any_value::Value::DoubleValue(2.5)),
+            kv("bytes", any_value::Value::BytesValue(vec![1, 2])),
+            kv(
+                "arr",
+                any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![
+                        AnyValue {
+                            value: Some(any_value::Value::IntValue(1)),
+                        },
+                        AnyValue { value: None },
+                        AnyValue {
+                            value: Some(any_value::Value::StringValue("two".into())),
+                        },
+                    ],
+                }),
+            ),
+            kv(
+                "kv",
+                any_value::Value::KvlistValue(KeyValueList {
+                    values: vec![kv("inner", any_value::Value::BoolValue(false))],
+                }),
+            ),
+            KeyValue {
+                key: "empty".into(),
+                value: None,
+                ..Default::default()
+            },
+            KeyValue {
+                key: "empty2".into(),
+                value: Some(AnyValue { value: None }),
+                ..Default::default()
+            },
+            kv("i", any_value::Value::IntValue(4)),
+        ];
+        let d = decode_otlp_request(request(vec![s]));
+        let span = &d.spans[0];
+        assert_eq!(
+            span.attributes,
+            vec![
+                ("s".to_string(), AttrValue::Str("x".into())),
+                ("b".to_string(), AttrValue::Bool(true)),
+                ("i".to_string(), AttrValue::Int(4)),
+                ("d".to_string(), AttrValue::Float(2.5)),
+                ("bytes".to_string(), AttrValue::Bytes(vec![1, 2])),
+                (
+                    "arr".to_string(),
+                    AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("two".into())])
+                ),
+                (
+                    "kv".to_string(),
+                    AttrValue::KvList(vec![("inner".to_string(), AttrValue::Bool(false))])
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn protobuf_too_deep_values_reject_the_span() {
+        let mut v = AnyValue {
+            value: Some(any_value::Value::IntValue(1)),
+        };
+        for _ in 0..=MAX_VALUE_DEPTH {
+            v = AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+            };
+        }
+        let mut s = pb_span(1, None);
+        s.attributes = vec![KeyValue {
+            key: "deep".into(),
+            value: Some(v),
+            ..Default::default()
+        }];
+        let d = decode_otlp_request(request(vec![s, pb_span(2, None)]));
+        assert_eq!(d.spans.len(), 1);
+        assert!(
+            d.rejected[0].field.starts_with("attributes.deep[0][0]"),
+            "{}",
+            d.rejected[0]
+        );
+    }
+
+    fn json_request(spans: Value) -> Value {
+        json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+            "scopeSpans": [{"scope": {"name": "lib"}, "spans": spans}]
+        }]})
+    }
+
+    fn json_span_value(changes: Value) -> Value {
+        let mut v = json!({
+            "traceId": TRACE_HEX,
+            "spanId": "eee19b7ec3c1b174",
+            "name": "op",
+            "kind": 2,
+            "startTimeUnixNano": "1544712660000000000",
+            "endTimeUnixNano": "1544712661000000000",
+        });
+        for (k, val) in changes.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    fn one_json(changes: Value) -> Result<Span, SpanError> {
+        let mut d =
+            decode_otlp_json_value(&json_request(json!([json_span_value(changes)]))).unwrap();
+        match d.rejected.pop() {
+            Some(e) => Err(e),
+            None => Ok(d.spans.remove(0)),
+        }
+    }
+
+    fn attr(value: Value) -> Result<Option<AttrValue>, SpanError> {
+        one_json(json!({"attributes": [{"key": "a", "value": value}]}))
+            .map(|s| s.attributes.into_iter().next().map(|(_, v)| v))
+    }
+
+    #[test]
+    fn json_any_values() {
+        for (value, expect) in [
+            (
+                json!({"stringValue": "x"}),
+                Some(AttrValue::Str("x".into())),
+            ),
+            (
+                json!({"string_value": "x"}),
+                Some(AttrValue::Str("x".into())),
+            ),
+            (json!({"boolValue": true}), Some(AttrValue::Bool(true))),
+            (json!({"intValue": "-42"}), Some(AttrValue::Int(-42))),
+            (json!({"intValue": 42}), Some(AttrValue::Int(42))),
+            (
+                json!({"intValue": "9223372036854775807"}),
+                Some(AttrValue::Int(i64::MAX)),
+            ),
+            (json!({"intValue": 1e3}), Some(AttrValue::Int(1000))),
+            (json!({"int_value": 7}), Some(AttrValue::Int(7))),
+            (json!({"doubleValue": 1.5}), Some(AttrValue::Float(1.5))),
+            (json!({"doubleValue": 3}), Some(AttrValue::Float(3.0))),
+            (json!({"doubleValue": "2.5"}), Some(AttrValue::Float(2.5))),
+            (
+                json!({"doubleValue": "Infinity"}),
+                Some(AttrValue::Float(f64::INFINITY)),
+            ),
+            (
+                json!({"doubleValue": "-Infinity"}),
+                Some(AttrValue::Float(f64::NEG_INFINITY)),
+            ),
+            (
+                json!({"bytesValue": "AQID"}),
+                Some(AttrValue::Bytes(vec![1, 2, 3])),
+            ),
+            (
+                json!({"bytesValue": "AQI="}),
+                Some(AttrValue::Bytes(vec![1, 2])),
+            ),
+            (
+                json!({"bytesValue": "AQI"}),
+                Some(AttrValue::Bytes(vec![1, 2])),
+            ),
+            (
+                json!({"bytesValue": "-_8"}),
+                Some(AttrValue::Bytes(vec![0xfb, 0xff])),
+            ),
+            (json!({"bytes_value": ""}), Some(AttrValue::Bytes(vec![]))),
+            (json!({"arrayValue": {}}), Some(AttrValue::Array(vec![]))),
+            (
+                json!({"arrayValue": {"values": null}}),
+                Some(AttrValue::Array(vec![])),
+            ),
+            (
+                json!({"arrayValue": {"values": [{"intValue": "1"}, {}, {"stringValue": "b"}]}}),
+                Some(AttrValue::Array(vec![
+                    AttrValue::Int(1),
+                    AttrValue::Str("b".into()),
+                ])),
+            ),
+            (
+                json!({"array_value": {"values": [{"array_value": {"values": [{"bool_value": false}]}}]}}),
+                Some(AttrValue::Array(vec![AttrValue::Array(vec![
+                    AttrValue::Bool(false),
+                ])])),
+            ),
+            (json!({"kvlistValue": {}}), Some(AttrValue::KvList(vec![]))),
+            (
+                json!({"kvlistValue": {"values": [{"key": "k", "value": {"intValue": 1}}, {"key": "k", "value": {"intValue": 2}}]}}),
+                Some(AttrValue::KvList(vec![
+                    ("k".into(), AttrValue::Int(1)),
+                    ("k".into(), AttrValue::Int(2)),
+                ])),
+            ),
+            (json!({}), None),
+            (json!({"stringValue": null}), None),
+            (json!({"futureValue": 1}), None),
+            (
+                json!({"stringValue": "x", "unknownField": 1}),
+                Some(AttrValue::Str("x".into())),
+            ),
+        ] {
+            assert_eq!(attr(value.clone()).unwrap(), expect, "{value}");
+        }
+        match attr(json!({"doubleValue": "NaN"})).unwrap() {
+            Some(AttrValue::Float(f)) => assert!(f.is_nan()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(attr(Value::Null).unwrap(), None);
+    }
+
+    #[test]
+    fn json_any_value_errors() {
+        for value in [
+            json!({"stringValue": 1}),
+            json!({"boolValue": "true"}),
+            json!({"intValue": "1.5"}),
+            json!({"intValue": 1.5}),
+            json!({"intValue": "9223372036854775808"}),
+            json!({"intValue": 1e19}),
+            json!({"intValue": true}),
+            json!({"doubleValue": "fast"}),
+            json!({"doubleValue": []}),
+            json!({"bytesValue": "@@@"}),
+            json!({"bytesValue": 5}),
+            json!({"arrayValue": []}),
+            json!({"arrayValue": {"values": {}}}),
+            json!({"kvlistValue": {"values": 3}}),
+            json!({"kvlistValue": 3}),
+            json!({"stringValue": "a", "intValue": 1}),
+            json!({"stringValue": "a", "string_value": "b"}),
+            json!("plain"),
+        ] {
+            let e = attr(value.clone()).unwrap_err();
+            assert!(e.field.starts_with("attributes.a"), "{value}: {e}");
+        }
+        let e = attr(json!({"arrayValue": {"values": [{"intValue": 1}, {"kvlistValue": {"values": [{"key": "x", "value": {"intValue": "z"}}]}}]}})).unwrap_err();
+        assert_eq!(e.field, "attributes.a[1].x");
+        let e = one_json(json!({"attributes": {"a": 1}})).unwrap_err();
+        assert_eq!(e.field, "attributes");
+        let e = one_json(json!({"attributes": [1]})).unwrap_err();
+        assert_eq!(e.field, "attributes[0]");
+        let e =
+            one_json(json!({"attributes": [{"key": 1, "value": {"intValue": 1}}]})).unwrap_err();
+        assert_eq!(e.field, "attributes[0].key");
+    }
+
+    #[test]
+    fn json_span_fields() {
+        let s = one_json(json!({
+            "traceId": TRACE_HEX.to_uppercase(),
+            "spanId": "EEE19B7EC3C1B174",
+            "parentSpanId": "EEE19B7EC3C1B173",
+            "kind": "SPAN_KIND_CLIENT",
+            "status": {"code": "STATUS_CODE_ERROR", "message": "boom"},
+            "startTimeUnixNano": 1544712660000000000u64,
+            "endTimeUnixNano": "1544712661000000000",
+            "flags": 1,
+            "events": [{"name": "e"}],
+            "links": [],
+            "droppedAttributesCount": 3,
+        }))
+        .unwrap();
+        assert_eq!(s.trace_id.to_hex(), TRACE_HEX);
+        assert_eq!(s.span_id.to_hex(), "eee19b7ec3c1b174");
+        assert_eq!(s.parent_span_id.unwrap().to_hex(), "eee19b7ec3c1b173");
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(
+            (s.status_code, s.status_message.as_str()),
+            (StatusCode::Error, "boom")
+        );
+        assert_eq!(s.duration_nanos(), 1_000_000_000);
+        assert_eq!(s.scope_name, "lib");
+        assert_eq!(s.service(), "shop");
+
+        for parent in [Value::Null, json!(""), json!("0000000000000000")] {
+            assert_eq!(
+                one_json(json!({ "parentSpanId": parent }))
+                    .unwrap()
+                    .parent_span_id,
+                None
+            );
+        }
+        let s = one_json(
+            json!({"status": {"code": 2}, "kind": null, "name": null, "startTimeUnixNano": null}),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.status_code,
+                s.kind,
+                s.name.as_str(),
+                s.start_time_unix_nano
+            ),
+            (StatusCode::Error, SpanKind::Unspecified, "", 0)
+        );
+
+        for (changes, field) in [
+            (json!({"traceId": null}), "traceId"),
+            (json!({"traceId": ""}), "traceId"),
+            (
+                json!({"traceId": "5b8efff798038103d269b633813fc60"}),
+                "traceId",
+            ),
+            (
+                json!({"traceId": "zz8efff798038103d269b633813fc60c"}),
+                "traceId",
+            ),
+            (
+                json!({"traceId": "00000000000000000000000000000000"}),
+                "traceId",
+            ),
+            (json!({"traceId": "W47/95gDgQPSabYzgT/GDA=="}), "traceId"),
+            (json!({"traceId": 5}), "traceId"),
+            (json!({"spanId": "eee19b7ec3c1b17"}), "spanId"),
+            (json!({"spanId": "0000000000000000"}), "spanId"),
+            (json!({"spanId": null}), "spanId"),
+            (json!({"parentSpanId": "abc"}), "parentSpanId"),
+            (json!({"parentSpanId": 1}), "parentSpanId"),
+            (json!({"kind": 9}), "kind"),
+            (json!({"kind": "SIDEWAYS"}), "kind"),
+            (json!({"kind": "2"}), "kind"),
+            (json!({"status": {"code": 5}}), "status.code"),
+            (
+                json!({"status": {"code": 1, "message": 1}}),
+                "status.message",
+            ),
+            (json!({"status": "ERROR"}), "status"),
+            (json!({"startTimeUnixNano": "x"}), "startTimeUnixNano"),
+            (json!({"endTimeUnixNano": -1}), "endTimeUnixNano"),
+            (json!({"name": 1}), "name"),
+        ] {
+            let e = one_json(changes.clone()).unwrap_err();
+            assert_eq!(e.field, field, "{changes}: {e}");
+        }
+        let e = decode_otlp_json_value(&json_request(json!([1]))).unwrap();
+        assert_eq!(e.rejected[0].field, "");
+    }
+
+    #[test]
+    fn json_snake_case_request() {
+        let v = json!({"resource_spans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"string_value": "shop"}}]},
+            "scope_spans": [{"scope": {"name": "lib"}, "spans": [{
+                "trace_id": TRACE_HEX,
+                "span_id": "eee19b7ec3c1b174",
+                "parent_span_id": "eee19b7ec3c1b173",
+                "name": "op",
+                "kind": 2,
+                "start_time_unix_nano": "1",
+                "end_time_unix_nano": 2,
+                "status": {"code": 1}
+            }]}]
+        }]});
+        let d = decode_otlp_json_value(&v).unwrap();
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        let s = &d.spans[0];
+        assert_eq!(s.service(), "shop");
+        assert_eq!(s.parent_span_id.unwrap().to_hex(), "eee19b7ec3c1b173");
+        assert_eq!((s.start_time_unix_nano, s.end_time_unix_nano), (1, 2));
+        assert_eq!(s.status_code, StatusCode::Ok);
+    }
+
+    #[test]
+    fn json_structure_errors() {
+        for (doc, path) in [
+            (json!([]), ""),
+            (json!({"resourceSpans": {}}), "resourceSpans"),
+            (json!({"resourceSpans": [1]}), "resourceSpans[0]"),
+            (
+                json!({"resourceSpans": [{"scopeSpans": 1}]}),
+                "resourceSpans[0].scopeSpans",
+            ),
+            (
+                json!({"resourceSpans": [{"scopeSpans": [{}, 2]}]}),
+                "resourceSpans[0].scopeSpans[1]",
+            ),
+            (
+                json!({"resourceSpans": [{"scopeSpans": [{"spans": "x"}]}]}),
+                "resourceSpans[0].scopeSpans[0].spans",
+            ),
+        ] {
+            match decode_otlp_json_value(&doc) {
+                Err(OtlpError::Structure { path: p, .. }) => assert_eq!(p, path, "{doc}"),
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
+        for doc in [
+            json!({}),
+            json!({"resourceSpans": null}),
+            json!({"resourceSpans": [{}]}),
+        ] {
+            assert_eq!(decode_otlp_json_value(&doc).unwrap(), Decoded::default());
+        }
+        let e = decode_otlp_json(b"{\"resourceSpans\": [").unwrap_err();
+        assert!(matches!(e, OtlpError::Json(_)));
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn json_bad_resource_or_scope_rejects_its_spans_only() {
+        let good = json_span_value(json!({}));
+        let doc = json!({"resourceSpans": [
+            {"resource": {"attributes": [{"key": "x", "value": {"intValue": "nope"}}]},
+             "scopeSpans": [{"spans": [good.clone(), good.clone()]}]},
+            {"resource": {}, "scopeSpans": [
+                {"scope": {"name": 3}, "spans": [good.clone()]},
+                {"scope": {"name": "ok"}, "spans": [good.clone()]}
+            ]},
+            {"resource": 7, "scopeSpans": [{"spans": [good]}]}
+        ]});
+        let d = decode_otlp_json_value(&doc).unwrap();
+        let rejected: Vec<(usize, &str)> = d
+            .rejected
+            .iter()
+            .map(|e| (e.index, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (0, "resource.attributes.x"),
+                (1, "resource.attributes.x"),
+                (2, "scope.name"),
+                (4, "resource")
+            ]
+        );
+        assert_eq!(d.spans.len(), 1);
+        assert_eq!(d.spans[0].scope_name, "ok");
+        assert!(d.spans[0].resource.attributes.is_empty());
+    }
+
+    #[test]
+    fn base64_engines_accept_padding_either_way() {
+        assert_eq!(
+            BASE64_STANDARD.decode("AQ==").unwrap(),
+            STANDARD.decode("AQ==").unwrap()
+        );
+        assert_eq!(BASE64_STANDARD.decode("AQ").unwrap(), vec![1]);
+    }
+}

@@ -1,0 +1,692 @@
+//! Violations (ENGINE.md §6).
+//!
+//! In: the outcome of evaluating one rule against one trace, as plain values (rule id, name,
+//! expression, severity, the clause that failed, the trigger and offending span references,
+//! how the trace was completed) and a wall-clock time. Out: [`Violation`], the record stored,
+//! exported, signed ([`crate::sign`]) and returned by every interface, serialized as JSON with
+//! camelCase keys:
+//!
+//! ```json
+//! {"id":"0190…","ruleId":"large-order-fraud","ruleName":"large-order-fraud",
+//!  "ruleVersion":"3f2a9c0d1b7e4a55","severity":"HIGH","message":"rule \"large-order-fraud\" (HIGH): …",
+//!  "traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7",
+//!  "failedClause":"always","completionReason":"root_complete","partial":false,
+//!  "triggerSpans":[{"traceId":"…","spanId":"…","name":"checkout","service":"shop"}],
+//!  "offendingSpans":[],"truncated":false,"createdAt":"2024-05-01T12:00:00.123Z","signature":null}
+//! ```
+//!
+//! Every key is always present; `signature` is `null` when the violation is unsigned. A
+//! violation holds no JSON numbers (only strings, booleans, lists and objects), which keeps its
+//! canonical form identical across JSON libraries (see [`crate::sign`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::span::{Span, TraceId};
+
+/// Severity of a rule and of its violations (ENGINE.md §3). Parsed case-insensitively,
+/// serialized in upper case. Ordered `LOW < MEDIUM < HIGH < CRITICAL`, the order used by
+/// `betrace check --fail-on` (SERVER.md §2).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub enum Severity {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// Upper-case name (`HIGH`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A severity name that is none of CRITICAL, HIGH, MEDIUM, LOW (in any case).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown severity `{0}`; expected one of CRITICAL, HIGH, MEDIUM, LOW")]
+pub struct ParseSeverityError(pub String);
+
+impl FromStr for Severity {
+    type Err = ParseSeverityError;
+
+    /// Case-insensitive; surrounding whitespace is ignored.
+    fn from_str(s: &str) -> Result<Severity, ParseSeverityError> {
+        let t = s.trim();
+        Severity::ALL
+            .into_iter()
+            .find(|sev| sev.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| ParseSeverityError(s.to_owned()))
+    }
+}
+
+impl Serialize for Severity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Severity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Severity, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The clause that made the rule fail (DSL.md §3.6, §7.2).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailedClause {
+    /// `always` was false (when `never` also matched, `offendingSpans` lists its matches).
+    Always,
+    /// `never` matched.
+    Never,
+    /// An expression-form rule was true.
+    Expression,
+}
+
+impl FailedClause {
+    /// Lower-case name as serialized (`always`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailedClause::Always => "always",
+            FailedClause::Never => "never",
+            FailedClause::Expression => "expression",
+        }
+    }
+}
+
+impl fmt::Display for FailedClause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the evaluated trace was considered complete (ENGINE.md §5), serialized in snake case.
+///
+/// `Direct` is an addition to the table of ENGINE.md §5: the trace was not assembled from a
+/// stream but handed over whole, e.g. by `betrace check`, `betrace test`, `POST /v1/rules/test`
+/// or `Engine.evaluate` in the bindings.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionReason {
+    /// The root span had ended and no span arrived for `root_grace`.
+    RootComplete,
+    /// No span arrived for `idle_timeout`.
+    IdleTimeout,
+    /// The first span arrived more than `max_trace_age` ago.
+    MaxAge,
+    /// The trace reached `max_spans_per_trace` spans.
+    SpanCap,
+    /// Released early because the buffer was over `max_buffered_spans`.
+    Evicted,
+    /// Released by an explicit flush.
+    Flush,
+    /// Released at shutdown.
+    Shutdown,
+    /// Evaluated outside the assembler, as one whole trace.
+    Direct,
+}
+
+impl CompletionReason {
+    /// Every reason, in the order of ENGINE.md §5, `Direct` last.
+    pub const ALL: [CompletionReason; 8] = [
+        CompletionReason::RootComplete,
+        CompletionReason::IdleTimeout,
+        CompletionReason::MaxAge,
+        CompletionReason::SpanCap,
+        CompletionReason::Evicted,
+        CompletionReason::Flush,
+        CompletionReason::Shutdown,
+        CompletionReason::Direct,
+    ];
+
+    /// Snake-case name as serialized (`root_complete`), also the metrics label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionReason::RootComplete => "root_complete",
+            CompletionReason::IdleTimeout => "idle_timeout",
+            CompletionReason::MaxAge => "max_age",
+            CompletionReason::SpanCap => "span_cap",
+            CompletionReason::Evicted => "evicted",
+            CompletionReason::Flush => "flush",
+            CompletionReason::Shutdown => "shutdown",
+            CompletionReason::Direct => "direct",
+        }
+    }
+}
+
+impl fmt::Display for CompletionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reference to one span named by a violation.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanRef {
+    /// Lowercase hex, 32 characters.
+    pub trace_id: String,
+    /// Lowercase hex, 16 characters.
+    pub span_id: String,
+    /// Span name.
+    pub name: String,
+    /// `service.name` of the span's resource, `""` when absent.
+    pub service: String,
+}
+
+impl SpanRef {
+    /// The reference to `span`.
+    pub fn from_span(span: &Span) -> SpanRef {
+        SpanRef {
+            trace_id: span.trace_id.to_hex(),
+            span_id: span.span_id.to_hex(),
+            name: span.name.clone(),
+            service: span.service().to_owned(),
+        }
+    }
+}
+
+/// One violation of one rule by one trace (ENGINE.md §6). See the module docs for the JSON
+/// shape.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    /// UUIDv7, hyphenated lower case; its timestamp is `createdAt`.
+    pub id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    /// [`rule_version`] of the rule's expression text.
+    pub rule_version: String,
+    pub severity: Severity,
+    /// Human-readable, self-contained description (see [`Violation::new`]).
+    pub message: String,
+    /// Lowercase hex, 32 characters.
+    pub trace_id: String,
+    /// The first trigger span, else the first offending span, else `""` (lowercase hex).
+    pub span_id: String,
+    pub failed_clause: FailedClause,
+    pub completion_reason: CompletionReason,
+    /// True when the trace was an incomplete fragment (late spans, or spans past the cap).
+    pub partial: bool,
+    /// Spans that made `when` true, or that matched an expression-form rule (DSL.md §3.6).
+    pub trigger_spans: Vec<SpanRef>,
+    /// Spans matched by `never` (DSL.md §3.6).
+    pub offending_spans: Vec<SpanRef>,
+    /// True when either list was cut at `max_span_refs`.
+    pub truncated: bool,
+    /// RFC 3339, UTC, millisecond precision, `Z` suffix (`2024-05-01T12:00:00.123Z`).
+    pub created_at: String,
+    /// `v1:<hex>` (ENGINE.md §7, [`crate::sign`]); serialized as `null` when unsigned.
+    pub signature: Option<String>,
+}
+
+/// The source text of a block rule's clauses, without their braces, used to build a
+/// violation's message. Every field is optional: a missing clause text is described by the
+/// clause name alone.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct ClauseTexts<'a> {
+    pub when: Option<&'a str>,
+    pub always: Option<&'a str>,
+    pub never: Option<&'a str>,
+}
+
+/// Everything [`Violation::new`] needs, as plain values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViolationParts<'a> {
+    pub rule_id: &'a str,
+    pub rule_name: &'a str,
+    /// The rule's full expression text; hashed into `ruleVersion`, and quoted in the message
+    /// of an expression-form rule.
+    pub expression: &'a str,
+    pub severity: Severity,
+    /// Clause texts of a block rule (ignored for [`FailedClause::Expression`]).
+    pub clauses: ClauseTexts<'a>,
+    pub trace_id: TraceId,
+    pub failed_clause: FailedClause,
+    /// Already ordered (start time, span id) and cut at `max_span_refs` by the caller.
+    pub trigger_spans: Vec<SpanRef>,
+    /// Already ordered and cut like `trigger_spans`.
+    pub offending_spans: Vec<SpanRef>,
+    /// True when the caller cut either list.
+    pub truncated: bool,
+    pub completion_reason: CompletionReason,
+    pub partial: bool,
+}
+
+/// `ruleVersion`: the first 16 lowercase hex characters of SHA-256 of the expression text
+/// (ENGINE.md §6). Any change of the text, whitespace included, changes the version.
+pub fn rule_version(expression: &str) -> String {
+    let digest = Sha256::digest(expression.as_bytes());
+    let mut hex = hex::encode(digest);
+    hex.truncate(16);
+    hex
+}
+
+/// Formats Unix nanoseconds as RFC 3339, UTC, milliseconds, `Z` suffix.
+pub fn format_created_at(unix_nanos: u64) -> String {
+    let secs = (unix_nanos / 1_000_000_000) as i64;
+    let nanos = (unix_nanos % 1_000_000_000) as u32;
+    chrono::DateTime::<chrono::Utc>::from_timestamp(secs, nanos)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Longest clause text quoted in a message, in characters.
+const MAX_SNIPPET_CHARS: usize = 80;
+/// Span references listed in a message; the rest are counted.
+const MAX_LISTED_SPANS: usize = 3;
+/// Span id characters shown in a message.
+const SPAN_ID_PREFIX_CHARS: usize = 8;
+
+impl Violation {
+    /// Builds an unsigned violation with a fresh UUIDv7 id whose timestamp is
+    /// `created_at_unix_nanos` (wall clock, Unix nanoseconds), which also gives `createdAt`.
+    ///
+    /// `spanId` is the first trigger span, else the first offending span, else `""`. The
+    /// message is deterministic given `parts`:
+    /// `rule "<name>" (<SEVERITY>): <what happened>`, where the id is added after the name
+    /// when they differ, and what happened is, per failed clause:
+    /// - `always`: `when matched <spans>; always { <text> } did not hold`, plus
+    ///   `; never { <text> } matched <spans>` when offending spans are listed;
+    /// - `never`: `when matched <spans>; never { <text> } matched <spans>`;
+    /// - `expression`: `{ <expression> } matched <spans>`, or `held for the trace` when no
+    ///   span is named.
+    ///
+    /// Spans are shown as `name` and the first 8 hex digits of the span id (`checkout
+    /// 5f1c2a3b…`), at most three, then `and N more`. Clause texts have their whitespace
+    /// collapsed and are cut at 80 characters. A partial trace adds
+    /// `; evaluated on a partial trace`.
+    pub fn new(parts: ViolationParts<'_>, created_at_unix_nanos: u64) -> Violation {
+        let message = compose_message(&parts);
+        let span_id = parts
+            .trigger_spans
+            .first()
+            .or(parts.offending_spans.first())
+            .map(|r| r.span_id.clone())
+            .unwrap_or_default();
+        let secs = created_at_unix_nanos / 1_000_000_000;
+        let subsec = (created_at_unix_nanos % 1_000_000_000) as u32;
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, subsec));
+        Violation {
+            id: id.hyphenated().to_string(),
+            rule_id: parts.rule_id.to_owned(),
+            rule_name: parts.rule_name.to_owned(),
+            rule_version: rule_version(parts.expression),
+            severity: parts.severity,
+            message,
+            trace_id: parts.trace_id.to_hex(),
+            span_id,
+            failed_clause: parts.failed_clause,
+            completion_reason: parts.completion_reason,
+            partial: parts.partial,
+            trigger_spans: parts.trigger_spans,
+            offending_spans: parts.offending_spans,
+            truncated: parts.truncated,
+            created_at: format_created_at(created_at_unix_nanos),
+            signature: None,
+        }
+    }
+
+    /// `createdAt` as Unix nanoseconds, `None` when it is not RFC 3339 or out of range.
+    pub fn created_at_unix_nanos(&self) -> Option<u64> {
+        chrono::DateTime::parse_from_rfc3339(&self.created_at)
+            .ok()?
+            .timestamp_nanos_opt()
+            .and_then(|n| u64::try_from(n).ok())
+    }
+}
+
+fn compose_message(p: &ViolationParts<'_>) -> String {
+    let mut out = format!("rule \"{}\"", p.rule_name);
+    if p.rule_name != p.rule_id {
+        out.push_str(&format!(" ({}, {})", p.rule_id, p.severity));
+    } else {
+        out.push_str(&format!(" ({})", p.severity));
+    }
+    out.push_str(": ");
+    let mut parts: Vec<String> = Vec::new();
+    match p.failed_clause {
+        FailedClause::Always | FailedClause::Never => {
+            if !p.trigger_spans.is_empty() {
+                parts.push(format!(
+                    "when matched {}",
+                    span_list(&p.trigger_spans, p.truncated)
+                ));
+            } else if let Some(w) = p.clauses.when {
+                parts.push(format!("{} held", clause("when", Some(w))));
+            }
+            if p.failed_clause == FailedClause::Always {
+                parts.push(format!(
+                    "{} did not hold",
+                    clause("always", p.clauses.always)
+                ));
+            }
+            if p.failed_clause == FailedClause::Never || !p.offending_spans.is_empty() {
+                let mut s = format!("{} matched", clause("never", p.clauses.never));
+                if !p.offending_spans.is_empty() {
+                    s.push(' ');
+                    s.push_str(&span_list(&p.offending_spans, p.truncated));
+                }
+                parts.push(s);
+            }
+        }
+        FailedClause::Expression => {
+            let head = format!("{{ {} }}", snippet(p.expression));
+            if p.trigger_spans.is_empty() {
+                parts.push(format!("{head} held for the trace"));
+            } else {
+                parts.push(format!(
+                    "{head} matched {}",
+                    span_list(&p.trigger_spans, p.truncated)
+                ));
+            }
+        }
+    }
+    if p.partial {
+        parts.push("evaluated on a partial trace".to_owned());
+    }
+    out.push_str(&parts.join("; "));
+    out
+}
+
+/// `always { text }`, or `the always clause` without text.
+fn clause(keyword: &str, text: Option<&str>) -> String {
+    match text {
+        Some(t) => format!("{keyword} {{ {} }}", snippet(t)),
+        None => format!("the {keyword} clause"),
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= MAX_SNIPPET_CHARS {
+        return collapsed;
+    }
+    let mut cut: String = collapsed.chars().take(MAX_SNIPPET_CHARS - 1).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+fn span_list(spans: &[SpanRef], truncated: bool) -> String {
+    let shown: Vec<String> = spans
+        .iter()
+        .take(MAX_LISTED_SPANS)
+        .map(|r| {
+            let name = if r.name.is_empty() {
+                "(unnamed)"
+            } else {
+                &r.name
+            };
+            let id: String = r.span_id.chars().take(SPAN_ID_PREFIX_CHARS).collect();
+            format!("{name} {id}…")
+        })
+        .collect();
+    let mut out = shown.join(", ");
+    let rest = spans.len().saturating_sub(MAX_LISTED_SPANS);
+    if rest > 0 || (truncated && !spans.is_empty()) {
+        let plus = if truncated { "+" } else { "" };
+        if rest > 0 {
+            out.push_str(&format!(" and {rest}{plus} more"));
+        } else {
+            out.push_str(" and more");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(name: &str, id: &str) -> SpanRef {
+        SpanRef {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: id.into(),
+            name: name.into(),
+            service: "shop".into(),
+        }
+    }
+
+    fn parts(failed: FailedClause) -> ViolationParts<'static> {
+        ViolationParts {
+            rule_id: "large-order-fraud",
+            rule_name: "large-order-fraud",
+            expression: "when { checkout } always { fraud_check }",
+            severity: Severity::High,
+            clauses: ClauseTexts {
+                when: Some("checkout"),
+                always: Some("fraud_check"),
+                never: None,
+            },
+            trace_id: TraceId([0x4b; 16]),
+            failed_clause: failed,
+            trigger_spans: vec![r("checkout", "5f1c2a3b4c5d6e7f")],
+            offending_spans: vec![],
+            truncated: false,
+            completion_reason: CompletionReason::RootComplete,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn severity_parses_any_case_and_orders() {
+        assert_eq!("high".parse::<Severity>(), Ok(Severity::High));
+        assert_eq!(" Critical ".parse::<Severity>(), Ok(Severity::Critical));
+        assert_eq!("LOW".parse::<Severity>(), Ok(Severity::Low));
+        let e = "urgent".parse::<Severity>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown severity `urgent`; expected one of CRITICAL, HIGH, MEDIUM, LOW"
+        );
+        assert!(Severity::Low < Severity::Medium);
+        assert!(Severity::Medium < Severity::High);
+        assert!(Severity::High < Severity::Critical);
+        assert_eq!(Severity::default(), Severity::Medium);
+        assert_eq!(serde_json::to_string(&Severity::High).unwrap(), "\"HIGH\"");
+        assert_eq!(
+            serde_json::from_str::<Severity>("\"medium\"").unwrap(),
+            Severity::Medium
+        );
+        assert!(serde_json::from_str::<Severity>("\"meh\"").is_err());
+    }
+
+    #[test]
+    fn enums_serialize_in_spec_case() {
+        assert_eq!(
+            serde_json::to_string(&FailedClause::Expression).unwrap(),
+            "\"expression\""
+        );
+        for reason in CompletionReason::ALL {
+            let json = serde_json::to_string(&reason).unwrap();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+            assert_eq!(
+                serde_json::from_str::<CompletionReason>(&json).unwrap(),
+                reason
+            );
+        }
+    }
+
+    #[test]
+    fn rule_version_is_16_hex_of_sha256() {
+        // sha256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        assert_eq!(rule_version("abc"), "ba7816bf8f01cfea");
+        assert_ne!(rule_version("abc "), rule_version("abc"));
+    }
+
+    #[test]
+    fn always_message_and_span_id() {
+        let v = Violation::new(parts(FailedClause::Always), 1_714_564_800_123_456_789);
+        assert_eq!(
+            v.message,
+            "rule \"large-order-fraud\" (HIGH): when matched checkout 5f1c2a3b…; \
+             always { fraud_check } did not hold"
+        );
+        assert_eq!(v.span_id, "5f1c2a3b4c5d6e7f");
+        assert_eq!(v.created_at, "2024-05-01T12:00:00.123Z");
+        assert_eq!(v.created_at_unix_nanos(), Some(1_714_564_800_123_000_000));
+        assert_eq!(v.trace_id, "4b".repeat(16));
+        assert_eq!(
+            v.rule_version,
+            rule_version(parts(FailedClause::Always).expression)
+        );
+        let id = uuid::Uuid::parse_str(&v.id).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        let (secs, _) = id.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs, 1_714_564_800);
+        assert_eq!(v.signature, None);
+    }
+
+    #[test]
+    fn always_with_never_matches_names_offending_spans() {
+        let mut p = parts(FailedClause::Always);
+        p.clauses.never = Some("debug_dump");
+        p.offending_spans = vec![r("debug_dump", "aaaabbbbccccdddd")];
+        let v = Violation::new(p, 0);
+        assert!(v.message.ends_with(
+            "always { fraud_check } did not hold; never { debug_dump } matched debug_dump aaaabbbb…"
+        ));
+    }
+
+    #[test]
+    fn never_message_lists_offending_spans() {
+        let mut p = parts(FailedClause::Never);
+        p.rule_name = "No debug in prod";
+        p.clauses = ClauseTexts {
+            when: None,
+            always: None,
+            never: Some("debug_dump.where(env   ==\n prod)"),
+        };
+        p.trigger_spans = vec![];
+        p.offending_spans = (0..5)
+            .map(|i| r("debug_dump", &format!("{i:016x}")))
+            .collect();
+        p.truncated = true;
+        p.partial = true;
+        let v = Violation::new(p, 0);
+        assert_eq!(
+            v.message,
+            "rule \"No debug in prod\" (large-order-fraud, HIGH): never { debug_dump.where(env == prod) } \
+             matched debug_dump 00000000…, debug_dump 00000000…, debug_dump 00000000… and 2+ more; \
+             evaluated on a partial trace"
+        );
+        assert_eq!(v.span_id, format!("{:016x}", 0));
+    }
+
+    #[test]
+    fn expression_messages() {
+        let mut p = parts(FailedClause::Expression);
+        p.expression = "span.duration > 1s";
+        let v = Violation::new(p.clone(), 0);
+        assert_eq!(
+            v.message,
+            "rule \"large-order-fraud\" (HIGH): { span.duration > 1s } matched checkout 5f1c2a3b…"
+        );
+        p.trigger_spans.clear();
+        p.expression = "trace.count(*) > 1000";
+        let v = Violation::new(p, 0);
+        assert_eq!(
+            v.message,
+            "rule \"large-order-fraud\" (HIGH): { trace.count(*) > 1000 } held for the trace"
+        );
+        assert_eq!(v.span_id, "");
+    }
+
+    #[test]
+    fn long_clause_is_cut() {
+        let long = "a ".repeat(100);
+        let mut p = parts(FailedClause::Always);
+        p.clauses.always = Some(&long);
+        p.trigger_spans.clear();
+        p.clauses.when = Some("checkout");
+        let v = Violation::new(p, 0);
+        assert!(v.message.contains("when { checkout } held"));
+        let inner = v.message.split("always { ").nth(1).unwrap();
+        let inner = inner.split(" }").next().unwrap();
+        assert!(inner.ends_with('…'));
+        assert!(inner.chars().count() <= MAX_SNIPPET_CHARS);
+    }
+
+    #[test]
+    fn json_shape_has_every_key_in_camel_case() {
+        let v = Violation::new(parts(FailedClause::Always), 0);
+        let json = serde_json::to_value(&v).unwrap();
+        let obj = json.as_object().unwrap();
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "completionReason",
+                "createdAt",
+                "failedClause",
+                "id",
+                "message",
+                "offendingSpans",
+                "partial",
+                "ruleId",
+                "ruleName",
+                "ruleVersion",
+                "severity",
+                "signature",
+                "spanId",
+                "traceId",
+                "triggerSpans",
+                "truncated"
+            ]
+        );
+        assert_eq!(obj["signature"], serde_json::Value::Null);
+        assert_eq!(obj["completionReason"], "root_complete");
+        assert_eq!(obj["triggerSpans"][0]["spanId"], "5f1c2a3b4c5d6e7f");
+        let back: Violation = serde_json::from_value(json).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn span_ref_from_span() {
+        let span = Span {
+            trace_id: TraceId([1; 16]),
+            span_id: crate::span::SpanId([2; 8]),
+            parent_span_id: None,
+            name: "GET /users".into(),
+            kind: Default::default(),
+            start_time_unix_nano: 0,
+            end_time_unix_nano: 0,
+            status_code: Default::default(),
+            status_message: String::new(),
+            attributes: vec![],
+            resource: std::sync::Arc::new(crate::span::Resource::with_service("api")),
+            scope_name: String::new(),
+        };
+        let r = SpanRef::from_span(&span);
+        assert_eq!(r.trace_id, "01".repeat(16));
+        assert_eq!(r.span_id, "02".repeat(8));
+        assert_eq!(r.name, "GET /users");
+        assert_eq!(r.service, "api");
+    }
+}

@@ -1,0 +1,125 @@
+//! Command-line interface (SERVER.md §2): argument parsing and the offline subcommands.
+//!
+//! Exit codes: 0 success, 1 the command's check failed (violations at or above `--fail-on`,
+//! rule errors for `validate`, unformatted files for `fmt --check`, a bad signature for
+//! `verify`), 2 bad input (unreadable files, malformed spans, rules that do not compile).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod check;
+mod fmt;
+mod load;
+mod test_cmd;
+mod validate;
+mod verify;
+
+/// Behavioral assertions on distributed traces.
+#[derive(Debug, Parser)]
+#[command(name = "betrace", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of `check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Human-readable report.
+    Text,
+    /// One violation per line (the JSON shape of ENGINE.md §6).
+    Json,
+    /// JUnit XML, one test case per rule.
+    Junit,
+}
+
+/// Output formats of `test`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Text,
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate the rules of a rules file against trace files; exit 1 when a violation at or
+    /// above --fail-on is found.
+    Check {
+        /// Rules file (YAML or JSON).
+        #[arg(long)]
+        rules: std::path::PathBuf,
+        /// Lowest severity that makes the command fail.
+        #[arg(long, default_value = "LOW", value_parser = ["LOW", "MEDIUM", "HIGH", "CRITICAL", "low", "medium", "high", "critical"])]
+        fail_on: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Files or directories of OTLP/JSON (one request per file or per line), OTLP
+        /// protobuf (`.pb`) or simple-JSON spans.
+        #[arg(required = true)]
+        traces: Vec<std::path::PathBuf>,
+    },
+    /// Compile rules (a rules file, or one expression on standard input with `-`) and print
+    /// every diagnostic; exit 1 on any error.
+    Validate {
+        /// Rules file, or `-` for one expression on standard input.
+        file: String,
+    },
+    /// Rewrite the rule expressions of rules files in canonical form.
+    Fmt {
+        /// Do not write; exit 1 when a file is not formatted.
+        #[arg(long)]
+        check: bool,
+        /// Rules files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Evaluate one expression against the spans of a file taken as one trace.
+    Test {
+        /// The rule expression (may start with `-`, e.g. a `--` comment).
+        #[arg(long, allow_hyphen_values = true)]
+        expression: String,
+        /// A file of spans: a JSON array of simple-JSON spans, an OTLP/JSON request, or OTLP
+        /// protobuf (`.pb`).
+        #[arg(long)]
+        spans: std::path::PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+    },
+    /// Check a violation's signature with the key in a file.
+    Verify {
+        /// File holding the signature key (raw bytes; one trailing newline is ignored).
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+        /// A violation as JSON (ENGINE.md §6).
+        violation: std::path::PathBuf,
+    },
+}
+
+/// Parses the process arguments and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check {
+            rules,
+            fail_on,
+            format,
+            traces,
+        } => check::run(&rules, &fail_on, format, &traces),
+        Command::Validate { file } => validate::run(&file),
+        Command::Fmt { check, files } => fmt::run(check, &files),
+        Command::Test {
+            expression,
+            spans,
+            format,
+        } => test_cmd::run(&expression, &spans, format),
+        Command::Verify {
+            key_file,
+            violation,
+        } => verify::run(&key_file, &violation),
+    };
+    ExitCode::from(code)
+}
