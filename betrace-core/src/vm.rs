@@ -337,6 +337,13 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
                     let r = value::string_pred(t.op, &v, &arg, program.regexes(), t.negated);
                     test!(r, on, target);
                 }
+                Instr::IntrStr { test, on, target } => {
+                    let t = get!(program.intr_str_at(test));
+                    let v = intrinsic(trace, cur, t.intr);
+                    let arg = Value::from_literal(&t.arg);
+                    let r = value::string_pred(t.op, &v, &arg, program.regexes(), t.negated);
+                    test!(r, on, target);
+                }
                 Instr::Related { test, on, target } => {
                     let t = *get!(program.rel_at(test));
                     let origin = get!(self.frames.get(usize::from(t.slot))).origin;

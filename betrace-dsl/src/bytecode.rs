@@ -108,6 +108,8 @@ pub enum Instr {
     AttrIn { test: u16, on: bool, target: Addr },
     /// [`Entry::AttrStr`] `test` on the current span.
     AttrStr { test: u16, on: bool, target: Addr },
+    /// [`Entry::IntrStr`] `test` on the current span.
+    IntrStr { test: u16, on: bool, target: Addr },
     /// [`Entry::Rel`] `test`: the current span stands in the relation to the span
     /// loop `slot` started from (DSL.md §3.5, §7.14).
     Related { test: u16, on: bool, target: Addr },
@@ -171,6 +173,7 @@ impl Instr {
             | AttrExists { target, .. }
             | AttrIn { target, .. }
             | AttrStr { target, .. }
+            | IntrStr { target, .. }
             | Related { target, .. }
             | TraceField { target, .. }
             | CountCmp { target, .. }
@@ -240,6 +243,15 @@ pub struct AttrIn {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttrStr {
     pub attr: AttrRef,
+    pub op: StrOp,
+    pub arg: Literal,
+    pub negated: bool,
+}
+
+/// `intr [not] op arg` (see [`AttrStr`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntrStr {
+    pub intr: Intrinsic,
     pub op: StrOp,
     pub arg: Literal,
     pub negated: bool,
@@ -316,6 +328,7 @@ pub enum Entry {
     IntrCmp(IntrCmp),
     AttrIn(AttrIn),
     AttrStr(AttrStr),
+    IntrStr(IntrStr),
     Rel(RelTest),
     Field(FieldCmp),
     CountCmp(CountCmp),
@@ -483,6 +496,8 @@ pool_getters! {
     attr_in_at => AttrIn: AttrIn;
     /// Pool entry `i` as an attribute string test.
     attr_str_at => AttrStr: AttrStr;
+    /// Pool entry `i` as an intrinsic string test.
+    intr_str_at => IntrStr: IntrStr;
     /// Pool entry `i` as a relation check.
     rel_at => Rel: RelTest;
     /// Pool entry `i` as a `trace.` field comparison.
@@ -723,6 +738,25 @@ impl Disasm<'_> {
                     None => missing("attr_str", test),
                 };
                 ("attr_str", format!("{t}  {}", jump(on, target)))
+            }
+            IntrStr { test, on, target } => {
+                let t = match p.intr_str_at(test) {
+                    Some(t) => match t.op {
+                        StrOp::Matches(_) => format!(
+                            "{} {}",
+                            intrinsic_text(t.intr),
+                            str_op_text(t.op, t.negated)
+                        ),
+                        _ => format!(
+                            "{} {} {}",
+                            intrinsic_text(t.intr),
+                            str_op_text(t.op, t.negated),
+                            literal_text(&t.arg)
+                        ),
+                    },
+                    None => missing("intr_str", test),
+                };
+                ("intr_str", format!("{t}  {}", jump(on, target)))
             }
             Related { test, on, target } => {
                 let t = match p.rel_at(test) {

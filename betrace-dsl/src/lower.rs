@@ -16,7 +16,7 @@ use regex::Regex;
 
 use crate::bytecode::{
     Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, CountOperand, Entry, FieldCmp, Instr,
-    IntrCmp, Program, RegCmp, RegIn, RegStr, RelTest, Verdict, WitnessList,
+    IntrCmp, IntrStr, Program, RegCmp, RegIn, RegStr, RelTest, Verdict, WitnessList,
 };
 use crate::ir::{
     self, AttrScope, Body, CmpOp, Cond, CountRhs, KeyId, Literal, NameId, Operand, Pred, Relation,
@@ -773,6 +773,10 @@ impl Lowerer {
                         self.emit(Instr::Jump { target });
                     }
                 }
+                // The truthiness of `x:contains(y)` is the positive test itself.
+                Operand::StrCall { op, operand, arg } => {
+                    self.str_test(*op, operand, arg, false, jump_on, target)
+                }
                 _ => {
                     let saved = self.vsp;
                     let reg = self.alloc_value();
@@ -859,24 +863,39 @@ impl Lowerer {
             (_, Operand::Literal(l)) => Some(Some(l)),
             _ => None,
         };
-        if let (Operand::Attribute { key, scope }, Some(lit)) = (operand, fused_arg) {
-            let attr = AttrRef {
-                key: *key,
-                scope: *scope,
-            };
-            let arg = lit.cloned().unwrap_or(Literal::Null);
-            let test = self.entry(Entry::AttrStr(AttrStr {
-                attr,
-                op,
-                arg,
-                negated,
-            }));
-            self.emit(Instr::AttrStr {
-                test,
-                on: jump_on,
-                target,
-            });
-            return;
+        match (operand, fused_arg) {
+            (Operand::Attribute { key, scope }, Some(lit)) => {
+                let test = self.entry(Entry::AttrStr(AttrStr {
+                    attr: AttrRef {
+                        key: *key,
+                        scope: *scope,
+                    },
+                    op,
+                    arg: lit.cloned().unwrap_or(Literal::Null),
+                    negated,
+                }));
+                self.emit(Instr::AttrStr {
+                    test,
+                    on: jump_on,
+                    target,
+                });
+                return;
+            }
+            (Operand::Intrinsic(intr), Some(lit)) => {
+                let test = self.entry(Entry::IntrStr(IntrStr {
+                    intr: *intr,
+                    op,
+                    arg: lit.cloned().unwrap_or(Literal::Null),
+                    negated,
+                }));
+                self.emit(Instr::IntrStr {
+                    test,
+                    on: jump_on,
+                    target,
+                });
+                return;
+            }
+            _ => {}
         }
         let saved = self.vsp;
         let a = self.alloc_value();
@@ -1029,328 +1048,141 @@ impl Lowerer {
 
 #[cfg(test)]
 mod tests {
-    //! Listings of representative rules, snapshot-tested. The rule text in each comment is
-    //! what the hand-built IR stands for.
+    //! Listings of representative rules, compiled from text and snapshot-tested.
 
     use super::*;
-    use crate::ir::{Intrinsic, RegexId, Rule, Symbols, TraceField};
+    use crate::ir::Symbols;
 
-    #[derive(Default)]
-    struct B {
-        sy: Symbols,
-        regexes: Vec<Regex>,
-    }
-
-    impl B {
-        fn sel(&mut self, name: &str, filters: Vec<Pred>) -> Selection {
-            let target = if name == "*" {
-                Target::Any
-            } else {
-                Target::Name(self.sy.intern_span_name(name))
-            };
-            Selection { target, filters }
-        }
-        fn ex(&mut self, name: &str, filters: Vec<Pred>) -> Cond {
-            Cond::Exists(self.sel(name, filters))
-        }
-        fn attr(&mut self, key: &str) -> Operand {
-            Operand::Attribute {
-                key: self.sy.intern_attribute_key(key),
-                scope: AttrScope::SpanThenResource,
-            }
-        }
-        fn re(&mut self, p: &str) -> StrOp {
-            self.regexes.push(Regex::new(p).unwrap());
-            StrOp::Matches(RegexId(self.regexes.len() as u32 - 1))
-        }
-        fn listing(self, body: Body) -> String {
-            let program = lower(Rule {
-                body,
-                regexes: self.regexes,
-            });
-            program.disassemble(&self.sy)
-        }
-    }
-
-    fn lit(l: Literal) -> Operand {
-        Operand::Literal(l)
-    }
-    fn cmp(lhs: Operand, op: CmpOp, rhs: Operand) -> Pred {
-        Pred::Compare { lhs, op, rhs }
-    }
-    fn block(when: Option<Cond>, always: Option<Cond>, never: Option<Cond>) -> Body {
-        Body::Block {
-            when,
-            always,
-            never,
-        }
+    /// The listing of `source`, headed by the rule text.
+    fn listing(source: &str) -> String {
+        let mut symbols = Symbols::new();
+        let rule = match crate::check_source(source, &mut symbols) {
+            Ok(rule) => rule,
+            Err(d) => panic!("{source}: {d:?}"),
+        };
+        let program = lower(rule);
+        format!("; {source}\n{}", program.disassemble(&symbols))
     }
 
     #[test]
     fn basic_existence() {
-        // when { payment } always { fraud_check }
-        let mut b = B::default();
-        let w = b.ex("payment", vec![]);
-        let a = b.ex("fraud_check", vec![]);
-        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), None)));
+        insta::assert_snapshot!(listing("when { payment } always { fraud_check }"));
     }
 
     #[test]
     fn where_clause_three_clauses() {
-        // when { payment.where(amount > 1000) } always { fraud_check } never { bypass }
-        let mut b = B::default();
-        let amount = b.attr("amount");
-        let w = b.ex(
-            "payment",
-            vec![cmp(amount, CmpOp::Gt, lit(Literal::Int(1000)))],
-        );
-        let a = b.ex("fraud_check", vec![]);
-        let n = b.ex("bypass", vec![]);
-        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), Some(n))));
+        insta::assert_snapshot!(listing(
+            "when { payment.where(amount > 1000) } always { fraud_check } never { bypass }"
+        ));
     }
 
     #[test]
     fn chained_where() {
-        // when { payment.where(amount > 1000).where(currency == USD) } always { fraud_check }
-        let mut b = B::default();
-        let amount = b.attr("amount");
-        let currency = b.attr("currency");
-        let w = b.ex(
-            "payment",
-            vec![
-                cmp(amount, CmpOp::Gt, lit(Literal::Int(1000))),
-                cmp(currency, CmpOp::Eq, lit(Literal::Str("USD".into()))),
-            ],
-        );
-        let a = b.ex("fraud_check", vec![]);
-        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), None)));
+        insta::assert_snapshot!(listing(
+            "when { payment.where(amount > 1000).where(currency == USD) } always { fraud_check }"
+        ));
     }
 
     #[test]
     fn count_vs_count() {
-        // when { count(http_request) != count(http_response) } never { orphaned }
-        let mut b = B::default();
-        let req = b.sel("http_request", vec![]);
-        let resp = b.sel("http_response", vec![]);
-        let w = Cond::Count {
-            lhs: req,
-            op: CmpOp::Ne,
-            rhs: CountRhs::Count(resp),
-        };
-        let n = b.ex("orphaned", vec![]);
-        insta::assert_snapshot!(b.listing(block(Some(w), None, Some(n))));
+        insta::assert_snapshot!(listing(
+            "when { count(http_request) != count(http_response) } never { orphaned }"
+        ));
     }
 
     #[test]
     fn witnesses_of_connectives() {
-        // when { (a or b) and not (c and not d) } always { x }
-        let mut b = B::default();
-        let (a, bb, c, d) = (
-            b.ex("a", vec![]),
-            b.ex("b", vec![]),
-            b.ex("c", vec![]),
-            b.ex("d", vec![]),
-        );
-        let w = Cond::And(vec![
-            Cond::Or(vec![a, bb]),
-            Cond::Not(Box::new(Cond::And(vec![c, Cond::Not(Box::new(d))]))),
-        ]);
-        let x = b.ex("x", vec![]);
-        insta::assert_snapshot!(b.listing(block(Some(w), Some(x), None)));
+        insta::assert_snapshot!(listing(
+            "when { (a or b) and not (c and not d) } always { x }"
+        ));
     }
 
     #[test]
     fn span_scoped_expression() {
-        // span.kind == server and span.name:starts_with("/api/")
-        //   and not span.attributes["auth.token"]
-        let mut b = B::default();
-        let token = Operand::Attribute {
-            key: b.sy.intern_attribute_key("auth.token"),
-            scope: AttrScope::Span,
-        };
-        let p = Pred::And(vec![
-            cmp(
-                Operand::Intrinsic(Intrinsic::Kind),
-                CmpOp::Eq,
-                lit(Literal::Kind(2)),
-            ),
-            Pred::Truthy(Operand::StrCall {
-                op: StrOp::StartsWith,
-                operand: Box::new(Operand::Intrinsic(Intrinsic::Name)),
-                arg: Box::new(lit(Literal::Str("/api/".into()))),
-            }),
-            Pred::Not(Box::new(Pred::Truthy(token))),
-        ]);
-        insta::assert_snapshot!(b.listing(Body::SpanScoped(p)));
+        insta::assert_snapshot!(listing(
+            r#"span.kind == server and span.name:starts_with("/api/") and not span.attributes["auth.token"]"#
+        ));
     }
 
     #[test]
     fn trace_scoped_expression() {
-        // trace.has(span.status == error) and not trace.has(span.name == "retry")
-        //   and trace.duration > 10s
-        let b = B::default();
-        let has = |p| Pred::Trace(Box::new(TraceTerm::Has(p)));
-        let p = Pred::And(vec![
-            has(cmp(
-                Operand::Intrinsic(Intrinsic::Status),
-                CmpOp::Eq,
-                lit(Literal::Status(2)),
-            )),
-            Pred::Not(Box::new(has(cmp(
-                Operand::Intrinsic(Intrinsic::Name),
-                CmpOp::Eq,
-                lit(Literal::Str("retry".into())),
-            )))),
-            Pred::Trace(Box::new(TraceTerm::Field {
-                field: TraceField::Duration,
-                op: CmpOp::Gt,
-                value: Literal::Duration(10_000_000_000),
-            })),
-        ]);
-        insta::assert_snapshot!(b.listing(Body::TraceScoped(p)));
+        insta::assert_snapshot!(listing(
+            r#"trace.has(span.status == error) and not trace.has(span.name == "retry") and trace.duration > 10s"#
+        ));
     }
 
     #[test]
     fn relation_in_where() {
-        // never { payment.where(amount > 1000 and not has_descendant(fraud_check)) }
-        let mut b = B::default();
-        let amount = b.attr("amount");
-        let fraud = b.sel("fraud_check", vec![]);
-        let n = b.ex(
-            "payment",
-            vec![Pred::And(vec![
-                cmp(amount, CmpOp::Gt, lit(Literal::Int(1000))),
-                Pred::Not(Box::new(Pred::Relation {
-                    relation: Relation::HasDescendant,
-                    target: fraud,
-                    within: None,
-                })),
-            ])],
-        );
-        insta::assert_snapshot!(b.listing(block(None, None, Some(n))));
+        insta::assert_snapshot!(listing(
+            "never { payment.where(amount > 1000 and not has_descendant(fraud_check)) }"
+        ));
     }
 
     #[test]
     fn relations_with_within() {
-        // when { payment } always { payment.followed_by(receipt, within 5s) }
-        //   never { db.where(has_ancestor(cache.where(hit == false))).has_child(*) }
-        let mut b = B::default();
-        let w = b.ex("payment", vec![]);
-        let receipt = b.sel("receipt", vec![]);
-        let a = b.ex(
-            "payment",
-            vec![Pred::Relation {
-                relation: Relation::FollowedBy,
-                target: receipt,
-                within: Some(5_000_000_000),
-            }],
-        );
-        let hit = b.attr("hit");
-        let cache = b.sel(
-            "cache",
-            vec![cmp(hit, CmpOp::Eq, lit(Literal::Bool(false)))],
-        );
-        let any = b.sel("*", vec![]);
-        let n = b.ex(
-            "db",
-            vec![
-                Pred::Relation {
-                    relation: Relation::HasAncestor,
-                    target: cache,
-                    within: None,
-                },
-                Pred::Relation {
-                    relation: Relation::HasChild,
-                    target: any,
-                    within: None,
-                },
-            ],
-        );
-        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), Some(n))));
+        insta::assert_snapshot!(listing(
+            "when { payment } always { payment.followed_by(receipt, within 5s) } \
+             never { db.where(has_ancestor(cache.where(hit == false))).has_child(*) }"
+        ));
     }
 
     #[test]
     fn register_operands() {
-        // method:lower() in ["get", "head"] or #path > 100 or path =~ "^/admin"
-        //   or bytes.sent >= bytes.limit
-        let mut b = B::default();
-        let method = b.attr("method");
-        let path = b.attr("path");
-        let re = b.re("^/admin");
-        let sent = b.attr("bytes.sent");
-        let limit = b.attr("bytes.limit");
-        let p = Pred::Or(vec![
-            Pred::In {
-                operand: Operand::Lower(Box::new(method)),
-                list: vec![Literal::Str("get".into()), Literal::Str("head".into())],
-                negated: false,
-            },
-            cmp(
-                Operand::Len(Box::new(path.clone())),
-                CmpOp::Gt,
-                lit(Literal::Int(100)),
-            ),
-            Pred::StrTest {
-                op: re,
-                operand: path,
-                arg: lit(Literal::Str("^/admin".into())),
-                negated: false,
-            },
-            cmp(sent, CmpOp::Ge, limit),
-        ]);
-        insta::assert_snapshot!(b.listing(Body::SpanScoped(p)));
+        insta::assert_snapshot!(listing(
+            r#"method:lower() in ["get", "head"] or #path > 100 or path =~ "^/admin" or bytes.sent >= bytes.limit"#
+        ));
     }
 
     #[test]
     fn trace_terms_and_counts_in_clauses() {
-        // when { count(retry.where(attempt > 1)) >= 3 }
-        // always { trace.all(span.duration < 5s) and trace.count(span.status == error) <= 2 }
-        let mut b = B::default();
-        let attempt = b.attr("attempt");
-        let retry = b.sel("retry", vec![cmp(attempt, CmpOp::Gt, lit(Literal::Int(1)))]);
-        let w = Cond::Count {
-            lhs: retry,
-            op: CmpOp::Ge,
-            rhs: CountRhs::Int(3),
-        };
-        let a = Cond::And(vec![
-            Cond::Trace(TraceTerm::All(cmp(
-                Operand::Intrinsic(Intrinsic::Duration),
-                CmpOp::Lt,
-                lit(Literal::Duration(5_000_000_000)),
-            ))),
-            Cond::Trace(TraceTerm::Count {
-                pred: cmp(
-                    Operand::Intrinsic(Intrinsic::Status),
-                    CmpOp::Eq,
-                    lit(Literal::Status(2)),
-                ),
-                op: CmpOp::Le,
-                value: 2,
-            }),
-        ]);
-        insta::assert_snapshot!(b.listing(block(Some(w), Some(a), None)));
+        insta::assert_snapshot!(listing(
+            "when { count(retry.where(attempt > 1)) >= 3 } \
+             always { trace.all(span.duration < 5s) and trace.count(span.status == error) <= 2 }"
+        ));
     }
 
     #[test]
     fn folded_literals_and_in_on_attribute() {
-        // when { a.where(false) or b.where(true and currency not in [USD, EUR]) } always { c }
-        let mut b = B::default();
-        let a = b.ex("a", vec![Pred::Truthy(lit(Literal::Bool(false)))]);
-        let currency = b.attr("currency");
-        let bb = b.ex(
-            "b",
-            vec![Pred::And(vec![
-                Pred::Truthy(lit(Literal::Bool(true))),
-                Pred::In {
-                    operand: currency,
-                    list: vec![Literal::Str("USD".into()), Literal::Str("EUR".into())],
-                    negated: true,
-                },
-            ])],
+        insta::assert_snapshot!(listing(
+            "when { a.where(false) or b.where(true and currency not in [USD, EUR]) } always { c }"
+        ));
+    }
+
+    #[test]
+    fn required_names() {
+        let names = |source: &str| {
+            let mut symbols = Symbols::new();
+            let rule = crate::check_source(source, &mut symbols).unwrap();
+            lower(rule).required_names().map(|ns| {
+                ns.iter()
+                    .map(|n| symbols.span_names()[n.0 as usize].to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let some = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(names("when { a.where(x > 1) } always { b }"), some(&["a"]));
+        assert_eq!(names("when { a and (b or c) } always { d }"), some(&["a"]));
+        assert_eq!(
+            names("when { (b or c) and a } always { d }"),
+            some(&["b", "c"])
         );
-        let c = b.ex("c", vec![]);
-        insta::assert_snapshot!(b.listing(block(Some(Cond::Or(vec![a, bb])), Some(c), None)));
+        assert_eq!(names("when { not a } always { d }"), None);
+        assert_eq!(names("when { a or *.where(x) } always { d }"), None);
+        assert_eq!(names("always { d }"), None);
+        assert_eq!(names("never { d.where(x) }"), some(&["d"]));
+        assert_eq!(names("always { e } never { d }"), None);
+        assert_eq!(names("when { count(a) > 2 } always { d }"), some(&["a"]));
+        assert_eq!(names("when { count(a) < 2 } always { d }"), None);
+        assert_eq!(
+            names("when { count(a) != count(b) } always { d }"),
+            some(&["a", "b"])
+        );
+        assert_eq!(names("when { count(a) == count(b) } always { d }"), None);
+        assert_eq!(
+            names("when { trace.has(span.name == \"a\") } always { d }"),
+            None
+        );
+        assert_eq!(names("span.name == \"a\""), None);
     }
 
     #[test]
