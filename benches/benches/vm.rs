@@ -7,7 +7,7 @@
 //! the same workloads (the baseline the VM must beat), `vm_prepare/…` the cost of
 //! `PreparedTrace::new` and `vm_trace/…` of `Trace::new` for the traces used here.
 //!
-//! Workloads (rule text as written; the IR is built by hand with the same meaning):
+//! Workloads (rules compiled from the text below):
 //! - `evaluator/{10,100,1000}`: `when { payment.where(amount > 1000) } always { fraud_check }
 //!   never { bypass }` over spans named `operation_{i % 10}` with one attribute `index` —
 //!   nothing matches.
@@ -23,6 +23,11 @@
 //!   `fraud_check`.
 //! - `count_operations/{10,100,1000}`: `when { count(http_request) != count(http_response) }
 //!   never { orphaned }` over N `http_request` and N `http_response` spans.
+//! - `relation/100`: `never { payment.where(amount > 1000 and not has_descendant(fraud_check))
+//!   }` over ten payments that each have a `fraud_check` child — conforming.
+//! - `expression/100`: `span.kind == server and span.name:starts_with("/api/") and not
+//!   span.attributes["auth.token"]` over 100 spans, 20 of them authenticated API servers —
+//!   conforming.
 //! - `violation_witnesses/100`: `when { payment.where(amount > 1000) } always { audit }` over
 //!   100 spans of which 10 are matching payments — violated, so the witness pass runs.
 
@@ -36,8 +41,7 @@ use betrace_core::{
     AttrValue, EvalOptions, PreparedTrace, Resource, Span, SpanId, SpanKind, StatusCode, Trace,
     TraceId, evaluate,
 };
-use betrace_dsl::ir::{AttrScope, Body, CmpOp, Cond, CountRhs, Literal, Operand, Pred, Rule};
-use betrace_dsl::ir::{Selection, Symbols, Target};
+use betrace_dsl::ir::{Rule, Symbols};
 use betrace_dsl::lower::lower;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -46,119 +50,24 @@ mod reference;
 
 // ---- rules
 
-struct RuleBuilder {
-    sy: Symbols,
-}
+const THREE_CLAUSE: &str =
+    "when { payment.where(amount > 1000) } always { fraud_check } never { bypass }";
+const BASIC_EXISTENCE: &str = "when { payment } always { fraud_check }";
+const WHERE_CLAUSE: &str = "when { payment.where(amount > 1000) } always { fraud_check }";
+const CHAINED_WHERE: &str =
+    "when { payment.where(amount > 1000).where(currency == USD) } always { fraud_check }";
+const COUNT_COMPARISON: &str = "when { count(http_retry) > 3 } always { alert }";
+const COUNT_OPERATIONS: &str =
+    "when { count(http_request) != count(http_response) } never { orphaned }";
+const VIOLATED_WHERE: &str = "when { payment.where(amount > 1000) } always { audit }";
+const RELATION: &str = "never { payment.where(amount > 1000 and not has_descendant(fraud_check)) }";
+const EXPRESSION: &str = r#"span.kind == server and span.name:starts_with("/api/") and not span.attributes["auth.token"]"#;
 
-impl RuleBuilder {
-    fn new() -> RuleBuilder {
-        RuleBuilder { sy: Symbols::new() }
-    }
-    fn sel(&mut self, name: &str, filters: Vec<Pred>) -> Selection {
-        Selection {
-            target: Target::Name(self.sy.intern_span_name(name)),
-            filters,
-        }
-    }
-    fn ex(&mut self, name: &str, filters: Vec<Pred>) -> Cond {
-        Cond::Exists(self.sel(name, filters))
-    }
-    fn cmp(&mut self, key: &str, op: CmpOp, l: Literal) -> Pred {
-        Pred::Compare {
-            lhs: Operand::Attribute {
-                key: self.sy.intern_attribute_key(key),
-                scope: AttrScope::SpanThenResource,
-            },
-            op,
-            rhs: Operand::Literal(l),
-        }
-    }
-    fn block(self, when: Cond, always: Option<Cond>, never: Option<Cond>) -> (Rule, Symbols) {
-        (
-            Rule {
-                body: Body::Block {
-                    when: Some(when),
-                    always,
-                    never,
-                },
-                regexes: vec![],
-            },
-            self.sy,
-        )
-    }
-}
-
-/// `when { payment.where(amount > 1000) } always { fraud_check } never { bypass }`
-fn three_clause() -> (Rule, Symbols) {
-    let mut b = RuleBuilder::new();
-    let f = b.cmp("amount", CmpOp::Gt, Literal::Int(1000));
-    let w = b.ex("payment", vec![f]);
-    let a = b.ex("fraud_check", vec![]);
-    let n = b.ex("bypass", vec![]);
-    b.block(w, Some(a), Some(n))
-}
-
-/// `when { payment } always { fraud_check }`
-fn basic_existence() -> (Rule, Symbols) {
-    let mut b = RuleBuilder::new();
-    let w = b.ex("payment", vec![]);
-    let a = b.ex("fraud_check", vec![]);
-    b.block(w, Some(a), None)
-}
-
-/// `when { payment.where(amount > 1000) } always { fraud_check }`
-fn where_clause() -> (Rule, Symbols) {
-    let mut b = RuleBuilder::new();
-    let f = b.cmp("amount", CmpOp::Gt, Literal::Int(1000));
-    let w = b.ex("payment", vec![f]);
-    let a = b.ex("fraud_check", vec![]);
-    b.block(w, Some(a), None)
-}
-
-/// `when { payment.where(amount > 1000).where(currency == USD) } always { fraud_check }`
-fn chained_where() -> (Rule, Symbols) {
-    let mut b = RuleBuilder::new();
-    let f1 = b.cmp("amount", CmpOp::Gt, Literal::Int(1000));
-    let f2 = b.cmp("currency", CmpOp::Eq, Literal::Str("USD".into()));
-    let w = b.ex("payment", vec![f1, f2]);
-    let a = b.ex("fraud_check", vec![]);
-    b.block(w, Some(a), None)
-}
-
-/// `when { count(http_retry) > 3 } always { alert }`
-fn count_comparison() -> (Rule, Symbols) {
-    let mut b = RuleBuilder::new();
-    let retry = b.sel("http_retry", vec![]);
-    let w = Cond::Count {
-        lhs: retry,
-        op: CmpOp::Gt,
-        rhs: CountRhs::Int(3),
-    };
-    let a = b.ex("alert", vec![]);
-    b.block(w, Some(a), None)
-}
-
-/// `when { count(http_request) != count(http_response) } never { orphaned }`
-fn count_operations() -> (Rule, Symbols) {
-    let mut b = RuleBuilder::new();
-    let req = b.sel("http_request", vec![]);
-    let resp = b.sel("http_response", vec![]);
-    let w = Cond::Count {
-        lhs: req,
-        op: CmpOp::Ne,
-        rhs: CountRhs::Count(resp),
-    };
-    let n = b.ex("orphaned", vec![]);
-    b.block(w, None, Some(n))
-}
-
-/// `when { payment.where(amount > 1000) } always { audit }`
-fn violated_where() -> (Rule, Symbols) {
-    let mut b = RuleBuilder::new();
-    let f = b.cmp("amount", CmpOp::Gt, Literal::Int(1000));
-    let w = b.ex("payment", vec![f]);
-    let a = b.ex("audit", vec![]);
-    b.block(w, Some(a), None)
+fn compile(source: &str) -> (Rule, Symbols) {
+    let mut symbols = Symbols::new();
+    let rule = betrace_dsl::check_source(source, &mut symbols)
+        .unwrap_or_else(|d| panic!("{source}: {d:?}"));
+    (rule, symbols)
 }
 
 // ---- traces
@@ -242,6 +151,53 @@ fn payments_100() -> Vec<Span> {
         .collect()
 }
 
+/// Ten groups of ten: a `payment{amount=5000}` head with nine children, one of them a
+/// `fraud_check`; the heads of groups 1–9 are children of span 0.
+fn payment_tree_100() -> Vec<Span> {
+    let r = resource();
+    (0..100u64)
+        .map(|i| {
+            let head = i - i % 10;
+            let mut s = if i % 10 == 0 {
+                span(i, "payment", vec![("amount", AttrValue::Int(5000))], &r)
+            } else if i % 10 == 5 {
+                span(i, "fraud_check", vec![], &r)
+            } else {
+                span(i, &format!("operation_{}", i % 10), vec![], &r)
+            };
+            let parent = if i % 10 == 0 {
+                (i > 0).then_some(0)
+            } else {
+                Some(head)
+            };
+            s.parent_span_id = parent.map(|p| SpanId((p + 1).to_be_bytes()));
+            s
+        })
+        .collect()
+}
+
+/// 100 spans: every fifth a server span named `/api/…` carrying `auth.token`, the rest
+/// internal operations.
+fn api_100() -> Vec<Span> {
+    let r = resource();
+    (0..100u64)
+        .map(|i| {
+            if i % 5 == 0 {
+                let mut s = span(
+                    i,
+                    &format!("/api/items/{i}"),
+                    vec![("auth.token", AttrValue::Str("t".into()))],
+                    &r,
+                );
+                s.kind = SpanKind::Server;
+                s
+            } else {
+                span(i, &format!("operation_{}", i % 10), vec![], &r)
+            }
+        })
+        .collect()
+}
+
 struct Workload {
     name: String,
     rule: Rule,
@@ -260,22 +216,30 @@ fn workloads() -> Vec<Workload> {
         })
     };
     for n in [10, 100, 1000] {
-        add(format!("evaluator/{n}"), three_clause(), operations(n));
+        add(
+            format!("evaluator/{n}"),
+            compile(THREE_CLAUSE),
+            operations(n),
+        );
     }
-    add("evaluator_match/100".into(), three_clause(), matching_100());
+    add(
+        "evaluator_match/100".into(),
+        compile(THREE_CLAUSE),
+        matching_100(),
+    );
     add(
         "basic_existence".into(),
-        basic_existence(),
+        compile(BASIC_EXISTENCE),
         pair(payment(vec![])),
     );
     add(
         "where_clause".into(),
-        where_clause(),
+        compile(WHERE_CLAUSE),
         pair(payment(vec![("amount", AttrValue::Int(5000))])),
     );
     add(
         "chained_where".into(),
-        chained_where(),
+        compile(CHAINED_WHERE),
         pair(payment(vec![
             ("amount", AttrValue::Int(5000)),
             ("currency", AttrValue::Str("USD".into())),
@@ -283,19 +247,21 @@ fn workloads() -> Vec<Workload> {
     );
     add(
         "count_comparison".into(),
-        count_comparison(),
+        compile(COUNT_COMPARISON),
         pair(span(0, "http_retry", vec![], &resource())),
     );
     for n in [10, 100, 1000] {
         add(
             format!("count_operations/{n}"),
-            count_operations(),
+            compile(COUNT_OPERATIONS),
             requests(n),
         );
     }
+    add("relation/100".into(), compile(RELATION), payment_tree_100());
+    add("expression/100".into(), compile(EXPRESSION), api_100());
     add(
         "violation_witnesses/100".into(),
-        violated_where(),
+        compile(VIOLATED_WHERE),
         payments_100(),
     );
     out

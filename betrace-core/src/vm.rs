@@ -13,7 +13,7 @@
 //! every parent link a `has_descendant` test follows in a trace with parent-link cycles.
 
 use betrace_dsl::bytecode::{
-    Addr, AttrRef, CountOperand, Instr, Program, RelTest, Verdict, WitnessList,
+    Addr, AttrRef, CountOperand, Entry, Instr, Program, RelTest, Verdict, WitnessList,
 };
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
 use smallvec::SmallVec;
@@ -286,6 +286,20 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
                         _ => cur = f.origin,
                     }
                 }
+                Instr::Skip { slot, test, done } => {
+                    if let Err(e) =
+                        self.skip(slot, test, true, done, &mut pc, &mut cur, &mut budget, bad)
+                    {
+                        break Err(e);
+                    }
+                }
+                Instr::SkipNot { slot, test, done } => {
+                    if let Err(e) =
+                        self.skip(slot, test, false, done, &mut pc, &mut cur, &mut budget, bad)
+                    {
+                        break Err(e);
+                    }
+                }
                 Instr::Exit { slot, target } => {
                     cur = get!(self.frames.get(usize::from(slot))).origin;
                     pc = target;
@@ -460,6 +474,51 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
         result
     }
 
+    /// [`Instr::Skip`] (`want` true) and [`Instr::SkipNot`]: advances loop `slot` natively
+    /// until the fused test `test` gives `want` for the current span.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn skip(
+        &mut self,
+        slot: u8,
+        test: u16,
+        want: bool,
+        done: Addr,
+        pc: &mut Addr,
+        cur: &mut SpanIndex,
+        budget: &mut u64,
+        bad: EvalError,
+    ) -> Result<(), EvalError> {
+        let program: &'a Program = self.program;
+        let trace: &'a PreparedTrace<'t> = self.trace;
+        let entry = program.pool().get(usize::from(test)).ok_or(bad)?;
+        let mut frame = *self.frames.get(usize::from(slot)).ok_or(bad)?;
+        loop {
+            let (r, steps) = fused(program, trace, self.frames, entry, *cur).ok_or(bad)?;
+            *budget = budget.saturating_sub(u64::from(steps));
+            if r == want {
+                break;
+            }
+            if *budget == 0 {
+                return Err(EvalError::BudgetExceeded { pc: *pc - 1 });
+            }
+            *budget -= 1;
+            frame.pos += 1;
+            match frame.list.get(frame.pos as usize) {
+                Some(&x) => *cur = x,
+                None => {
+                    *cur = frame.origin;
+                    *pc = done;
+                    break;
+                }
+            }
+        }
+        if let Some(f) = self.frames.get_mut(usize::from(slot)) {
+            f.pos = frame.pos;
+        }
+        Ok(())
+    }
+
     /// Starts a loop over `list` in `slot`: binds the current span to its first span, or
     /// jumps to `empty`. `None` for a slot beyond the active ones.
     #[inline(always)]
@@ -509,6 +568,60 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
             v.clone()
         })
     }
+}
+
+/// The result of a fused test (the pool entry of a test instruction) on span `cur`, and the
+/// parent links followed; `None` for an entry that is not a fused test.
+#[inline(always)]
+fn fused(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    frames: &[Frame<'_>],
+    entry: &Entry,
+    cur: SpanIndex,
+) -> Option<(bool, u32)> {
+    let attr = |a: &AttrRef| Value::from_opt_attr(trace.attribute(cur, a.key, a.scope));
+    Some(match entry {
+        Entry::Name(id) => (trace.name_id(cur) == Some(*id), 0),
+        Entry::AttrCmp(t) => (
+            value::compare(&attr(&t.attr), t.op, &Value::from_literal(&t.value)),
+            0,
+        ),
+        Entry::IntrCmp(t) => (
+            value::compare(
+                &intrinsic(trace, cur, t.intr),
+                t.op,
+                &Value::from_literal(&t.value),
+            ),
+            0,
+        ),
+        Entry::AttrIn(t) => (in_list(&attr(&t.attr), &t.list, t.negated), 0),
+        Entry::AttrStr(t) => (
+            value::string_pred(
+                t.op,
+                &attr(&t.attr),
+                &Value::from_literal(&t.arg),
+                program.regexes(),
+                t.negated,
+            ),
+            0,
+        ),
+        Entry::IntrStr(t) => (
+            value::string_pred(
+                t.op,
+                &intrinsic(trace, cur, t.intr),
+                &Value::from_literal(&t.arg),
+                program.regexes(),
+                t.negated,
+            ),
+            0,
+        ),
+        Entry::Rel(t) => {
+            let origin = frames.get(usize::from(t.slot))?.origin;
+            related(trace, *t, origin, cur)
+        }
+        _ => return None,
+    })
 }
 
 /// Attribute `attrs[idx]` of span `cur`; `None` for a bad index.

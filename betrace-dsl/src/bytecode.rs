@@ -91,6 +91,13 @@ pub enum Instr {
     NextAncestor { slot: u8, body: Addr },
     /// Leave loop `slot` early and jump.
     Exit { slot: u8, target: Addr },
+    /// Loop head fused with the loop's first test: while the fused test in pool entry `test`
+    /// (a name, attribute/intrinsic comparison, string or `in` test, or relation check) is
+    /// false for the current span, advance loop `slot`; when the source is exhausted, restore
+    /// the loop's starting span and jump to `done`. Each span skipped is one step.
+    Skip { slot: u8, test: u16, done: Addr },
+    /// [`Instr::Skip`] while the test is true.
+    SkipNot { slot: u8, test: u16, done: Addr },
 
     /// The current span's name is pool entry `name` ([`Entry::Name`]).
     NameIs { name: u16, on: bool, target: Addr },
@@ -188,6 +195,7 @@ impl Instr {
             | ForDescendants { empty, .. }
             | ForAncestors { empty, .. } => *empty = f(*empty),
             Next { body, .. } | NextAncestor { body, .. } => *body = f(*body),
+            Skip { done, .. } | SkipNot { done, .. } => *done = f(*done),
             Halt { .. }
             | Trap
             | CountName { .. }
@@ -633,6 +641,65 @@ impl Disasm<'_> {
         format!("[{}]", items.join(", "))
     }
 
+    /// A fused test entry as text.
+    fn entry_text(&self, idx: u16) -> String {
+        let p = self.p;
+        match p.pool.get(usize::from(idx)) {
+            Some(Entry::Name(_)) => format!("name {}", self.name(idx)),
+            Some(Entry::AttrCmp(_)) => {
+                self.instr(&Instr::AttrCmp {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::IntrCmp(_)) => {
+                self.instr(&Instr::IntrCmp {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::AttrIn(_)) => {
+                self.instr(&Instr::AttrIn {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::AttrStr(_)) => {
+                self.instr(&Instr::AttrStr {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::IntrStr(_)) => {
+                self.instr(&Instr::IntrStr {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::Rel(_)) => {
+                self.instr(&Instr::Related {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            _ => format!("?test{idx}"),
+        }
+        .trim_end_matches("  →0000 if true")
+        .to_string()
+    }
+
     fn instr(&self, ins: &Instr) -> (&'static str, String) {
         use Instr::*;
         let p = self.p;
@@ -668,6 +735,22 @@ impl Disasm<'_> {
             Next { slot, body } => ("next", format!("s{slot}  →{}", addr(body))),
             NextAncestor { slot, body } => ("next_ancestor", format!("s{slot}  →{}", addr(body))),
             Exit { slot, target } => ("exit", format!("s{slot}  →{}", addr(target))),
+            Skip { slot, test, done } => (
+                "skip",
+                format!(
+                    "s{slot} until {}  done→{}",
+                    self.entry_text(test),
+                    addr(done)
+                ),
+            ),
+            SkipNot { slot, test, done } => (
+                "skip_not",
+                format!(
+                    "s{slot} until not {}  done→{}",
+                    self.entry_text(test),
+                    addr(done)
+                ),
+            ),
             NameIs { name, on, target } => (
                 "name_is",
                 format!("{}  {}", self.name(name), jump(on, target)),

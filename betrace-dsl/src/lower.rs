@@ -469,6 +469,7 @@ impl Lowerer {
         };
         self.emit(head);
         self.bind(body);
+        let body_addr = self.p.code.len();
         if let Some(n) = spec.name_test {
             let name = self.name(n);
             self.emit(Instr::NameIs {
@@ -498,7 +499,40 @@ impl Lowerer {
             Source::Ancestors => Instr::NextAncestor { slot, body },
             _ => Instr::Next { slot, body },
         });
+        let done = self.label();
+        self.bind(done);
+        if !matches!(spec.source, Source::Ancestors) {
+            self.fuse_skip(body_addr, slot, next, done);
+        }
         self.depth -= 1;
+    }
+
+    /// Turns the first instruction of a loop body into a [`Instr::Skip`] when it is a fused
+    /// test whose failure moves on to the next span: the VM then steps over the spans that
+    /// fail it without dispatching an instruction per span.
+    fn fuse_skip(&mut self, body: usize, slot: u8, next: Label, done: Label) {
+        let Some(ins) = self.p.code.get_mut(body) else {
+            return;
+        };
+        let (test, on) = match *ins {
+            Instr::NameIs { name, on, target } if target == next => (name, on),
+            Instr::AttrCmp { test, on, target }
+            | Instr::IntrCmp { test, on, target }
+            | Instr::AttrIn { test, on, target }
+            | Instr::AttrStr { test, on, target }
+            | Instr::IntrStr { test, on, target }
+            | Instr::Related { test, on, target }
+                if target == next =>
+            {
+                (test, on)
+            }
+            _ => return,
+        };
+        *ins = if on {
+            Instr::SkipNot { slot, test, done }
+        } else {
+            Instr::Skip { slot, test, done }
+        };
     }
 
     /// Jumps to `target` iff "some span of `spec` passes" equals `jump_on`.
