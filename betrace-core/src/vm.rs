@@ -19,7 +19,7 @@ use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
 use smallvec::SmallVec;
 
 use crate::prepared::PreparedTrace;
-use crate::span::Span;
+use crate::span::{AttrValue, Span};
 use crate::trace::SpanIndex;
 use crate::value::{self, Value};
 
@@ -475,7 +475,8 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
     }
 
     /// [`Instr::Skip`] (`want` true) and [`Instr::SkipNot`]: advances loop `slot` natively
-    /// until the fused test `test` gives `want` for the current span.
+    /// until the fused test `test` gives `want` for the current span. The test is chosen
+    /// once, outside the loop over spans.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn skip(
@@ -493,25 +494,75 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
         let trace: &'a PreparedTrace<'t> = self.trace;
         let entry = program.pool().get(usize::from(test)).ok_or(bad)?;
         let mut frame = *self.frames.get(usize::from(slot)).ok_or(bad)?;
-        loop {
-            let (r, steps) = fused(program, trace, self.frames, entry, *cur).ok_or(bad)?;
-            *budget = budget.saturating_sub(u64::from(steps));
-            if r == want {
-                break;
-            }
-            if *budget == 0 {
-                return Err(EvalError::BudgetExceeded { pc: *pc - 1 });
-            }
-            *budget -= 1;
-            frame.pos += 1;
-            match frame.list.get(frame.pos as usize) {
-                Some(&x) => *cur = x,
-                None => {
-                    *cur = frame.origin;
-                    *pc = done;
-                    break;
+        let at = *pc - 1;
+        let attr =
+            |c: SpanIndex, a: &AttrRef| Value::from_opt_attr(trace.attribute(c, a.key, a.scope));
+        macro_rules! go {
+            ($test:expr) => {
+                advance(&mut frame, cur, budget, want, at, $test)?
+            };
+        }
+        let exhausted = match entry {
+            Entry::Name(id) => go!(|c| (trace.name_id(c) == Some(*id), 0)),
+            Entry::AttrCmp(t) => {
+                let lit = Value::from_literal(&t.value);
+                match t.value {
+                    Literal::Int(k) => go!(|c| {
+                        let r = match trace.attribute(c, t.attr.key, t.attr.scope) {
+                            Some(AttrValue::Int(v)) => value::compare_ints(*v, t.op, k),
+                            other => value::compare(&Value::from_opt_attr(other), t.op, &lit),
+                        };
+                        (r, 0)
+                    }),
+                    _ => go!(|c| (value::compare(&attr(c, &t.attr), t.op, &lit), 0)),
                 }
             }
+            Entry::IntrCmp(t) => {
+                let lit = Value::from_literal(&t.value);
+                let span = |c: SpanIndex| trace.span(c);
+                match (t.intr, &t.value) {
+                    (Intrinsic::Kind, Literal::Kind(k)) => go!(|c| {
+                        let r =
+                            span(c).is_some_and(|s| value::compare_members(s.kind as u8, t.op, *k));
+                        (r, 0)
+                    }),
+                    (Intrinsic::Status, Literal::Status(k)) => go!(|c| {
+                        let r = span(c)
+                            .is_some_and(|s| value::compare_members(s.status_code as u8, t.op, *k));
+                        (r, 0)
+                    }),
+                    (Intrinsic::Name, Literal::Str(k)) => go!(|c| {
+                        let r = span(c).is_some_and(|s| value::compare_strs(&s.name, t.op, k));
+                        (r, 0)
+                    }),
+                    _ => go!(|c| (value::compare(&intrinsic(trace, c, t.intr), t.op, &lit), 0)),
+                }
+            }
+            Entry::AttrIn(t) => go!(|c| (in_list(&attr(c, &t.attr), &t.list, t.negated), 0)),
+            Entry::AttrStr(t) => {
+                let arg = Value::from_literal(&t.arg);
+                let re = program.regexes();
+                go!(|c| (
+                    value::string_pred(t.op, &attr(c, &t.attr), &arg, re, t.negated),
+                    0
+                ))
+            }
+            Entry::IntrStr(t) => {
+                let arg = Value::from_literal(&t.arg);
+                let re = program.regexes();
+                go!(|c| {
+                    let v = intrinsic(trace, c, t.intr);
+                    (value::string_pred(t.op, &v, &arg, re, t.negated), 0)
+                })
+            }
+            Entry::Rel(t) => {
+                let origin = self.frames.get(usize::from(t.slot)).ok_or(bad)?.origin;
+                go!(|c| related(trace, *t, origin, c))
+            }
+            _ => return Err(bad),
+        };
+        if exhausted {
+            *pc = done;
         }
         if let Some(f) = self.frames.get_mut(usize::from(slot)) {
             f.pos = frame.pos;
@@ -570,58 +621,36 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
     }
 }
 
-/// The result of a fused test (the pool entry of a test instruction) on span `cur`, and the
-/// parent links followed; `None` for an entry that is not a fused test.
+/// Advances `frame` from span `cur` while `test` is not `want`, one budget step per span
+/// left behind. `Ok(true)` when the source ran out (`cur` is then the loop's origin).
 #[inline(always)]
-fn fused(
-    program: &Program,
-    trace: &PreparedTrace<'_>,
-    frames: &[Frame<'_>],
-    entry: &Entry,
-    cur: SpanIndex,
-) -> Option<(bool, u32)> {
-    let attr = |a: &AttrRef| Value::from_opt_attr(trace.attribute(cur, a.key, a.scope));
-    Some(match entry {
-        Entry::Name(id) => (trace.name_id(cur) == Some(*id), 0),
-        Entry::AttrCmp(t) => (
-            value::compare(&attr(&t.attr), t.op, &Value::from_literal(&t.value)),
-            0,
-        ),
-        Entry::IntrCmp(t) => (
-            value::compare(
-                &intrinsic(trace, cur, t.intr),
-                t.op,
-                &Value::from_literal(&t.value),
-            ),
-            0,
-        ),
-        Entry::AttrIn(t) => (in_list(&attr(&t.attr), &t.list, t.negated), 0),
-        Entry::AttrStr(t) => (
-            value::string_pred(
-                t.op,
-                &attr(&t.attr),
-                &Value::from_literal(&t.arg),
-                program.regexes(),
-                t.negated,
-            ),
-            0,
-        ),
-        Entry::IntrStr(t) => (
-            value::string_pred(
-                t.op,
-                &intrinsic(trace, cur, t.intr),
-                &Value::from_literal(&t.arg),
-                program.regexes(),
-                t.negated,
-            ),
-            0,
-        ),
-        Entry::Rel(t) => {
-            let origin = frames.get(usize::from(t.slot))?.origin;
-            related(trace, *t, origin, cur)
+fn advance(
+    frame: &mut Frame<'_>,
+    cur: &mut SpanIndex,
+    budget: &mut u64,
+    want: bool,
+    at: Addr,
+    mut test: impl FnMut(SpanIndex) -> (bool, u32),
+) -> Result<bool, EvalError> {
+    loop {
+        let (r, steps) = test(*cur);
+        *budget = budget.saturating_sub(u64::from(steps));
+        if r == want {
+            return Ok(false);
         }
-        _ => return None,
-    })
+        if *budget == 0 {
+            return Err(EvalError::BudgetExceeded { pc: at });
+        }
+        *budget -= 1;
+        frame.pos += 1;
+        match frame.list.get(frame.pos as usize) {
+            Some(&x) => *cur = x,
+            None => {
+                *cur = frame.origin;
+                return Ok(true);
+            }
+        }
+    }
 }
 
 /// Attribute `attrs[idx]` of span `cur`; `None` for a bad index.
@@ -636,6 +665,7 @@ fn attr_value<'a>(
 }
 
 /// A `span.` intrinsic of span `cur` (DSL.md §3.4); missing without a current span.
+#[inline]
 fn intrinsic<'a>(trace: &'a PreparedTrace<'_>, cur: SpanIndex, i: Intrinsic) -> Value<'a> {
     let Some(s) = trace.span(cur) else {
         return Value::Missing;
