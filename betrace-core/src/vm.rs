@@ -13,7 +13,7 @@
 //! every parent link a `has_descendant` test follows in a trace with parent-link cycles.
 
 use betrace_dsl::bytecode::{
-    Addr, AttrRef, CountOperand, Entry, Instr, Program, RelTest, Verdict, WitnessList,
+    Addr, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest, Verdict, WitnessList,
 };
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
 use smallvec::SmallVec;
@@ -305,6 +305,20 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
                     pc = target;
                 }
 
+                Instr::Find { find, on, target } => {
+                    let f = get!(program.find_at(find));
+                    match search(program, trace, f, &mut budget, bad, false) {
+                        Ok(n) => test!(n > 0, on, target),
+                        Err(e) => break Err(e),
+                    }
+                }
+                Instr::CountFind { reg, find } => {
+                    let f = get!(program.find_at(find));
+                    match search(program, trace, f, &mut budget, bad, true) {
+                        Ok(n) => *get!(self.counts.get_mut(usize::from(reg))) = n,
+                        Err(e) => break Err(e),
+                    }
+                }
                 Instr::NameIs { name, on, target } => {
                     let id = *get!(program.name_at(name));
                     test!(trace.name_id(cur) == Some(id), on, target);
@@ -651,6 +665,88 @@ fn advance(
             }
         }
     }
+}
+
+/// The spans of a [`Find`] that pass all its tests: whether there is one (`count_all` false,
+/// `Ok(1)` or `Ok(0)`), or how many. One budget step per span visited; `bad` (carrying the
+/// instruction's address) for a malformed entry.
+fn search(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    f: &Find,
+    budget: &mut u64,
+    bad: EvalError,
+    count_all: bool,
+) -> Result<i64, EvalError> {
+    let list = match f.name {
+        Some(id) => trace.spans_named(id),
+        None => trace.all(),
+    };
+    let mut n = 0i64;
+    'spans: for &x in list {
+        if *budget == 0 {
+            let EvalError::MalformedProgram { pc } = bad else {
+                return Err(bad);
+            };
+            return Err(EvalError::BudgetExceeded { pc });
+        }
+        *budget -= 1;
+        for &(t, want) in f.tests.iter() {
+            let entry = program.pool().get(usize::from(t)).ok_or(bad)?;
+            if fused_test(program, trace, entry, x).ok_or(bad)? != want {
+                continue 'spans;
+            }
+        }
+        n += 1;
+        if !count_all {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+/// The result of a fused test (the pool entry of a test instruction other than a relation)
+/// on span `cur`; `None` for any other entry.
+#[inline]
+fn fused_test(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    entry: &Entry,
+    cur: SpanIndex,
+) -> Option<bool> {
+    let attr = |a: &AttrRef| Value::from_opt_attr(trace.attribute(cur, a.key, a.scope));
+    Some(match entry {
+        Entry::Name(id) => trace.name_id(cur) == Some(*id),
+        Entry::AttrCmp(t) => match (trace.attribute(cur, t.attr.key, t.attr.scope), &t.value) {
+            (Some(AttrValue::Int(v)), Literal::Int(k)) => value::compare_ints(*v, t.op, *k),
+            (v, _) => value::compare(
+                &Value::from_opt_attr(v),
+                t.op,
+                &Value::from_literal(&t.value),
+            ),
+        },
+        Entry::IntrCmp(t) => value::compare(
+            &intrinsic(trace, cur, t.intr),
+            t.op,
+            &Value::from_literal(&t.value),
+        ),
+        Entry::AttrIn(t) => in_list(&attr(&t.attr), &t.list, t.negated),
+        Entry::AttrStr(t) => value::string_pred(
+            t.op,
+            &attr(&t.attr),
+            &Value::from_literal(&t.arg),
+            program.regexes(),
+            t.negated,
+        ),
+        Entry::IntrStr(t) => value::string_pred(
+            t.op,
+            &intrinsic(trace, cur, t.intr),
+            &Value::from_literal(&t.arg),
+            program.regexes(),
+            t.negated,
+        ),
+        _ => return None,
+    })
 }
 
 /// Attribute `attrs[idx]` of span `cur`; `None` for a bad index.

@@ -99,6 +99,11 @@ pub enum Instr {
     /// [`Instr::Skip`] while the test is true.
     SkipNot { slot: u8, test: u16, done: Addr },
 
+    /// Some span of the [`Entry::Find`] `find` passes all its tests (a selection whose
+    /// filters are all fused tests, searched without a loop in the bytecode).
+    Find { find: u16, on: bool, target: Addr },
+    /// Counter `reg` := number of spans of the [`Entry::Find`] `find` that pass all its tests.
+    CountFind { reg: u8, find: u16 },
     /// The current span's name is pool entry `name` ([`Entry::Name`]).
     NameIs { name: u16, on: bool, target: Addr },
     /// Some span is named by pool entry `name` (a selection without filters).
@@ -173,6 +178,7 @@ impl Instr {
             Jump { target }
             | Exit { target, .. }
             | NameIs { target, .. }
+            | Find { target, .. }
             | HasName { target, .. }
             | AttrCmp { target, .. }
             | IntrCmp { target, .. }
@@ -199,6 +205,7 @@ impl Instr {
             Halt { .. }
             | Trap
             | CountName { .. }
+            | CountFind { .. }
             | CountAll { .. }
             | Zero { .. }
             | Incr { .. }
@@ -263,6 +270,15 @@ pub struct IntrStr {
     pub op: StrOp,
     pub arg: Literal,
     pub negated: bool,
+}
+
+/// A selection searched natively: the spans named `name` (every span when `None`), kept when
+/// each fused test (pool index of an [`Entry::AttrCmp`], [`Entry::IntrCmp`], [`Entry::AttrIn`],
+/// [`Entry::AttrStr`] or [`Entry::IntrStr`]) gives the paired bool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Find {
+    pub name: Option<NameId>,
+    pub tests: Box<[(u16, bool)]>,
 }
 
 /// A relation check between the span loop `slot` started from (the *origin*) and the
@@ -337,6 +353,7 @@ pub enum Entry {
     AttrIn(AttrIn),
     AttrStr(AttrStr),
     IntrStr(IntrStr),
+    Find(Find),
     Rel(RelTest),
     Field(FieldCmp),
     CountCmp(CountCmp),
@@ -506,6 +523,8 @@ pool_getters! {
     attr_str_at => AttrStr: AttrStr;
     /// Pool entry `i` as an intrinsic string test.
     intr_str_at => IntrStr: IntrStr;
+    /// Pool entry `i` as a native selection search.
+    find_at => Find: Find;
     /// Pool entry `i` as a relation check.
     rel_at => Rel: RelTest;
     /// Pool entry `i` as a `trace.` field comparison.
@@ -641,6 +660,29 @@ impl Disasm<'_> {
         format!("[{}]", items.join(", "))
     }
 
+    /// A native selection search as text.
+    fn find_text(&self, idx: u16) -> String {
+        let Some(f) = self.p.find_at(idx) else {
+            return format!("?find{idx}");
+        };
+        let source = match f.name {
+            Some(id) => match self.symbols.span_names().get(id.0 as usize) {
+                Some(n) => format!("{n:?}"),
+                None => format!("name#{}", id.0),
+            },
+            None => "*".to_string(),
+        };
+        let tests: Vec<String> = f
+            .tests
+            .iter()
+            .map(|&(t, want)| {
+                let text = self.entry_text(t);
+                if want { text } else { format!("not {text}") }
+            })
+            .collect();
+        format!("{source} where {}", tests.join(" and "))
+    }
+
     /// A fused test entry as text.
     fn entry_text(&self, idx: u16) -> String {
         let p = self.p;
@@ -751,6 +793,13 @@ impl Disasm<'_> {
                     addr(done)
                 ),
             ),
+            Find { find, on, target } => (
+                "find",
+                format!("{}  {}", self.find_text(find), jump(on, target)),
+            ),
+            CountFind { reg, find } => {
+                ("count_find", format!("c{reg} := {}", self.find_text(find)))
+            }
             NameIs { name, on, target } => (
                 "name_is",
                 format!("{}  {}", self.name(name), jump(on, target)),

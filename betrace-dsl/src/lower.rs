@@ -15,7 +15,7 @@ use ahash::AHashMap;
 use regex::Regex;
 
 use crate::bytecode::{
-    Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, CountOperand, Entry, FieldCmp, Instr,
+    Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, CountOperand, Entry, FieldCmp, Find, Instr,
     IntrCmp, IntrStr, Program, RegCmp, RegIn, RegStr, RelTest, Verdict, WitnessList,
 };
 use crate::ir::{
@@ -36,6 +36,89 @@ pub fn lower(rule: ir::Rule) -> Program {
         p.required_names = required_for_violation(&body);
     }
     p
+}
+
+/// The conjuncts of `p` (nested `and`s flattened).
+fn flatten_and<'p>(p: &'p Pred, out: &mut Vec<&'p Pred>) {
+    match p {
+        Pred::And(ps) => ps.iter().for_each(|q| flatten_and(q, out)),
+        _ => out.push(p),
+    }
+}
+
+/// The pool entry of a predicate that has a fused test, and whether the predicate holds when
+/// the test is true (`false` under a `not`).
+fn fused_entry(p: &Pred) -> Option<(Entry, bool)> {
+    let str_entry = |op: StrOp, operand: &Operand, arg: &Operand, negated: bool| {
+        let arg = match (op, arg) {
+            (StrOp::Matches(_), _) => Literal::Null,
+            (_, Operand::Literal(l)) => l.clone(),
+            _ => return None,
+        };
+        match operand {
+            Operand::Attribute { key, scope } => Some(Entry::AttrStr(AttrStr {
+                attr: AttrRef {
+                    key: *key,
+                    scope: *scope,
+                },
+                op,
+                arg,
+                negated,
+            })),
+            Operand::Intrinsic(intr) => Some(Entry::IntrStr(IntrStr {
+                intr: *intr,
+                op,
+                arg,
+                negated,
+            })),
+            _ => None,
+        }
+    };
+    let entry = match p {
+        Pred::Not(q) => return fused_entry(q).map(|(e, want)| (e, !want)),
+        Pred::Compare {
+            lhs: Operand::Attribute { key, scope },
+            op,
+            rhs: Operand::Literal(l),
+        } => Entry::AttrCmp(AttrCmp {
+            attr: AttrRef {
+                key: *key,
+                scope: *scope,
+            },
+            op: *op,
+            value: l.clone(),
+        }),
+        Pred::Compare {
+            lhs: Operand::Intrinsic(intr),
+            op,
+            rhs: Operand::Literal(l),
+        } => Entry::IntrCmp(IntrCmp {
+            intr: *intr,
+            op: *op,
+            value: l.clone(),
+        }),
+        Pred::In {
+            operand: Operand::Attribute { key, scope },
+            list,
+            negated,
+        } => Entry::AttrIn(AttrIn {
+            attr: AttrRef {
+                key: *key,
+                scope: *scope,
+            },
+            list: list.as_slice().into(),
+            negated: *negated,
+        }),
+        Pred::StrTest {
+            op,
+            operand,
+            arg,
+            negated,
+        } => str_entry(*op, operand, arg, *negated)?,
+        Pred::Truthy(Operand::StrCall { op, operand, arg }) => str_entry(*op, operand, arg, false)?,
+        _ => return None,
+    };
+    Some((entry, true))
 }
 
 /// Names of which some span must exist for the rule to fire (see
@@ -554,6 +637,14 @@ impl Lowerer {
             });
             return;
         }
+        if let Some(find) = self.find(spec) {
+            self.emit(Instr::Find {
+                find,
+                on: jump_on,
+                target,
+            });
+            return;
+        }
         if jump_on {
             let after = self.label();
             self.scan(spec, after, |l, slot| l.emit(Instr::Exit { slot, target }));
@@ -613,6 +704,7 @@ impl Lowerer {
                 self.emit(Instr::CountName { reg, name });
             }
             (Source::All, None, None, []) => self.emit(Instr::CountAll { reg }),
+            _ if let Some(find) = self.find(spec) => self.emit(Instr::CountFind { reg, find }),
             _ => {
                 self.emit(Instr::Zero { reg });
                 let done = self.label();
@@ -620,6 +712,32 @@ impl Lowerer {
                 self.bind(done);
             }
         }
+    }
+
+    /// A [`Find`] pool entry for `spec` when its source is a name or every span and each of
+    /// its filters is a conjunction of fused tests.
+    fn find(&mut self, spec: &LoopSpec<'_>) -> Option<u16> {
+        let name = match (spec.source, spec.name_test, spec.related) {
+            (Source::Name(n), None, None) => Some(n),
+            (Source::All, None, None) => None,
+            _ => return None,
+        };
+        let mut conjuncts = Vec::new();
+        for f in spec.filters {
+            flatten_and(f, &mut conjuncts);
+        }
+        let tests = conjuncts
+            .iter()
+            .map(|p| fused_entry(p))
+            .collect::<Option<Vec<_>>>()?;
+        if tests.is_empty() {
+            return None;
+        }
+        let tests = tests
+            .into_iter()
+            .map(|(e, want)| (self.entry(e), want))
+            .collect();
+        Some(self.entry(Entry::Find(Find { name, tests })))
     }
 
     /// Pushes every span of `spec` onto `list`.
