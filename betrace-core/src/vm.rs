@@ -5,12 +5,15 @@
 //! trace violates the rule, which clause failed, and the trigger and offending spans (DSL.md
 //! §3.1, §3.6, §7.1–§7.3) — or a typed [`EvalError`].
 //!
-//! The machine runs the program's decision code first; it allocates nothing and compares no
-//! strings except where the rule itself compares strings. Only for a violation does it run
-//! the witness code, which collects the span lists. Loops live in a fixed set of slots and
-//! relation walks are iterative, so nothing recurses per span or per ancestor. Every executed
-//! instruction counts against [`EvalOptions::instruction_budget`] (DSL.md §3.7), and so does
-//! every parent link a `has_descendant` test follows in a trace with parent-link cycles.
+//! A trace without any of the program's required span names conforms at once. Otherwise the
+//! machine runs the program's decision code; it allocates nothing (unless a rule needs more
+//! than four registers or loop slots) and compares no strings except where the rule itself
+//! compares strings. Only for a violation does it run the witness code, which collects the
+//! span lists. Loops live in a fixed set of slots and relation walks are iterative, so nothing
+//! recurses per span or per ancestor. Every executed instruction counts against
+//! [`EvalOptions::instruction_budget`] (DSL.md §3.7), and so does every span a fused search
+//! (`Skip`, `Find`, `CountFind`) visits and every parent link a `has_descendant` test follows
+//! in a trace with parent-link cycles.
 
 use betrace_dsl::bytecode::{
     Addr, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest, Verdict, WitnessList,
@@ -89,7 +92,7 @@ pub fn evaluate(
         return Ok(Outcome::default());
     }
     // Scratch state lives in this frame and is lent to the machine; registers are built only
-    // when the program has any, inline up to a few.
+    // when the program has any.
     let mut frames: SmallVec<[Frame<'_>; 4]> = SmallVec::new();
     let mut value_storage: SmallVec<[Value<'_>; 4]>;
     let values: &mut [Value<'_>] = match program.value_regs() {
@@ -307,14 +310,14 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
 
                 Instr::Find { find, on, target } => {
                     let f = get!(program.find_at(find));
-                    match search(program, trace, f, &mut budget, bad, false) {
+                    match search(program, trace, f, &mut budget, pc - 1, false) {
                         Ok(n) => test!(n > 0, on, target),
                         Err(e) => break Err(e),
                     }
                 }
                 Instr::CountFind { reg, find } => {
                     let f = get!(program.find_at(find));
-                    match search(program, trace, f, &mut budget, bad, true) {
+                    match search(program, trace, f, &mut budget, pc - 1, true) {
                         Ok(n) => *get!(self.counts.get_mut(usize::from(reg))) = n,
                         Err(e) => break Err(e),
                     }
@@ -668,16 +671,17 @@ fn advance(
 }
 
 /// The spans of a [`Find`] that pass all its tests: whether there is one (`count_all` false,
-/// `Ok(1)` or `Ok(0)`), or how many. One budget step per span visited; `bad` (carrying the
-/// instruction's address) for a malformed entry.
+/// `Ok(1)` or `Ok(0)`), or how many. One budget step per span visited; `at` is the address of
+/// the instruction, for errors.
 fn search(
     program: &Program,
     trace: &PreparedTrace<'_>,
     f: &Find,
     budget: &mut u64,
-    bad: EvalError,
+    at: Addr,
     count_all: bool,
 ) -> Result<i64, EvalError> {
+    let bad = EvalError::MalformedProgram { pc: at };
     let list = match f.name {
         Some(id) => trace.spans_named(id),
         None => trace.all(),
@@ -685,10 +689,7 @@ fn search(
     let mut n = 0i64;
     'spans: for &x in list {
         if *budget == 0 {
-            let EvalError::MalformedProgram { pc } = bad else {
-                return Err(bad);
-            };
-            return Err(EvalError::BudgetExceeded { pc });
+            return Err(EvalError::BudgetExceeded { pc: at });
         }
         *budget -= 1;
         for &(t, want) in f.tests.iter() {

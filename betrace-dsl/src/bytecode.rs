@@ -22,6 +22,14 @@
 //! from and falls through; `Exit` leaves a loop early (restoring the same span) and jumps. Loop
 //! slots are static nesting depths, so the VM never recurses.
 //!
+//! Common shapes are fused. Attribute/intrinsic-vs-constant comparisons, `in` and string tests
+//! on an attribute or intrinsic, name tests and relation checks are single instructions whose
+//! operands sit in one pool entry. A loop whose body starts with such a test starts with
+//! [`Instr::Skip`] instead, which steps over failing spans without dispatching per span. In
+//! the decision code, a selection whose filters are all fused tests is one [`Instr::Find`]
+//! (or [`Instr::CountFind`] under `count`), and one without filters is [`Instr::HasName`] (or
+//! [`Instr::CountName`]).
+//!
 //! Operands of comparisons that have no fused instruction are evaluated into value registers
 //! (`r0`, `r1`, …); counts of `count(...)`/`trace.count(...)` live in counter registers
 //! (`c0`, `c1`, …).
