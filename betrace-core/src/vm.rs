@@ -494,7 +494,10 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
     /// [`Instr::Skip`] (`want` true) and [`Instr::SkipNot`]: advances loop `slot` natively
     /// until the fused test `test` gives `want` for the current span. The test is chosen
     /// once, outside the loop over spans.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the run loop's locals are passed by reference to keep them in registers"
+    )]
     #[inline(always)]
     fn skip(
         &mut self,
