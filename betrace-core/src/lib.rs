@@ -21,6 +21,8 @@ pub mod span;
 pub mod trace;
 pub mod violation;
 
+pub use assemble::{AssemblerConfig, CompletedTrace, TraceAssembler};
+pub use rules::Rule;
 pub use span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
 pub use trace::{SpanIndex, Trace};
 pub use violation::{
