@@ -85,7 +85,7 @@ fn span(i: u64, name: &str, attrs: Vec<(&str, AttrValue)>, resource: &Arc<Resour
         status_message: String::new(),
         attributes: attrs.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         resource: Arc::clone(resource),
-        scope_name: String::new(),
+        scope_name: "".into(),
     }
 }
 

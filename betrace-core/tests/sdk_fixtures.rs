@@ -41,7 +41,7 @@ fn generate() -> (tempfile::TempDir, PathBuf) {
 fn typed(v: &Value) -> AttrValue {
     let value = &v["value"];
     match v["type"].as_str().unwrap() {
-        "string" => AttrValue::Str(value.as_str().unwrap().to_string()),
+        "string" => AttrValue::Str(value.as_str().unwrap().into()),
         "int" => AttrValue::Int(value.as_i64().unwrap()),
         "double" => AttrValue::Float(value.as_f64().unwrap()),
         "bool" => AttrValue::Bool(value.as_bool().unwrap()),
@@ -139,14 +139,22 @@ fn check_manifest(dir: &Path, manifest: &Value) -> usize {
                     "{what} {id}"
                 );
                 assert_eq!(
-                    s.scope_name,
+                    &*s.scope_name,
                     m["scope"]["name"].as_str().unwrap(),
                     "{what} {id}"
                 );
-                let got: BTreeMap<String, AttrValue> = s.attributes.iter().cloned().collect();
+                let got: BTreeMap<String, AttrValue> = s
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
                 assert_eq!(got, attrs(&m["attributes"]), "{what} {id}: attributes");
-                let res: BTreeMap<String, AttrValue> =
-                    s.resource.attributes.iter().cloned().collect();
+                let res: BTreeMap<String, AttrValue> = s
+                    .resource
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
                 assert_eq!(
                     &res,
                     &resources[m["service_name"].as_str().unwrap()],

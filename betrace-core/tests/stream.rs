@@ -138,7 +138,7 @@ fn build(trace_no: u8, specs: &[SpanSpec]) -> Vec<Span> {
                     ),
                 ],
                 resource: resource.clone(),
-                scope_name: String::new(),
+                scope_name: "".into(),
             }
         })
         .collect()

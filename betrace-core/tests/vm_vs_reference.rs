@@ -1061,17 +1061,17 @@ mod props {
         ];
         prop_oneof![
             4 => leaf.clone(),
-            1 => prop::collection::vec(leaf, 0..3).prop_map(AttrValue::Array),
+            1 => prop::collection::vec(leaf, 0..3).prop_map(|v| AttrValue::Array(v.into())),
         ]
     }
 
-    fn attrs() -> impl Strategy<Value = Vec<(String, AttrValue)>> {
+    fn attrs() -> impl Strategy<Value = betrace_core::Attributes> {
         prop::collection::vec((prop::sample::select(KEYS.to_vec()), attr_value()), 0..3).prop_map(
             |v| {
-                let mut out: Vec<(String, AttrValue)> = Vec::new();
+                let mut out: betrace_core::Attributes = Vec::new();
                 for (k, val) in v {
-                    if !out.iter().any(|(x, _)| x == k) {
-                        out.push((k.to_string(), val));
+                    if !out.iter().any(|(x, _)| &**x == k) {
+                        out.push((k.into(), val));
                     }
                 }
                 out
@@ -1108,7 +1108,7 @@ mod props {
                     status_message: String::new(),
                     attributes: attrs,
                     resource: Arc::new(Resource { attributes: res }),
-                    scope_name: String::new(),
+                    scope_name: "".into(),
                 })
                 .collect()
         })

@@ -328,8 +328,9 @@ impl<'a> Walker<'a> {
     ) -> Option<&'a AttrValue> {
         let s = self.span(cur?);
         let k = self.key(key);
-        let find =
-            |list: &'a [(String, AttrValue)]| list.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        let find = |list: &'a [(betrace_core::span::AttrKey, AttrValue)]| {
+            list.iter().find(|(n, _)| &**n == k).map(|(_, v)| v)
+        };
         match scope {
             AttrScope::Span => find(&s.attributes),
             AttrScope::Resource => find(&s.resource.attributes),

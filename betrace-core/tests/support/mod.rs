@@ -298,7 +298,7 @@ pub fn span(id: u64, name: &str) -> Span {
         status_message: String::new(),
         attributes: Vec::new(),
         resource: Arc::new(Resource::with_service("svc")),
-        scope_name: String::new(),
+        scope_name: "".into(),
     }
 }
 
@@ -343,7 +343,7 @@ impl SpanExt for Span {
     }
     fn service(mut self, name: &str) -> Span {
         let res = Arc::make_mut(&mut self.resource);
-        res.attributes.retain(|(k, _)| k != "service.name");
+        res.attributes.retain(|(k, _)| &**k != "service.name");
         res.attributes
             .push(("service.name".into(), AttrValue::Str(name.into())));
         self
@@ -363,7 +363,7 @@ pub fn vb(x: bool) -> AttrValue {
     AttrValue::Bool(x)
 }
 pub fn va(x: Vec<AttrValue>) -> AttrValue {
-    AttrValue::Array(x)
+    AttrValue::Array(x.into())
 }
 
 // ---- running
