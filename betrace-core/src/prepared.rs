@@ -259,6 +259,16 @@ impl<'t> PreparedTrace<'t> {
         }
     }
 
+    /// The number of spans named `name` (0 for an id not from this rule set's symbols).
+    #[inline]
+    pub fn count_named(&self, name: NameId) -> usize {
+        let i = name.0 as usize;
+        match (self.name_start.get(i), self.name_start.get(i + 1)) {
+            (Some(&a), Some(&b)) => b.saturating_sub(a) as usize,
+            _ => 0,
+        }
+    }
+
     /// Attribute `key` of span `i` in `scope` (DSL.md §3.4: a bare name looks in the span's
     /// attributes, then its resource's). `None` when absent or when `key` is not referenced by
     /// the rule set.

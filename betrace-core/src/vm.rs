@@ -87,7 +87,7 @@ pub fn evaluate(
     options: &EvalOptions,
 ) -> Result<Outcome, EvalError> {
     if let Some(names) = program.required_names()
-        && names.iter().all(|&n| trace.spans_named(n).is_empty())
+        && names.iter().all(|&n| trace.count_named(n) == 0)
     {
         return Ok(Outcome::default());
     }
@@ -328,7 +328,7 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
                 }
                 Instr::HasName { name, on, target } => {
                     let id = *get!(program.name_at(name));
-                    test!(!trace.spans_named(id).is_empty(), on, target);
+                    test!(trace.count_named(id) > 0, on, target);
                 }
                 Instr::AttrCmp { test, on, target } => {
                     let t = get!(program.attr_cmp_at(test));
@@ -394,8 +394,7 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
 
                 Instr::CountName { reg, name } => {
                     let id = *get!(program.name_at(name));
-                    *get!(self.counts.get_mut(usize::from(reg))) =
-                        to_i64(trace.spans_named(id).len());
+                    *get!(self.counts.get_mut(usize::from(reg))) = to_i64(trace.count_named(id));
                 }
                 Instr::CountAll { reg } => {
                     *get!(self.counts.get_mut(usize::from(reg))) = to_i64(trace.len());
