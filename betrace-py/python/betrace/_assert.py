@@ -49,6 +49,7 @@ def assert_no_violations(spans: Any, rules: Any) -> None:
 
     Bad rules raise ``RuleError``, bad spans ``SpanError``, as ``Engine.evaluate`` does.
     """
+    __tracebackhide__ = True
     violations = engine_of(rules).evaluate(spans)
     if violations:
         raise AssertionError(describe(violations))

@@ -6,7 +6,8 @@
   provider set by the code under test is used as it is (the capture is one more span
   processor on it).
 - Marker ``@pytest.mark.betrace("rules.yaml")``: when the test has passed, evaluates the rules
-  on the spans the test produced and fails the test with the list of violations. Arguments
+  on the spans the test produced and fails the test with the list of violations (the text of
+  ``assert_no_violations``). Arguments
   are rules-file paths (relative paths are looked up beside the test file, then in the
   rootdir), ``Engine`` or ``Rule`` objects, or lists of rules and expression strings.
 
@@ -45,9 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-class _Capture:
-    """A span processor that hands every ended span to the in-memory exporters of the tests
-    running now."""
+class _Exporters:
+    """The in-memory exporters of the tests running now."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -61,24 +61,27 @@ class _Capture:
         with self._lock:
             self._exporters = [e for e in self._exporters if e is not exporter]
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
+    def export(self, span: ReadableSpan) -> None:
         with self._lock:
             exporters = list(self._exporters)
         for exporter in exporters:
             exporter.export((span,))
 
-    def shutdown(self) -> None:
-        pass
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+def _capture_processor(exporters: _Exporters) -> Any:
+    """An SDK span processor handing every ended span to `exporters` (the SDK is imported
+    only when the plugin is used)."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class _Capture(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            exporters.export(span)
+
+    return _Capture()
 
 
 _install_lock = threading.Lock()
-_captures: weakref.WeakKeyDictionary[Any, _Capture] = weakref.WeakKeyDictionary()
+_captures: weakref.WeakKeyDictionary[Any, _Exporters] = weakref.WeakKeyDictionary()
 
 
 def _sdk_provider() -> TracerProvider:
@@ -104,14 +107,16 @@ def _sdk_provider() -> TracerProvider:
     return provider
 
 
-def _capture_for(provider: TracerProvider) -> _Capture:
+def _install() -> tuple[TracerProvider, _Exporters]:
+    """The global SDK provider and the exporters it feeds, installing both on first use."""
     with _install_lock:
-        capture = _captures.get(provider)
-        if capture is None:
-            capture = _Capture()
-            provider.add_span_processor(capture)  # type: ignore[arg-type]
-            _captures[provider] = capture
-        return capture
+        provider = _sdk_provider()
+        exporters = _captures.get(provider)
+        if exporters is None:
+            exporters = _Exporters()
+            provider.add_span_processor(_capture_processor(exporters))
+            _captures[provider] = exporters
+        return provider, exporters
 
 
 class CapturedSpans(Sequence["ReadableSpan"]):
@@ -156,6 +161,7 @@ class CapturedSpans(Sequence["ReadableSpan"]):
 
     def assert_no_violations(self, rules: Any) -> None:
         """``betrace.assert_no_violations`` on the spans so far."""
+        __tracebackhide__ = True
         violations = self.evaluate(rules)
         if violations:
             raise AssertionError(describe(violations))
@@ -178,8 +184,7 @@ def betrace_spans() -> Iterator[CapturedSpans]:
             "the betrace_spans fixture needs the opentelemetry-sdk package "
             f"(pip install opentelemetry-sdk): {e}"
         ) from e
-    provider = _sdk_provider()
-    capture = _capture_for(provider)
+    provider, capture = _install()
     exporter = InMemorySpanExporter()
     capture.add(exporter)
     try:
@@ -196,9 +201,7 @@ def _betrace_marker(request: pytest.FixtureRequest) -> None:
     if marker is None:
         return
     if not marker.args:
-        raise pytest.UsageError(
-            f"{request.node.nodeid}: @pytest.mark.betrace needs at least one rules file or rule"
-        )
+        pytest.fail("@pytest.mark.betrace needs at least one rules file or rule", pytrace=False)
     request.node.stash[_MARKED] = (marker, request.getfixturevalue("betrace_spans"))
 
 
@@ -206,13 +209,11 @@ def _resolve(arg: Any, item: pytest.Item) -> Engine:
     if isinstance(arg, (str, os.PathLike)):
         path = Path(arg)
         if not path.is_absolute():
-            candidates = [item.path.parent / path, item.config.rootpath / path]
+            candidates = list(dict.fromkeys([item.path.parent / path, item.config.rootpath / path]))
             found = next((c for c in candidates if c.exists()), None)
             if found is None:
                 tried = " or ".join(str(c) for c in candidates)
-                raise pytest.UsageError(
-                    f"{item.nodeid}: @pytest.mark.betrace: rules file `{arg}` not found (looked for {tried})"
-                )
+                pytest.fail(f"@pytest.mark.betrace: rules file `{arg}` not found (looked for {tried})", pytrace=False)
             path = found
         return Engine.from_file(path)
     return engine_of(arg)
@@ -229,5 +230,5 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         for arg in marker.args:
             violations.extend(_resolve(arg, item).evaluate(spans_now))
         if violations:
-            raise AssertionError(describe(violations))
+            pytest.fail(describe(violations), pytrace=False)
     return result
