@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Union
+from typing import Any
 
 from ._native import Engine, Rule, Violation
-
-RulesLike = Union[Engine, Rule, "str | os.PathLike[str]", Iterable[Union[Rule, str]]]
 
 
 def engine_of(rules: Any) -> Engine:

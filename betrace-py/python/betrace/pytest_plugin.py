@@ -7,9 +7,9 @@
   processor on it).
 - Marker ``@pytest.mark.betrace("rules.yaml")``: when the test has passed, evaluates the rules
   on the spans the test produced and fails the test with the list of violations (the text of
-  ``assert_no_violations``). Arguments
-  are rules-file paths (relative paths are looked up beside the test file, then in the
-  rootdir), ``Engine`` or ``Rule`` objects, or lists of rules and expression strings.
+  ``assert_no_violations``). Arguments are rules-file paths (relative paths are looked up
+  beside the test file, then in the rootdir), ``Engine`` or ``Rule`` objects, or lists of
+  rules and expression strings.
 
 Needs the ``opentelemetry-sdk`` package when the fixture or the marker is used, and pytest 8
 or newer.
