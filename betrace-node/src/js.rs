@@ -251,11 +251,6 @@ pub(crate) fn properties<'e>(object: &Object<'e>) -> napi::Result<Vec<(String, U
     Ok(out)
 }
 
-/// The property `name` of `object`, unread.
-pub(crate) fn get<'e>(object: &Object<'e>, name: &std::ffi::CStr) -> napi::Result<Unknown<'e>> {
-    object.get_c_named_property::<Unknown>(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

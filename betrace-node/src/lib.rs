@@ -10,6 +10,7 @@
 //! `#[napi]` generates allows it locally. This crate's own code has no `unsafe`.
 #![deny(unsafe_code)]
 
+mod batch;
 pub mod error;
 mod js;
 pub mod output;

@@ -39,10 +39,10 @@ use betrace_core::{
     TraceId, decode_json, decode_otlp_json_value, decode_otlp_protobuf,
 };
 use napi::bindgen_prelude::{FromNapiValue, Function, JsObjectValue, Object};
-use napi::{Env, Unknown};
+use napi::{Env, JsString, Unknown};
 use serde_json::Value;
 
-use crate::js::{Js, Problem, ReadError, bigint_i64, get, integral_i64, properties, to_json};
+use crate::js::{Js, Problem, ReadError, bigint_i64, integral_i64, properties, to_json};
 
 /// Deepest nesting of an SDK attribute value (arrays, objects), as in `betrace-core`.
 const MAX_ATTRIBUTE_DEPTH: usize = 64;
@@ -155,15 +155,20 @@ impl SpanInput {
     /// as an exception thrown by a getter; problems with the data are kept for
     /// [`SpanInput::decode`].
     pub(crate) fn read(env: &Env, value: Unknown<'_>) -> napi::Result<SpanInput> {
-        let mut reader = SdkReader::new(env);
+        let mut reader = SdkReader::new(env)?;
         let mut parts = Vec::new();
         match Js::read(value)? {
             Js::Array(array) => {
+                let read = crate::batch::read(env, &array)?;
                 let len = array.get_array_length()?;
                 parts.reserve(len as usize);
+                let mut read = read.map(Vec::into_iter);
                 for i in 0..len {
-                    let item = array.get_element::<Unknown>(i)?;
-                    parts.push(reader.element(i as usize, item)?);
+                    parts.push(match read.as_mut().and_then(Iterator::next).flatten() {
+                        Some(Ok(span)) => Part::Span(span),
+                        Some(Err(p)) => Part::Invalid(SpanProblem::at(i as usize, p)),
+                        None => reader.element(i as usize, array.get_element::<Unknown>(i)?)?,
+                    });
                 }
             }
             Js::Bytes(bytes) => parts.push(Part::OtlpProtobuf {
@@ -171,8 +176,8 @@ impl SpanInput {
                 bytes: bytes.to_vec(),
             }),
             Js::Object(object) => {
-                if is_sdk_span(&object)? {
-                    parts.push(reader.span_part(0, &object)?);
+                if let Some(method) = reader.span_context_method(&object)? {
+                    parts.push(reader.span_part(0, &object, method)?);
                 } else {
                     parts.push(match to_json(value) {
                         Ok(v) => Part::Json(v),
@@ -268,23 +273,100 @@ fn field_prefix(path: &str) -> String {
     }
 }
 
-/// True when `object` has a `spanContext` method (an SDK `ReadableSpan`).
-fn is_sdk_span(object: &Object<'_>) -> napi::Result<bool> {
-    Ok(get(object, c"spanContext")?.get_type()? == napi::ValueType::Function)
+/// The property names an SDK span is read with, created once per call: looking a property up
+/// by a JavaScript string is cheaper than by a C string, which is converted on every lookup.
+struct Keys<'e> {
+    span_context: JsString<'e>,
+    trace_id: JsString<'e>,
+    span_id: JsString<'e>,
+    parent_span_context: JsString<'e>,
+    parent_span_id: JsString<'e>,
+    name: JsString<'e>,
+    kind: JsString<'e>,
+    status: JsString<'e>,
+    code: JsString<'e>,
+    message: JsString<'e>,
+    start_time: JsString<'e>,
+    end_time: JsString<'e>,
+    attributes: JsString<'e>,
+    resource: JsString<'e>,
+    instrumentation_scope: JsString<'e>,
+    instrumentation_library: JsString<'e>,
+}
+
+impl<'e> Keys<'e> {
+    fn new(env: &'e Env) -> napi::Result<Keys<'e>> {
+        Ok(Keys {
+            span_context: env.create_string("spanContext")?,
+            trace_id: env.create_string("traceId")?,
+            span_id: env.create_string("spanId")?,
+            parent_span_context: env.create_string("parentSpanContext")?,
+            parent_span_id: env.create_string("parentSpanId")?,
+            name: env.create_string("name")?,
+            kind: env.create_string("kind")?,
+            status: env.create_string("status")?,
+            code: env.create_string("code")?,
+            message: env.create_string("message")?,
+            start_time: env.create_string("startTime")?,
+            end_time: env.create_string("endTime")?,
+            attributes: env.create_string("attributes")?,
+            resource: env.create_string("resource")?,
+            instrumentation_scope: env.create_string("instrumentationScope")?,
+            instrumentation_library: env.create_string("instrumentationLibrary")?,
+        })
+    }
+}
+
+/// The property `key` of `object`, unread.
+fn prop<'e>(object: &Object<'e>, key: JsString<'e>) -> napi::Result<Unknown<'e>> {
+    object.get_property::<JsString, Unknown>(key)
+}
+
+/// `value` as a string, or what it is instead.
+fn string_or<'e>(value: Unknown<'e>) -> napi::Result<Result<String, Js<'e>>> {
+    match String::from_unknown(value) {
+        Ok(s) => Ok(Ok(s)),
+        Err(_) => Js::read(value).map(Err),
+    }
+}
+
+/// `value` as a number, or what it is instead.
+fn number_or<'e>(value: Unknown<'e>) -> napi::Result<Result<f64, Js<'e>>> {
+    match f64::from_unknown(value) {
+        Ok(n) => Ok(Ok(n)),
+        Err(_) => Js::read(value).map(Err),
+    }
+}
+
+/// `value` as an object (arrays included), `None` for `null`/`undefined`, or what it is.
+fn object_or<'e>(value: Unknown<'e>) -> napi::Result<Result<Option<Object<'e>>, Js<'e>>> {
+    match value.get_type()? {
+        napi::ValueType::Object => Ok(Ok(Some(Object::from_unknown(value)?))),
+        napi::ValueType::Undefined | napi::ValueType::Null => Ok(Ok(None)),
+        _ => Js::read(value).map(Err),
+    }
 }
 
 /// Reads SDK spans, remembering the last resource object to share its conversion.
 struct SdkReader<'a> {
     env: &'a Env,
+    keys: Keys<'a>,
     last_resource: Option<(Object<'a>, Arc<Resource>)>,
 }
 
 impl<'a> SdkReader<'a> {
-    fn new(env: &'a Env) -> SdkReader<'a> {
-        SdkReader {
+    fn new(env: &'a Env) -> napi::Result<SdkReader<'a>> {
+        Ok(SdkReader {
             env,
+            keys: Keys::new(env)?,
             last_resource: None,
-        }
+        })
+    }
+
+    /// The `spanContext` method of `object` when it is an SDK `ReadableSpan`.
+    fn span_context_method(&self, object: &Object<'a>) -> napi::Result<Option<Unknown<'a>>> {
+        let method = prop(object, self.keys.span_context)?;
+        Ok((method.get_type()? == napi::ValueType::Function).then_some(method))
     }
 
     /// One array element.
@@ -311,8 +393,8 @@ impl<'a> SdkReader<'a> {
                 )));
             }
         };
-        if is_sdk_span(&object)? {
-            return self.span_part(index, &object);
+        if let Some(method) = self.span_context_method(&object)? {
+            return self.span_part(index, &object, method);
         }
         let is_request = object.has_named_property("resourceSpans")?
             || object.has_named_property("resource_spans")?;
@@ -327,8 +409,13 @@ impl<'a> SdkReader<'a> {
         })
     }
 
-    fn span_part(&mut self, index: usize, object: &Object<'a>) -> napi::Result<Part> {
-        match self.sdk_span(object) {
+    fn span_part(
+        &mut self,
+        index: usize,
+        object: &Object<'a>,
+        span_context: Unknown<'a>,
+    ) -> napi::Result<Part> {
+        match self.sdk_span(object, span_context) {
             Ok(span) => Ok(Part::Span(span)),
             Err(ReadError::Data(p)) => Ok(Part::Invalid(SpanProblem::at(index, p))),
             Err(ReadError::Napi(e)) => Err(e),
@@ -336,43 +423,46 @@ impl<'a> SdkReader<'a> {
     }
 
     /// One `ReadableSpan` (fields in the module documentation).
-    fn sdk_span(&mut self, span: &Object<'a>) -> Result<Span, ReadError> {
-        let context_fn = get(span, c"spanContext")?;
-        let context = Function::<(), Unknown>::from_unknown(context_fn)?.apply(span, ())?;
-        let context = object_field(context, "spanContext()")?;
-        let trace_id = TraceId(hex_id(get(&context, c"traceId")?, "spanContext().traceId")?);
-        let span_id = SpanId(hex_id(get(&context, c"spanId")?, "spanContext().spanId")?);
+    fn sdk_span(
+        &mut self,
+        span: &Object<'a>,
+        span_context: Unknown<'a>,
+    ) -> Result<Span, ReadError> {
+        let k = &self.keys;
+        let context = Function::<(), Unknown>::from_unknown(span_context)?.apply(span, ())?;
+        let context = match object_or(context)? {
+            Ok(Some(object)) => object,
+            Ok(None) => return Err(type_problem("spanContext()", "an object", &Js::Undefined)),
+            Err(other) => return Err(type_problem("spanContext()", "an object", &other)),
+        };
+        let trace_id = TraceId(hex_id(
+            prop(&context, k.trace_id)?,
+            "spanContext().traceId",
+        )?);
+        let span_id = SpanId(hex_id(prop(&context, k.span_id)?, "spanContext().spanId")?);
 
-        let parent_span_id = match Js::read(get(span, c"parentSpanContext")?)? {
-            Js::Object(parent) => parent_id(get(&parent, c"spanId")?, "parentSpanContext.spanId")?,
-            Js::Undefined | Js::Null => parent_id(get(span, c"parentSpanId")?, "parentSpanId")?,
-            other => return Err(type_problem("parentSpanContext", "an object", &other)),
+        let parent_span_id = match object_or(prop(span, k.parent_span_context)?)? {
+            Ok(Some(parent)) => parent_id(prop(&parent, k.span_id)?, "parentSpanContext.spanId")?,
+            Ok(None) => parent_id(prop(span, k.parent_span_id)?, "parentSpanId")?,
+            Err(other) => return Err(type_problem("parentSpanContext", "an object", &other)),
         };
 
-        let name = match Js::read(get(span, c"name")?)? {
-            Js::String(s) => s,
-            Js::Undefined | Js::Null => String::new(),
-            other => return Err(type_problem("name", "a string", &other)),
+        let name = match string_or(prop(span, k.name)?)? {
+            Ok(s) => s,
+            Err(Js::Undefined | Js::Null) => String::new(),
+            Err(other) => return Err(type_problem("name", "a string", &other)),
         };
-        let kind = match Js::read(get(span, c"kind")?)? {
-            Js::Undefined | Js::Null => SpanKind::Unspecified,
-            Js::Number(n) => integral_i64(n)
-                .and_then(|k| SpanKind::from_otlp(k.checked_add(1)?))
-                .filter(|k| *k != SpanKind::Unspecified)
-                .ok_or_else(|| {
-                    Problem::new(
-                        "kind",
-                        format!("unknown span kind `{n}`; expected a SpanKind number 0 to 4"),
-                    )
-                })?,
-            other => return Err(type_problem("kind", "a SpanKind number", &other)),
+        let kind = match number_or(prop(span, k.kind)?)? {
+            Ok(n) => span_kind(n)?,
+            Err(Js::Undefined | Js::Null) => SpanKind::Unspecified,
+            Err(other) => return Err(type_problem("kind", "a SpanKind number", &other)),
         };
-        let (status_code, status_message) = status(get(span, c"status")?)?;
-        let start = hrtime(get(span, c"startTime")?, "startTime")?;
-        let end = hrtime(get(span, c"endTime")?, "endTime")?;
-        let attributes = attributes(get(span, c"attributes")?, "attributes")?;
-        let resource = self.resource(get(span, c"resource")?)?;
-        let scope_name = scope_name(span)?;
+        let (status_code, status_message) = status(k, prop(span, k.status)?)?;
+        let start = hrtime(prop(span, k.start_time)?, "startTime")?;
+        let end = hrtime(prop(span, k.end_time)?, "endTime")?;
+        let attributes = attributes(prop(span, k.attributes)?, "attributes")?;
+        let scope_name = scope_name(k, span)?;
+        let resource = self.resource(prop(span, self.keys.resource)?)?;
 
         Ok(Span {
             trace_id,
@@ -392,10 +482,10 @@ impl<'a> SdkReader<'a> {
 
     /// The span's resource; the previous span's when it is the same object.
     fn resource(&mut self, value: Unknown<'a>) -> Result<Arc<Resource>, ReadError> {
-        let object = match Js::read(value)? {
-            Js::Object(object) => object,
-            Js::Undefined | Js::Null => return Ok(Arc::new(Resource::default())),
-            other => return Err(type_problem("resource", "a Resource object", &other)),
+        let object = match object_or(value)? {
+            Ok(Some(object)) => object,
+            Ok(None) => return Ok(Arc::new(Resource::default())),
+            Err(other) => return Err(type_problem("resource", "a Resource object", &other)),
         };
         if let Some((last, resource)) = &self.last_resource
             && self.env.strict_equals(*last, object)?
@@ -403,17 +493,10 @@ impl<'a> SdkReader<'a> {
             return Ok(resource.clone());
         }
         let resource = Arc::new(Resource {
-            attributes: attributes(get(&object, c"attributes")?, "resource.attributes")?,
+            attributes: attributes(prop(&object, self.keys.attributes)?, "resource.attributes")?,
         });
         self.last_resource = Some((object, resource.clone()));
         Ok(resource)
-    }
-}
-
-fn object_field<'e>(value: Unknown<'e>, field: &str) -> Result<Object<'e>, ReadError> {
-    match Js::read(value)? {
-        Js::Object(object) => Ok(object),
-        other => Err(type_problem(field, "an object", &other)),
     }
 }
 
@@ -427,49 +510,80 @@ fn type_problem(field: &str, expected: &str, found: &Js<'_>) -> ReadError {
 
 /// An id of `N` bytes written as `2N` hex digits, not all zeros (OTLP `trace.proto`).
 fn hex_id<const N: usize>(value: Unknown<'_>, field: &str) -> Result<[u8; N], ReadError> {
-    let text = match Js::read(value)? {
-        Js::String(s) => s,
-        other => return Err(type_problem(field, "a hex string", &other)),
-    };
-    let mut id = [0u8; N];
-    if text.len() != 2 * N || hex::decode_to_slice(&text, &mut id).is_err() {
-        return Err(Problem::new(field, format!("`{text}` is not {} hex digits", 2 * N)).into());
+    match string_or(value)? {
+        Ok(text) => Ok(hex_id_text(&text, field)?),
+        Err(other) => Err(type_problem(field, "a hex string", &other)),
     }
-    if id.iter().all(|&b| b == 0) {
-        return Err(Problem::new(field, "an id of all zeros is invalid").into());
-    }
-    Ok(id)
 }
 
 /// A parent span id: absent, `""` or all zeros for a root.
 fn parent_id(value: Unknown<'_>, field: &str) -> Result<Option<SpanId>, ReadError> {
-    match Js::read(value)? {
-        Js::Undefined | Js::Null => Ok(None),
-        Js::String(s) if s.is_empty() || (s.len() == 16 && s.bytes().all(|b| b == b'0')) => {
-            Ok(None)
-        }
-        _ => hex_id::<8>(value, field).map(|id| Some(SpanId(id))),
+    match string_or(value)? {
+        Ok(text) => Ok(parent_id_text(&text, field)?),
+        Err(Js::Undefined | Js::Null) => Ok(None),
+        Err(other) => Err(type_problem(field, "a hex string", &other)),
     }
 }
 
+/// [`hex_id`] of text already read.
+pub(crate) fn hex_id_text<const N: usize>(text: &str, field: &str) -> Result<[u8; N], Problem> {
+    let mut id = [0u8; N];
+    if text.len() != 2 * N || hex::decode_to_slice(text, &mut id).is_err() {
+        return Err(Problem::new(
+            field,
+            format!("`{text}` is not {} hex digits", 2 * N),
+        ));
+    }
+    if id.iter().all(|&b| b == 0) {
+        return Err(Problem::new(field, "an id of all zeros is invalid"));
+    }
+    Ok(id)
+}
+
+/// [`parent_id`] of text already read.
+pub(crate) fn parent_id_text(text: &str, field: &str) -> Result<Option<SpanId>, Problem> {
+    if text.is_empty() || (text.len() == 16 && text.bytes().all(|b| b == b'0')) {
+        return Ok(None);
+    }
+    hex_id_text::<8>(text, field).map(|id| Some(SpanId(id)))
+}
+
+/// The span kind of a JS `SpanKind` number (0 INTERNAL … 4 CONSUMER, the OTLP number minus one).
+pub(crate) fn span_kind(n: f64) -> Result<SpanKind, Problem> {
+    integral_i64(n)
+        .and_then(|k| SpanKind::from_otlp(k.checked_add(1)?))
+        .filter(|k| *k != SpanKind::Unspecified)
+        .ok_or_else(|| {
+            Problem::new(
+                "kind",
+                format!("unknown span kind `{n}`; expected a SpanKind number 0 to 4"),
+            )
+        })
+}
+
+/// The status code of a JS `SpanStatusCode` number (0 UNSET, 1 OK, 2 ERROR, as in OTLP).
+pub(crate) fn status_code(n: f64) -> Result<StatusCode, Problem> {
+    integral_i64(n)
+        .and_then(StatusCode::from_otlp)
+        .ok_or_else(|| {
+            Problem::new(
+                "status.code",
+                format!("unknown status code `{n}`; expected a SpanStatusCode number 0 to 2"),
+            )
+        })
+}
+
 /// `{code, message}`; absent = unset.
-fn status(value: Unknown<'_>) -> Result<(StatusCode, String), ReadError> {
-    let object = match Js::read(value)? {
-        Js::Object(object) => object,
-        Js::Undefined | Js::Null => return Ok((StatusCode::Unset, String::new())),
-        other => return Err(type_problem("status", "an object", &other)),
+fn status(k: &Keys<'_>, value: Unknown<'_>) -> Result<(StatusCode, String), ReadError> {
+    let object = match object_or(value)? {
+        Ok(Some(object)) => object,
+        Ok(None) => return Ok((StatusCode::Unset, String::new())),
+        Err(other) => return Err(type_problem("status", "an object", &other)),
     };
-    let code = match Js::read(get(&object, c"code")?)? {
-        Js::Undefined | Js::Null => StatusCode::Unset,
-        Js::Number(n) => integral_i64(n)
-            .and_then(StatusCode::from_otlp)
-            .ok_or_else(|| {
-                Problem::new(
-                    "status.code",
-                    format!("unknown status code `{n}`; expected a SpanStatusCode number 0 to 2"),
-                )
-            })?,
-        other => {
+    let code = match number_or(prop(&object, k.code)?)? {
+        Ok(n) => status_code(n)?,
+        Err(Js::Undefined | Js::Null) => StatusCode::Unset,
+        Err(other) => {
             return Err(type_problem(
                 "status.code",
                 "a SpanStatusCode number",
@@ -477,10 +591,10 @@ fn status(value: Unknown<'_>) -> Result<(StatusCode, String), ReadError> {
             ));
         }
     };
-    let message = match Js::read(get(&object, c"message")?)? {
-        Js::String(s) => s,
-        Js::Undefined | Js::Null => String::new(),
-        other => return Err(type_problem("status.message", "a string", &other)),
+    let message = match string_or(prop(&object, k.message)?)? {
+        Ok(s) => s,
+        Err(Js::Undefined | Js::Null) => String::new(),
+        Err(other) => return Err(type_problem("status.message", "a string", &other)),
     };
     Ok((code, message))
 }
@@ -499,21 +613,31 @@ fn hrtime(value: Unknown<'_>, field: &str) -> Result<u64, ReadError> {
         }
     };
     let part = |i: u32| -> Result<f64, ReadError> {
-        match Js::read(array.get_element::<Unknown>(i)?)? {
-            Js::Number(n) if n.is_finite() && n >= 0.0 => Ok(n.trunc()),
-            other => Err(Problem::new(
+        match number_or(array.get_element::<Unknown>(i)?)? {
+            Ok(n) => Ok(n),
+            Err(other) => Err(Problem::new(
                 format!("{field}[{i}]"),
-                format!(
-                    "expected a non-negative number, found {}",
-                    describe_number(&other)
-                ),
+                format!("expected a non-negative number, found {}", other.describe()),
             )
             .into()),
         }
     };
     let (seconds, nanos) = (part(0)?, part(1)?);
-    hrtime_nanos(seconds, nanos)
-        .ok_or_else(|| Problem::new(field, "beyond the range of Unix nanoseconds (u64)").into())
+    Ok(hrtime_parts(field, seconds, nanos)?)
+}
+
+/// Unix nanoseconds of the hrtime `[seconds, nanos]` read from `field`; fractions truncated.
+pub(crate) fn hrtime_parts(field: &str, seconds: f64, nanos: f64) -> Result<u64, Problem> {
+    for (i, n) in [seconds, nanos].into_iter().enumerate() {
+        if !(n.is_finite() && n >= 0.0) {
+            return Err(Problem::new(
+                format!("{field}[{i}]"),
+                format!("expected a non-negative number, found `{n}`"),
+            ));
+        }
+    }
+    hrtime_nanos(seconds.trunc(), nanos.trunc())
+        .ok_or_else(|| Problem::new(field, "beyond the range of Unix nanoseconds (u64)"))
 }
 
 /// `seconds * 10^9 + nanos` for whole non-negative numbers, `None` past u64.
@@ -527,29 +651,22 @@ fn hrtime_nanos(seconds: f64, nanos: f64) -> Option<u64> {
         .checked_add(nanos as u64)
 }
 
-fn describe_number(js: &Js<'_>) -> String {
-    match js {
-        Js::Number(n) => format!("`{n}`"),
-        other => other.describe(),
-    }
-}
-
 /// `instrumentationScope.name` (2.x) or `instrumentationLibrary.name` (1.x), `""` when absent.
-fn scope_name(span: &Object<'_>) -> Result<String, ReadError> {
+fn scope_name(k: &Keys<'_>, span: &Object<'_>) -> Result<String, ReadError> {
     for (key, field) in [
-        (c"instrumentationScope", "instrumentationScope"),
-        (c"instrumentationLibrary", "instrumentationLibrary"),
+        (k.instrumentation_scope, "instrumentationScope"),
+        (k.instrumentation_library, "instrumentationLibrary"),
     ] {
-        match Js::read(get(span, key)?)? {
-            Js::Object(scope) => {
-                return match Js::read(get(&scope, c"name")?)? {
-                    Js::String(s) => Ok(s),
-                    Js::Undefined | Js::Null => Ok(String::new()),
-                    other => Err(type_problem(&format!("{field}.name"), "a string", &other)),
+        match object_or(prop(span, key)?)? {
+            Ok(Some(scope)) => {
+                return match string_or(prop(&scope, k.name)?)? {
+                    Ok(s) => Ok(s),
+                    Err(Js::Undefined | Js::Null) => Ok(String::new()),
+                    Err(other) => Err(type_problem(&format!("{field}.name"), "a string", &other)),
                 };
             }
-            Js::Undefined | Js::Null => {}
-            other => return Err(type_problem(field, "an object", &other)),
+            Ok(None) => {}
+            Err(other) => return Err(type_problem(field, "an object", &other)),
         }
     }
     Ok(String::new())
@@ -557,10 +674,10 @@ fn scope_name(span: &Object<'_>) -> Result<String, ReadError> {
 
 /// An SDK attributes object; absent = none.
 fn attributes(value: Unknown<'_>, field: &str) -> Result<Attributes, ReadError> {
-    let object = match Js::read(value)? {
-        Js::Object(object) => object,
-        Js::Undefined | Js::Null => return Ok(Attributes::new()),
-        other => return Err(type_problem(field, "an object", &other)),
+    let object = match object_or(value)? {
+        Ok(Some(object)) => object,
+        Ok(None) => return Ok(Attributes::new()),
+        Err(other) => return Err(type_problem(field, "an object", &other)),
     };
     let props = properties(&object)?;
     let mut out = Attributes::with_capacity(props.len());

@@ -77,6 +77,27 @@ test('a mixed list evaluates like one batch', () => {
   assert.deepEqual(normalized(engine.evaluate(mixed)), normalized(engine.evaluate(spans)))
 })
 
+test('spans read property by property evaluate like spans read in one pass', () => {
+  // A BigInt attribute is not JSON: such a span is read one property at a time, through
+  // Node-API, instead of in the single pass that reads plain SDK spans.
+  const forced = spans.map((span) =>
+    Object.create(span, { attributes: { value: { ...span.attributes, 'test.big': 2n ** 40n } } }),
+  )
+  assert.equal(typeof forced[0].spanContext, 'function')
+  const expected = normalized(engine.evaluate(spans))
+  assert.deepEqual(normalized(engine.evaluate(forced)), expected)
+  // Half and half, and one span given alone (always read property by property).
+  const mixed = spans.map((span, i) => (i % 2 ? forced[i] : span))
+  assert.deepEqual(normalized(engine.evaluate(mixed)), expected)
+  const [root] = spans.filter((s) => s.name === 'checkout' && s.spanContext().traceId === traces.slow)
+  assert.deepEqual(
+    normalized(new Engine([RULES[3]]).evaluate(root)),
+    expected.filter((v) => v.ruleId === 'slow-api'),
+  )
+  const [big] = check('span.name == "checkout" and test.big == 1099511627776', forced)
+  assert.equal(big.ruleId, 'check')
+})
+
 test('evaluateAsync resolves to the violations evaluate returns', async () => {
   const pending = engine.evaluateAsync(spans)
   assert.ok(pending instanceof Promise)
