@@ -70,6 +70,8 @@ function recordSpans() {
     'thread.id': j,
     'code.function': `handler_${j}`,
     'feature.flags': ['fast-checkout', i % 2 ? 'new-pricing' : 'old-pricing'],
+    'session.id': `session-${i % 211}`,
+    'sampling.priority': 0.5,
   })
   for (let i = 0; i < TRACES; i++) {
     const amount = (i * 37) % 2000
