@@ -33,6 +33,9 @@ grep -q "test result" target/test-output.txt
 step "Python package betrace-py: build into .venv, pytest"
 bash betrace-py/run-tests.sh
 
+step "Node.js package betrace-node: npm install, napi build, node --test, tsc"
+bash betrace-node/run-tests.sh
+
 step "pytest: the SDK fixture generators and the examples"
 .venv/bin/python -m pytest -q tools/otel-fixtures examples
 
