@@ -26,7 +26,9 @@ const RULES: [(&str, &str); 4] = [
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("dsl/parse");
     for (name, rule) in RULES {
-        g.bench_function(name, |b| b.iter(|| black_box(parse(black_box(rule)).0.is_some())));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(parse(black_box(rule)).0.is_some()))
+        });
     }
     g.finish();
     let mut g = c.benchmark_group("dsl/compile");
