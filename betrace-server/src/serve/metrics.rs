@@ -182,6 +182,25 @@ impl Metrics {
             "Violations that could not be stored",
             m.violations_store_failed.clone(),
         );
+        // Families of known labels show from the start, at 0.
+        for t in ["otlp_http", "otlp_grpc", "spans_api"] {
+            m.received(t, 0);
+        }
+        for r in ["invalid", "backpressure", "limit", "shutdown"] {
+            m.spans_rejected.get_or_create(&ReasonLabel {
+                reason: r.to_owned(),
+            });
+        }
+        for r in ["success", "failure", "rejected"] {
+            m.exported(r, 0);
+        }
+        for r in betrace_core::CompletionReason::ALL {
+            if r != betrace_core::CompletionReason::Direct {
+                m.traces_evaluated.get_or_create(&CompletionLabel {
+                    completion_reason: r.as_str().to_owned(),
+                });
+            }
+        }
         Metrics { registry, ..m }
     }
 
