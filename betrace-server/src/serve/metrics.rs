@@ -187,18 +187,18 @@ impl Metrics {
             m.received(t, 0);
         }
         for r in ["invalid", "backpressure", "limit", "shutdown"] {
-            m.spans_rejected.get_or_create(&ReasonLabel {
-                reason: r.to_owned(),
-            });
+            m.rejected_init(r);
         }
         for r in ["success", "failure", "rejected"] {
             m.exported(r, 0);
         }
         for r in betrace_core::CompletionReason::ALL {
             if r != betrace_core::CompletionReason::Direct {
-                m.traces_evaluated.get_or_create(&CompletionLabel {
-                    completion_reason: r.as_str().to_owned(),
-                });
+                m.traces_evaluated
+                    .get_or_create(&CompletionLabel {
+                        completion_reason: r.as_str().to_owned(),
+                    })
+                    .inc_by(0);
             }
         }
         Metrics { registry, ..m }
@@ -241,6 +241,14 @@ impl Metrics {
                 transport: transport.to_owned(),
             })
             .inc_by(n as u64);
+    }
+
+    fn rejected_init(&self, reason: &str) {
+        self.spans_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(0);
     }
 
     pub fn rejected(&self, reason: &str, n: usize) {

@@ -3,7 +3,8 @@
 package and appends one JSON line per received span to --out.
 
 In: --protocol http|grpc, --out FILE, optional --fail-first N (answer the first N requests
-with HTTP 503 / gRPC UNAVAILABLE, to exercise the sender's retries). Out: "listening PORT" on
+with HTTP 503 / gRPC UNAVAILABLE, to exercise the sender's retries) and --delay-ms N (wait
+before answering each request, to catch the sender mid-export). Out: "listening PORT" on
 standard output once bound (port chosen by the system on 127.0.0.1); per span a line
 {"name", "trace_id", "span_id", "parent_span_id", "status_code", "resource": {...},
  "attributes": {...}, "links": [{"trace_id", "span_id"}]}. Runs until killed.
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -82,6 +84,7 @@ def serve_http(args, failer: Failer) -> None:
                 self.send_response(404)
                 self.end_headers()
                 return
+            time.sleep(args.delay_ms / 1000)
             if failer.should_fail():
                 self.send_response(503)
                 self.end_headers()
@@ -109,6 +112,7 @@ def serve_grpc(args, failer: Failer) -> None:
 
     class Service(trace_service_pb2_grpc.TraceServiceServicer):
         def Export(self, request, context):
+            time.sleep(args.delay_ms / 1000)
             if failer.should_fail():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "failing on purpose")
             record(request, args.out)
@@ -127,6 +131,7 @@ def main() -> int:
     p.add_argument("--protocol", choices=["http", "grpc"], required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--delay-ms", type=int, default=0)
     args = p.parse_args()
     failer = Failer(args.fail_first)
     (serve_http if args.protocol == "http" else serve_grpc)(args, failer)
