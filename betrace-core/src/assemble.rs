@@ -516,6 +516,11 @@ impl Shard {
         if pending.partial {
             c.late_spans.fetch_add(1, Ordering::Relaxed);
         }
+        if pending.spans.len() == pending.spans.capacity() {
+            // Grow by a quarter rather than doubling: buffered spans are most of the memory.
+            let extra = (pending.spans.len() / 4).max(4);
+            pending.spans.reserve_exact(extra);
+        }
         pending.spans.push(span);
         if pending.spans.len() >= l.max_spans_per_trace {
             out.extend(self.release(tid, CompletionReason::SpanCap, now, l, c));
@@ -849,7 +854,7 @@ mod tests {
             status_message: String::new(),
             attributes: vec![],
             resource: Arc::new(Resource::with_service("svc")),
-            scope_name: String::new(),
+            scope_name: "".into(),
         }
     }
 

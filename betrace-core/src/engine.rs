@@ -110,6 +110,13 @@ pub fn now_unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
+/// Something a trace must contain for a rule to be violated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Need {
+    Name(NameId),
+    Service(Box<str>),
+}
+
 #[derive(Debug)]
 struct CompiledRule {
     rule: Rule,
@@ -126,6 +133,8 @@ pub struct RuleSet {
     rules: Vec<CompiledRule>,
     /// Rules (indices into `rules`) whose violation needs a span of the name; by `NameId`.
     by_name: Vec<Vec<u32>>,
+    /// Rules whose violation needs a span of the service.
+    by_service: ahash::AHashMap<Box<str>, Vec<u32>>,
     /// Enabled rules that may fire on any trace.
     unindexed: Vec<u32>,
     options: EngineOptions,
@@ -140,7 +149,7 @@ impl RuleSet {
         let mut symbols = Symbols::new();
         let mut compiled = Vec::with_capacity(rules.len());
         let mut failures = Vec::new();
-        let mut needs: Vec<Option<Vec<NameId>>> = Vec::with_capacity(rules.len());
+        let mut needs: Vec<Option<Vec<Need>>> = Vec::with_capacity(rules.len());
         for rule in rules {
             match betrace_dsl::check_source(&rule.expression, &mut symbols) {
                 Ok(ir) => {
@@ -165,16 +174,22 @@ impl RuleSet {
             return Err(failures);
         }
         let mut by_name = vec![Vec::new(); symbols.span_names().len()];
+        let mut by_service: ahash::AHashMap<Box<str>, Vec<u32>> = ahash::AHashMap::new();
         let mut unindexed = Vec::new();
         for (i, (rule, need)) in compiled.iter().zip(needs).enumerate() {
             if !rule.rule.enabled {
                 continue;
             }
             match need {
-                Some(names) => {
-                    for n in names {
-                        if let Some(v) = by_name.get_mut(n.0 as usize) {
-                            v.push(i as u32);
+                Some(needs) => {
+                    for n in needs {
+                        match n {
+                            Need::Name(n) => {
+                                if let Some(v) = by_name.get_mut(n.0 as usize) {
+                                    v.push(i as u32);
+                                }
+                            }
+                            Need::Service(s) => by_service.entry(s).or_default().push(i as u32),
                         }
                     }
                 }
@@ -185,6 +200,7 @@ impl RuleSet {
             symbols,
             rules: compiled,
             by_name,
+            by_service,
             unindexed,
             options,
         })
@@ -257,9 +273,26 @@ impl RuleSet {
                 .collect();
         }
         let mut out = self.unindexed.clone();
-        for (name, rules) in self.by_name.iter().enumerate() {
-            if !rules.is_empty() && !trace.spans_named(NameId(name as u32)).is_empty() {
+        // Each name present in the trace once: at its first span.
+        for &i in trace.all() {
+            if let Some(name) = trace.name_id(i)
+                && trace.spans_named(name).first() == Some(&i)
+                && let Some(rules) = self.by_name.get(name.0 as usize)
+            {
                 out.extend_from_slice(rules);
+            }
+        }
+        if !self.by_service.is_empty() {
+            let mut last: Option<*const crate::span::Resource> = None;
+            for span in trace.trace().spans() {
+                let ptr = std::sync::Arc::as_ptr(&span.resource);
+                if last == Some(ptr) {
+                    continue;
+                }
+                last = Some(ptr);
+                if let Some(rules) = self.by_service.get(span.service()) {
+                    out.extend_from_slice(rules);
+                }
             }
         }
         out.sort_unstable();
@@ -282,11 +315,7 @@ impl RuleSet {
                 .collect()
         };
         let truncated = outcome.trigger_spans.len() > max || outcome.offending_spans.len() > max;
-        let failed_clause = match outcome.failed_clause {
-            Some(vm::FailedClause::Always) => FailedClause::Always,
-            Some(vm::FailedClause::Never) => FailedClause::Never,
-            _ => FailedClause::Expression,
-        };
+        let failed_clause = outcome.failed_clause.unwrap_or(FailedClause::Expression);
         let mut v = Violation::new(
             ViolationParts {
                 rule_id: &rule.rule.id,
@@ -359,11 +388,7 @@ pub fn test_expression(
     };
     Ok(TestOutcome {
         violated: outcome.violated,
-        failed_clause: outcome.failed_clause.map(|c| match c {
-            vm::FailedClause::Always => FailedClause::Always,
-            vm::FailedClause::Never => FailedClause::Never,
-            vm::FailedClause::Expression => FailedClause::Expression,
-        }),
+        failed_clause: outcome.failed_clause,
         trigger_spans: ids(&outcome.trigger_spans),
         offending_spans: ids(&outcome.offending_spans),
     })
@@ -393,25 +418,33 @@ fn clause_texts(source: &str) -> (Option<String>, Option<String>, Option<String>
     out
 }
 
-/// Span names of which at least one must be present for the rule to be violated, or `None`
-/// when the rule can fire on any trace. Conservative: `None` whenever unsure.
-fn necessary_names(body: &Body, symbols: &mut Symbols) -> Option<Vec<NameId>> {
+/// Span names or services of which at least one must be present for the rule to be violated,
+/// or `None` when the rule can fire on any trace. Conservative: `None` whenever unsure.
+fn necessary_names(body: &Body, symbols: &mut Symbols) -> Option<Vec<Need>> {
     match body {
-        Body::Block { when: Some(w), .. } => cond_needs(w),
+        // Violation iff when ∧ (¬always ∨ never).
+        Body::Block { when: Some(w), .. } => cond_needs(w, symbols),
+        Body::Block {
+            when: None,
+            always: None,
+            never: Some(n),
+        } => cond_needs(n, symbols),
         Body::Block { when: None, .. } => None,
-        Body::SpanScoped(p) => pred_needs(p, symbols),
-        Body::TraceScoped(_) => None,
+        Body::SpanScoped(p) | Body::TraceScoped(p) => pred_needs(p, symbols),
     }
 }
 
-fn cond_needs(c: &Cond) -> Option<Vec<NameId>> {
+fn cond_needs(c: &Cond, symbols: &mut Symbols) -> Option<Vec<Need>> {
     match c {
-        Cond::Exists(sel) => selection_needs(sel),
-        Cond::And(items) => items.iter().filter_map(cond_needs).min_by_key(|v| v.len()),
+        Cond::Exists(sel) => selection_needs(sel, symbols),
+        Cond::And(items) => items
+            .iter()
+            .filter_map(|i| cond_needs(i, symbols))
+            .min_by_key(|v| v.len()),
         Cond::Or(items) => {
             let mut all = Vec::new();
             for i in items {
-                all.extend(cond_needs(i)?);
+                all.extend(cond_needs(i, symbols)?);
             }
             Some(all)
         }
@@ -424,21 +457,45 @@ fn cond_needs(c: &Cond) -> Option<Vec<NameId>> {
             if op.holds(0.cmp(k)) {
                 None
             } else {
-                selection_needs(lhs)
+                selection_needs(lhs, symbols)
             }
         }
-        Cond::Not(_) | Cond::Count { .. } | Cond::Trace(_) => None,
+        Cond::Trace(t) => trace_needs(t, symbols),
+        Cond::Not(_) | Cond::Count { .. } => None,
     }
 }
 
-fn selection_needs(sel: &ir::Selection) -> Option<Vec<NameId>> {
+fn trace_needs(t: &ir::TraceTerm, symbols: &mut Symbols) -> Option<Vec<Need>> {
+    use betrace_dsl::ir::{CmpOp, Literal, TraceField, TraceTerm};
+    match t {
+        TraceTerm::Has(p) => pred_needs(p, symbols),
+        TraceTerm::Field {
+            field: TraceField::RootName,
+            op: CmpOp::Eq,
+            value: Literal::Str(name),
+        } => Some(vec![Need::Name(symbols.intern_span_name(name))]),
+        TraceTerm::Field {
+            field: TraceField::RootService,
+            op: CmpOp::Eq,
+            value: Literal::Str(service),
+        } => Some(vec![Need::Service(service.clone())]),
+        _ => None,
+    }
+}
+
+fn selection_needs(sel: &ir::Selection, symbols: &mut Symbols) -> Option<Vec<Need>> {
     match sel.target {
-        Target::Name(n) => Some(vec![n]),
-        Target::Any => None,
+        Target::Name(n) => Some(vec![Need::Name(n)]),
+        // `*.where(p)`: what `p` needs of the selected span.
+        Target::Any => sel
+            .filters
+            .iter()
+            .filter_map(|p| pred_needs(p, symbols))
+            .min_by_key(|v| v.len()),
     }
 }
 
-fn pred_needs(p: &Pred, symbols: &mut Symbols) -> Option<Vec<NameId>> {
+fn pred_needs(p: &Pred, symbols: &mut Symbols) -> Option<Vec<Need>> {
     use betrace_dsl::ir::{CmpOp, Intrinsic, Literal, Operand};
     match p {
         Pred::And(items) => items
@@ -453,15 +510,21 @@ fn pred_needs(p: &Pred, symbols: &mut Symbols) -> Option<Vec<NameId>> {
             Some(all)
         }
         Pred::Compare {
-            lhs: Operand::Intrinsic(Intrinsic::Name),
+            lhs,
             op: CmpOp::Eq,
-            rhs: Operand::Literal(Literal::Str(name)),
-        }
-        | Pred::Compare {
-            lhs: Operand::Literal(Literal::Str(name)),
-            op: CmpOp::Eq,
-            rhs: Operand::Intrinsic(Intrinsic::Name),
-        } => Some(vec![symbols.intern_span_name(name)]),
+            rhs,
+        } => match (lhs, rhs) {
+            (Operand::Intrinsic(Intrinsic::Name), Operand::Literal(Literal::Str(name)))
+            | (Operand::Literal(Literal::Str(name)), Operand::Intrinsic(Intrinsic::Name)) => {
+                Some(vec![Need::Name(symbols.intern_span_name(name))])
+            }
+            (Operand::Intrinsic(Intrinsic::Service), Operand::Literal(Literal::Str(s)))
+            | (Operand::Literal(Literal::Str(s)), Operand::Intrinsic(Intrinsic::Service)) => {
+                Some(vec![Need::Service(s.clone())])
+            }
+            _ => None,
+        },
+        Pred::Trace(t) => trace_needs(t, symbols),
         _ => None,
     }
 }

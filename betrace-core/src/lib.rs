@@ -22,18 +22,23 @@ pub mod prepared;
 pub mod rules;
 pub mod sign;
 pub mod span;
+pub mod stream;
 pub mod trace;
 pub mod value;
 pub mod violation;
 pub mod vm;
 
+pub use assemble::{AssemblerConfig, CompletedTrace, TraceAssembler};
 pub use input::simple_json::{
     SimpleJsonDecoder, SimpleJsonError, decode_simple_json, span_from_simple_json,
     spans_from_simple_json,
 };
 pub use input::{Decoded, JsonInputError, SpanError, decode_json};
-pub use otlp::{OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf};
+pub use otlp::{
+    OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf, decode_otlp_request,
+};
 pub use prepared::PreparedTrace;
+pub use rules::Rule;
 pub use span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
 pub use trace::{SpanIndex, Trace, group_by_trace};
 pub use value::Value;

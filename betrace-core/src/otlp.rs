@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 
 use crate::input::simple_json::{json_kind, parse_nanos, quote_str};
 use crate::input::{
-    Decoded, MAX_VALUE_DEPTH, SpanError, dedup_attributes, span_kind_from_name,
+    Decoded, KeyInterner, MAX_VALUE_DEPTH, SpanError, dedup_attributes, span_kind_from_name,
     status_code_from_name,
 };
 use crate::span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
@@ -85,18 +85,19 @@ pub fn decode_otlp_request(request: ExportTraceServiceRequest) -> Decoded {
         rejected: Vec::new(),
     };
     let mut index = 0usize;
+    let mut keys = KeyInterner::default();
     for rs in request.resource_spans {
         let resource = match rs.resource {
             None => Ok(Arc::new(Resource::default())),
-            Some(r) => key_values(r.attributes)
+            Some(r) => key_values(r.attributes, &mut keys)
                 .map(|attributes| Arc::new(Resource { attributes }))
                 .map_err(|(path, message)| (format!("resource.attributes.{path}"), message)),
         };
         for ss in rs.scope_spans {
-            let scope_name = ss.scope.map(|s| s.name).unwrap_or_default();
+            let scope_name = keys.intern(ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or(""));
             for span in ss.spans {
                 let converted = match &resource {
-                    Ok(resource) => proto_span(span, index, resource, &scope_name),
+                    Ok(resource) => proto_span(span, index, resource, &scope_name, &mut keys),
                     Err((field, message)) => Err(SpanError::new(index, field, message)),
                 };
                 match converted {
@@ -114,7 +115,8 @@ fn proto_span(
     s: pb::Span,
     index: usize,
     resource: &Arc<Resource>,
-    scope_name: &str,
+    scope_name: &Arc<str>,
+    keys: &mut KeyInterner,
 ) -> Result<Span, SpanError> {
     let err = |field: &str, message: String| SpanError::new(index, field, message);
     let trace_id = <[u8; 16]>::try_from(s.trace_id.as_slice())
@@ -158,8 +160,8 @@ fn proto_span(
             st.message,
         ),
     };
-    let attributes =
-        key_values(s.attributes).map_err(|(path, m)| err(&format!("attributes.{path}"), m))?;
+    let attributes = key_values(s.attributes, keys)
+        .map_err(|(path, m)| err(&format!("attributes.{path}"), m))?;
     Ok(Span {
         trace_id: TraceId(trace_id),
         span_id: SpanId(span_id),
@@ -172,7 +174,7 @@ fn proto_span(
         status_message,
         attributes,
         resource: Arc::clone(resource),
-        scope_name: scope_name.to_owned(),
+        scope_name: Arc::clone(scope_name),
     })
 }
 
@@ -182,12 +184,12 @@ fn id_length_message(expected: usize, found: usize) -> String {
 
 /// A key-value list as unique attributes. The error carries the path below the list (the key,
 /// then `[i]` / `.key` per nesting level).
-fn key_values(kvs: Vec<KeyValue>) -> Result<Attributes, (String, String)> {
+fn key_values(kvs: Vec<KeyValue>, keys: &mut KeyInterner) -> Result<Attributes, (String, String)> {
     let mut out = Vec::with_capacity(kvs.len());
     for kv in kvs {
         let Some(value) = kv.value else { continue };
-        match proto_value(value, 0) {
-            Ok(Some(v)) => out.push((kv.key, v)),
+        match proto_value(value, 0, keys) {
+            Ok(Some(v)) => out.push((keys.intern(&kv.key), v)),
             Ok(None) => {}
             Err((path, m)) => return Err((format!("{}{path}", kv.key), m)),
         }
@@ -195,39 +197,43 @@ fn key_values(kvs: Vec<KeyValue>) -> Result<Attributes, (String, String)> {
     Ok(dedup_attributes(out))
 }
 
-fn proto_value(v: AnyValue, depth: usize) -> Result<Option<AttrValue>, (String, String)> {
+fn proto_value(
+    v: AnyValue,
+    depth: usize,
+    keys: &mut KeyInterner,
+) -> Result<Option<AttrValue>, (String, String)> {
     use any_value::Value as V;
     Ok(Some(match v.value {
         None | Some(V::StringValueStrindex(_)) => return Ok(None),
-        Some(V::StringValue(s)) => AttrValue::Str(s),
+        Some(V::StringValue(s)) => AttrValue::Str(s.into_boxed_str()),
         Some(V::BoolValue(b)) => AttrValue::Bool(b),
         Some(V::IntValue(i)) => AttrValue::Int(i),
         Some(V::DoubleValue(d)) => AttrValue::Float(d),
-        Some(V::BytesValue(b)) => AttrValue::Bytes(b),
+        Some(V::BytesValue(b)) => AttrValue::Bytes(b.into_boxed_slice()),
         Some(V::ArrayValue(a)) => {
             check_depth(depth)?;
             let mut out = Vec::with_capacity(a.values.len());
             for (i, item) in a.values.into_iter().enumerate() {
                 if let Some(v) =
-                    proto_value(item, depth + 1).map_err(|(p, m)| (format!("[{i}]{p}"), m))?
+                    proto_value(item, depth + 1, keys).map_err(|(p, m)| (format!("[{i}]{p}"), m))?
                 {
                     out.push(v);
                 }
             }
-            AttrValue::Array(out)
+            AttrValue::Array(out.into_boxed_slice())
         }
         Some(V::KvlistValue(kvs)) => {
             check_depth(depth)?;
             let mut out = Vec::with_capacity(kvs.values.len());
             for kv in kvs.values {
                 let Some(value) = kv.value else { continue };
-                match proto_value(value, depth + 1) {
-                    Ok(Some(v)) => out.push((kv.key, v)),
+                match proto_value(value, depth + 1, keys) {
+                    Ok(Some(v)) => out.push((keys.intern(&kv.key), v)),
                     Ok(None) => {}
                     Err((p, m)) => return Err((format!(".{}{p}", kv.key), m)),
                 }
             }
-            AttrValue::KvList(out)
+            AttrValue::KvList(out.into_boxed_slice())
         }
     }))
 }
@@ -256,19 +262,22 @@ pub fn decode_otlp_json_value(request: &Value) -> Result<Decoded, OtlpError> {
     let resource_spans = json_array(root, "resourceSpans", "resource_spans", String::new)?;
     let mut out = Decoded::default();
     let mut index = 0usize;
+    let mut keys = KeyInterner::default();
     for (ri, rs) in resource_spans.iter().enumerate() {
         let rs_path = || format!("resourceSpans[{ri}]");
         let rs = json_object(rs, rs_path)?;
-        let resource = json_resource(rs);
+        let resource = json_resource(rs, &mut keys);
         let scope_spans = json_array(rs, "scopeSpans", "scope_spans", rs_path)?;
         for (si, ss) in scope_spans.iter().enumerate() {
             let ss_path = || format!("{}.scopeSpans[{si}]", rs_path());
             let ss = json_object(ss, ss_path)?;
-            let scope_name = json_scope_name(ss);
+            let scope_name = json_scope_name(ss).map(|n| keys.intern(&n));
             let spans = json_array(ss, "spans", "spans", ss_path)?;
             for span in spans {
                 let converted = match (&resource, &scope_name) {
-                    (Ok(resource), Ok(scope_name)) => json_span(span, index, resource, scope_name),
+                    (Ok(resource), Ok(scope_name)) => {
+                        json_span(span, index, resource, scope_name, &mut keys)
+                    }
                     (Err((field, message)), _) | (_, Err((field, message))) => {
                         Err(SpanError::new(index, field.as_str(), message.as_str()))
                     }
@@ -327,7 +336,10 @@ fn json_array<'a>(
 
 type FieldError = (String, String);
 
-fn json_resource(rs: &Map<String, Value>) -> Result<Arc<Resource>, FieldError> {
+fn json_resource(
+    rs: &Map<String, Value>,
+    keys: &mut KeyInterner,
+) -> Result<Arc<Resource>, FieldError> {
     let Some(resource) = get(rs, "resource", "resource") else {
         return Ok(Arc::new(Resource::default()));
     };
@@ -339,7 +351,7 @@ fn json_resource(rs: &Map<String, Value>) -> Result<Arc<Resource>, FieldError> {
     };
     let attributes = match get(resource, "attributes", "attributes") {
         None => Vec::new(),
-        Some(v) => json_key_values(v, 0, true)
+        Some(v) => json_key_values(v, 0, true, keys)
             .map_err(|(p, m)| (join_path("resource.attributes", &p), m))?,
     };
     Ok(Arc::new(Resource { attributes }))
@@ -374,7 +386,8 @@ fn json_span(
     v: &Value,
     index: usize,
     resource: &Arc<Resource>,
-    scope_name: &str,
+    scope_name: &Arc<str>,
+    keys: &mut KeyInterner,
 ) -> Result<Span, SpanError> {
     let err = |field: &str, message: String| SpanError::new(index, field, message);
     let Value::Object(s) = v else {
@@ -463,9 +476,8 @@ fn json_span(
     };
     let attributes = match get(s, "attributes", "attributes") {
         None => Vec::new(),
-        Some(v) => {
-            json_key_values(v, 0, true).map_err(|(p, m)| err(&join_path("attributes", &p), m))?
-        }
+        Some(v) => json_key_values(v, 0, true, keys)
+            .map_err(|(p, m)| err(&join_path("attributes", &p), m))?,
     };
     Ok(Span {
         trace_id,
@@ -479,7 +491,7 @@ fn json_span(
         status_message,
         attributes,
         resource: Arc::clone(resource),
-        scope_name: scope_name.to_owned(),
+        scope_name: Arc::clone(scope_name),
     })
 }
 
@@ -525,7 +537,12 @@ fn show(v: &Value) -> String {
 
 /// A JSON array of `KeyValue` objects; the error path is relative (`.key…` or `[i]…`). `top` lists are made unique by key (span and resource
 /// attributes); nested key-value lists are kept as written.
-fn json_key_values(v: &Value, depth: usize, top: bool) -> Result<Attributes, FieldError> {
+fn json_key_values(
+    v: &Value,
+    depth: usize,
+    top: bool,
+    keys: &mut KeyInterner,
+) -> Result<Attributes, FieldError> {
     let Value::Array(items) = v else {
         return Err((
             String::new(),
@@ -553,8 +570,8 @@ fn json_key_values(v: &Value, depth: usize, top: bool) -> Result<Attributes, Fie
         let Some(value) = get(kv, "value", "value") else {
             continue;
         };
-        match json_any_value(value, depth) {
-            Ok(Some(v)) => out.push((key.to_owned(), v)),
+        match json_any_value(value, depth, keys) {
+            Ok(Some(v)) => out.push((keys.intern(key), v)),
             Ok(None) => {}
             Err((p, m)) => return Err((format!(".{key}{p}"), m)),
         }
@@ -598,7 +615,11 @@ const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// One OTLP/JSON `AnyValue`; `None` when no value is set.
-fn json_any_value(v: &Value, depth: usize) -> Result<Option<AttrValue>, FieldError> {
+fn json_any_value(
+    v: &Value,
+    depth: usize,
+    keys: &mut KeyInterner,
+) -> Result<Option<AttrValue>, FieldError> {
     let Value::Object(obj) = v else {
         return Err((
             String::new(),
@@ -633,7 +654,7 @@ fn json_any_value(v: &Value, depth: usize) -> Result<Option<AttrValue>, FieldErr
     };
     Ok(Some(match which {
         Which::Str => match value {
-            Value::String(s) => AttrValue::Str(s.clone()),
+            Value::String(s) => AttrValue::Str(s.as_str().into()),
             _ => return Err(wrong("a string")),
         },
         Which::Bool => match value {
@@ -651,7 +672,8 @@ fn json_any_value(v: &Value, depth: usize) -> Result<Option<AttrValue>, FieldErr
                 BASE64_STANDARD
                     .decode(s)
                     .or_else(|_| BASE64_URL_SAFE.decode(s))
-                    .map_err(|e| (String::new(), format!("`{key}` is not base64: {e}")))?,
+                    .map_err(|e| (String::new(), format!("`{key}` is not base64: {e}")))?
+                    .into_boxed_slice(),
             ),
             _ => return Err(wrong("a base64 string")),
         },
@@ -675,13 +697,13 @@ fn json_any_value(v: &Value, depth: usize) -> Result<Option<AttrValue>, FieldErr
             };
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                if let Some(v) =
-                    json_any_value(item, depth + 1).map_err(|(p, m)| (format!("[{i}]{p}"), m))?
+                if let Some(v) = json_any_value(item, depth + 1, keys)
+                    .map_err(|(p, m)| (format!("[{i}]{p}"), m))?
                 {
                     out.push(v);
                 }
             }
-            AttrValue::Array(out)
+            AttrValue::Array(out.into_boxed_slice())
         }
         Which::KvList => {
             check_depth(depth)?;
@@ -689,8 +711,10 @@ fn json_any_value(v: &Value, depth: usize) -> Result<Option<AttrValue>, FieldErr
                 return Err(wrong("an object `{\"values\": [...]}`"));
             };
             match get(list, "values", "values") {
-                None => AttrValue::KvList(Vec::new()),
-                Some(values) => AttrValue::KvList(json_key_values(values, depth + 1, false)?),
+                None => AttrValue::KvList(Box::default()),
+                Some(values) => AttrValue::KvList(
+                    json_key_values(values, depth + 1, false, keys)?.into_boxed_slice(),
+                ),
             }
         }
     }))
@@ -864,7 +888,7 @@ mod tests {
         assert_eq!(d.spans[1].parent_span_id, None);
         assert_eq!(d.spans[2].parent_span_id, Some(d.spans[0].span_id));
         assert!(Arc::ptr_eq(&d.spans[0].resource, &d.spans[2].resource));
-        assert_eq!(d.spans[0].scope_name, "lib");
+        assert_eq!(&*d.spans[0].scope_name, "lib");
         assert_eq!(d.spans[0].service(), "shop");
         assert_eq!(d.total(), 10);
     }
@@ -926,18 +950,18 @@ mod tests {
         assert_eq!(
             span.attributes,
             vec![
-                ("s".to_string(), AttrValue::Str("x".into())),
-                ("b".to_string(), AttrValue::Bool(true)),
-                ("i".to_string(), AttrValue::Int(4)),
-                ("d".to_string(), AttrValue::Float(2.5)),
-                ("bytes".to_string(), AttrValue::Bytes(vec![1, 2])),
+                ("s".into(), AttrValue::Str("x".into())),
+                ("b".into(), AttrValue::Bool(true)),
+                ("i".into(), AttrValue::Int(4)),
+                ("d".into(), AttrValue::Float(2.5)),
+                ("bytes".into(), AttrValue::Bytes(vec![1, 2].into())),
                 (
-                    "arr".to_string(),
-                    AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("two".into())])
+                    "arr".into(),
+                    AttrValue::Array(vec![AttrValue::Int(1), AttrValue::Str("two".into())].into())
                 ),
                 (
-                    "kv".to_string(),
-                    AttrValue::KvList(vec![("inner".to_string(), AttrValue::Bool(false))])
+                    "kv".into(),
+                    AttrValue::KvList(vec![("inner".into(), AttrValue::Bool(false))].into())
                 ),
             ]
         );
@@ -1037,46 +1061,57 @@ mod tests {
             ),
             (
                 json!({"bytesValue": "AQID"}),
-                Some(AttrValue::Bytes(vec![1, 2, 3])),
+                Some(AttrValue::Bytes(vec![1, 2, 3].into())),
             ),
             (
                 json!({"bytesValue": "AQI="}),
-                Some(AttrValue::Bytes(vec![1, 2])),
+                Some(AttrValue::Bytes(vec![1, 2].into())),
             ),
             (
                 json!({"bytesValue": "AQI"}),
-                Some(AttrValue::Bytes(vec![1, 2])),
+                Some(AttrValue::Bytes(vec![1, 2].into())),
             ),
             (
                 json!({"bytesValue": "-_8"}),
-                Some(AttrValue::Bytes(vec![0xfb, 0xff])),
+                Some(AttrValue::Bytes(vec![0xfb, 0xff].into())),
             ),
-            (json!({"bytes_value": ""}), Some(AttrValue::Bytes(vec![]))),
-            (json!({"arrayValue": {}}), Some(AttrValue::Array(vec![]))),
+            (
+                json!({"bytes_value": ""}),
+                Some(AttrValue::Bytes(vec![].into())),
+            ),
+            (
+                json!({"arrayValue": {}}),
+                Some(AttrValue::Array(vec![].into())),
+            ),
             (
                 json!({"arrayValue": {"values": null}}),
-                Some(AttrValue::Array(vec![])),
+                Some(AttrValue::Array(vec![].into())),
             ),
             (
                 json!({"arrayValue": {"values": [{"intValue": "1"}, {}, {"stringValue": "b"}]}}),
-                Some(AttrValue::Array(vec![
-                    AttrValue::Int(1),
-                    AttrValue::Str("b".into()),
-                ])),
+                Some(AttrValue::Array(
+                    vec![AttrValue::Int(1), AttrValue::Str("b".into())].into(),
+                )),
             ),
             (
                 json!({"array_value": {"values": [{"array_value": {"values": [{"bool_value": false}]}}]}}),
-                Some(AttrValue::Array(vec![AttrValue::Array(vec![
-                    AttrValue::Bool(false),
-                ])])),
+                Some(AttrValue::Array(
+                    vec![AttrValue::Array(vec![AttrValue::Bool(false)].into())].into(),
+                )),
             ),
-            (json!({"kvlistValue": {}}), Some(AttrValue::KvList(vec![]))),
+            (
+                json!({"kvlistValue": {}}),
+                Some(AttrValue::KvList(vec![].into())),
+            ),
             (
                 json!({"kvlistValue": {"values": [{"key": "k", "value": {"intValue": 1}}, {"key": "k", "value": {"intValue": 2}}]}}),
-                Some(AttrValue::KvList(vec![
-                    ("k".into(), AttrValue::Int(1)),
-                    ("k".into(), AttrValue::Int(2)),
-                ])),
+                Some(AttrValue::KvList(
+                    vec![
+                        ("k".into(), AttrValue::Int(1)),
+                        ("k".into(), AttrValue::Int(2)),
+                    ]
+                    .into(),
+                )),
             ),
             (json!({}), None),
             (json!({"stringValue": null}), None),
@@ -1156,7 +1191,7 @@ mod tests {
             (StatusCode::Error, "boom")
         );
         assert_eq!(s.duration_nanos(), 1_000_000_000);
-        assert_eq!(s.scope_name, "lib");
+        assert_eq!(&*s.scope_name, "lib");
         assert_eq!(s.service(), "shop");
 
         for parent in [Value::Null, json!(""), json!("0000000000000000")] {
@@ -1311,7 +1346,7 @@ mod tests {
             ]
         );
         assert_eq!(d.spans.len(), 1);
-        assert_eq!(d.spans[0].scope_name, "ok");
+        assert_eq!(&*d.spans[0].scope_name, "ok");
         assert!(d.spans[0].resource.attributes.is_empty());
     }
 

@@ -69,7 +69,7 @@ struct Tree {
 }
 
 fn sorted_refs<'t>(
-    attributes: &'t [(String, AttrValue)],
+    attributes: &'t [(crate::span::AttrKey, AttrValue)],
     symbols: &Symbols,
     out: &mut Vec<(KeyId, &'t AttrValue)>,
 ) {
@@ -455,7 +455,7 @@ mod tests {
                     ("r".into(), AttrValue::Int(4)),
                 ],
             }),
-            scope_name: String::new(),
+            scope_name: "".into(),
         }
     }
 

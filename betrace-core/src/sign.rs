@@ -92,7 +92,9 @@ pub fn sign_in_place(v: &mut Violation, key: &[u8]) {
 }
 
 /// True when `v.signature` is a valid `v1` signature of `v` under `key`. The comparison of the
-/// MAC is constant-time. An absent or malformed signature is false.
+/// MAC is constant-time. An absent or malformed signature is false. For a violation read
+/// from JSON, prefer [`verify_json`]: fields a newer version added are lost when the JSON is
+/// read into a [`Violation`], and the signature covers them.
 pub fn verify(v: &Violation, key: &[u8]) -> bool {
     match &v.signature {
         Some(sig) => check(&unsigned_object(v), sig, key),

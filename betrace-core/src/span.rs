@@ -123,22 +123,37 @@ impl StatusCode {
     }
 }
 
-/// An attribute value, keeping its OTLP type (`AnyValue`).
+/// An attribute value, keeping its OTLP type (`AnyValue`). Boxed slices rather than `String`
+/// and `Vec` keep the value at 24 bytes (buffered spans hold many).
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum AttrValue {
-    Str(String),
+    Str(Box<str>),
     Bool(bool),
     Int(i64),
     Float(f64),
-    Bytes(Vec<u8>),
-    Array(Vec<AttrValue>),
-    KvList(Vec<(String, AttrValue)>),
+    Bytes(Box<[u8]>),
+    Array(Box<[AttrValue]>),
+    KvList(Box<[(AttrKey, AttrValue)]>),
 }
+
+impl AttrValue {
+    /// The string, when the value is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// An attribute key. Input converters intern keys per batch, so the spans of one request share
+/// one allocation per distinct key.
+pub type AttrKey = Arc<str>;
 
 /// Attributes in their input order. Keys are unique within one list: a later duplicate
 /// replaces the earlier value when the list is built by an input converter.
-pub type Attributes = Vec<(String, AttrValue)>;
+pub type Attributes = Vec<(AttrKey, AttrValue)>;
 
 /// The resource a span was produced by (OTLP `Resource`), shared by all spans of one
 /// `ResourceSpans`.
@@ -154,11 +169,8 @@ impl Resource {
     pub fn service_name(&self) -> &str {
         self.attributes
             .iter()
-            .find(|(k, _)| k == "service.name")
-            .and_then(|(_, v)| match v {
-                AttrValue::Str(s) => Some(s.as_str()),
-                _ => None,
-            })
+            .find(|(k, _)| &**k == "service.name")
+            .and_then(|(_, v)| v.as_str())
             .unwrap_or("")
     }
 
@@ -188,8 +200,8 @@ pub struct Span {
     pub status_message: String,
     pub attributes: Attributes,
     pub resource: Arc<Resource>,
-    /// Instrumentation scope name, `""` when absent.
-    pub scope_name: String,
+    /// Instrumentation scope name, `""` when absent; shared by the spans of one scope.
+    pub scope_name: Arc<str>,
 }
 
 impl Span {
@@ -208,8 +220,8 @@ impl Span {
     pub fn attribute(&self, key: &str) -> Option<&AttrValue> {
         self.attributes
             .iter()
-            .find(|(k, _)| k == key)
-            .or_else(|| self.resource.attributes.iter().find(|(k, _)| k == key))
+            .find(|(k, _)| &**k == key)
+            .or_else(|| self.resource.attributes.iter().find(|(k, _)| &**k == key))
             .map(|(_, v)| v)
     }
 }

@@ -40,7 +40,7 @@ pub enum Value<'a> {
     /// A bytes attribute.
     Bytes(&'a [u8]),
     /// A key-value-list attribute; it equals nothing.
-    Map(&'a [(String, AttrValue)]),
+    Map(&'a [(crate::span::AttrKey, AttrValue)]),
 }
 
 impl<'a> Value<'a> {

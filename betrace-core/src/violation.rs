@@ -681,7 +681,7 @@ mod tests {
             status_message: String::new(),
             attributes: vec![],
             resource: std::sync::Arc::new(crate::span::Resource::with_service("api")),
-            scope_name: String::new(),
+            scope_name: "".into(),
         };
         let r = SpanRef::from_span(&span);
         assert_eq!(r.trace_id, "01".repeat(16));

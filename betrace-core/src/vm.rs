@@ -39,16 +39,9 @@ impl Default for EvalOptions {
     }
 }
 
-/// The clause that made a rule fire (DSL.md §3.6 `failed_clause`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailedClause {
-    /// `when` held and `always` did not; takes precedence when `never` matched too (§7.2).
-    Always,
-    /// `when` held and `never` matched.
-    Never,
-    /// The expression form matched.
-    Expression,
-}
+/// The clause that made a rule fire (DSL.md §3.6 `failed_clause`); `always` takes precedence
+/// when `never` matched too (§7.2).
+pub use crate::violation::FailedClause;
 
 /// The result of evaluating one rule against one trace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -34,7 +34,7 @@ fn span(trace: u32, id: u64, root: bool) -> Span {
         status_message: String::new(),
         attributes: vec![],
         resource: Arc::new(Resource::with_service("svc")),
-        scope_name: String::new(),
+        scope_name: "".into(),
     }
 }
 

@@ -356,7 +356,12 @@ const REALISTIC_JSON: &str = r#"{
 fn expected_realistic_spans() -> Vec<Span> {
     let trace = TraceId(id16("4bf92f3577b34da6a3ce929d0e0e4736").try_into().unwrap());
     let sid = |h: &str| SpanId(hex::decode(h).unwrap().try_into().unwrap());
-    let s = |k: &str, v: &str| (k.to_string(), AttrValue::Str(v.into()));
+    let s = |k: &str, v: &str| {
+        (
+            betrace_core::span::AttrKey::from(k),
+            AttrValue::Str(v.into()),
+        )
+    };
     let checkout = Arc::new(Resource {
         attributes: vec![
             s("service.name", "checkout"),
@@ -382,23 +387,25 @@ fn expected_realistic_spans() -> Vec<Span> {
                 ("user.premium".into(), AttrValue::Bool(true)),
                 (
                     "request.digest".into(),
-                    AttrValue::Bytes(vec![0xde, 0xad, 0xbe, 0xef]),
+                    AttrValue::Bytes(vec![0xde, 0xad, 0xbe, 0xef].into()),
                 ),
                 (
                     "order.items".into(),
-                    AttrValue::Array(vec![
-                        AttrValue::Str("sku-1".into()),
-                        AttrValue::Int(-9_007_199_254_740_993),
-                    ]),
+                    AttrValue::Array(
+                        vec![
+                            AttrValue::Str("sku-1".into()),
+                            AttrValue::Int(-9_007_199_254_740_993),
+                        ]
+                        .into(),
+                    ),
                 ),
                 (
                     "order.meta".into(),
-                    AttrValue::KvList(vec![
-                        s("channel", "web"),
-                        ("retries".into(), AttrValue::Int(0)),
-                    ]),
+                    AttrValue::KvList(
+                        vec![s("channel", "web"), ("retries".into(), AttrValue::Int(0))].into(),
+                    ),
                 ),
-                ("empty.list".into(), AttrValue::Array(vec![])),
+                ("empty.list".into(), AttrValue::Array(vec![].into())),
             ],
             resource: checkout.clone(),
             scope_name: "io.opentelemetry.http".into(),
@@ -429,7 +436,7 @@ fn expected_realistic_spans() -> Vec<Span> {
             status_message: String::new(),
             attributes: vec![("payment.amount".into(), AttrValue::Float(1250.75))],
             resource: Arc::new(Resource::with_service("payments")),
-            scope_name: String::new(),
+            scope_name: "".into(),
         },
     ]
 }
@@ -477,7 +484,7 @@ fn official_otlp_json_example() {
     assert_eq!(s.span_id.to_hex(), "eee19b7ec3c1b174");
     assert_eq!(s.parent_span_id.unwrap().to_hex(), "eee19b7ec3c1b173");
     assert_eq!(s.service(), "my.service");
-    assert_eq!(s.scope_name, "my.library");
+    assert_eq!(&*s.scope_name, "my.library");
     assert_eq!(s.kind, SpanKind::Server);
     assert_eq!(s.duration_nanos(), 1_000_000_000);
     assert_eq!(
@@ -501,7 +508,7 @@ fn otlp_json_that_generated_serde_gets_wrong() {
     .unwrap();
     assert_eq!(
         d.spans[0].attribute("list"),
-        Some(&AttrValue::Array(vec![]))
+        Some(&AttrValue::Array(vec![].into()))
     );
     // `null` means the default: no parent.
     let d = decode_otlp_json(span(r#","parentSpanId":null"#).as_bytes()).unwrap();
@@ -593,25 +600,33 @@ fn nonzero<const N: usize>() -> impl Strategy<Value = [u8; N]> {
 
 fn attr_value() -> impl Strategy<Value = AttrValue> {
     let leaf = prop_oneof![
-        ".{0,12}".prop_map(AttrValue::Str),
+        ".{0,12}".prop_map(|s: String| AttrValue::Str(s.into())),
         any::<bool>().prop_map(AttrValue::Bool),
         any::<i64>().prop_map(AttrValue::Int),
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(AttrValue::Float),
-        prop::collection::vec(any::<u8>(), 0..8).prop_map(AttrValue::Bytes),
+        prop::collection::vec(any::<u8>(), 0..8).prop_map(|b| AttrValue::Bytes(b.into())),
     ];
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(AttrValue::Array),
-            prop::collection::vec(("[a-z]{1,4}", inner), 0..4).prop_map(AttrValue::KvList),
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| AttrValue::Array(v.into())),
+            prop::collection::vec(("[a-z]{1,4}", inner), 0..4).prop_map(
+                |v: Vec<(String, AttrValue)>| AttrValue::KvList(
+                    v.into_iter().map(|(k, v)| (k.into(), v)).collect()
+                )
+            ),
         ]
     })
 }
 
 fn attributes() -> impl Strategy<Value = Attributes> {
     prop::collection::btree_map("[a-z.]{1,6}", attr_value(), 0..6)
-        .prop_map(|m: BTreeMap<String, AttrValue>| m.into_iter().collect::<Vec<_>>())
+        .prop_map(|m: BTreeMap<String, AttrValue>| {
+            m.into_iter()
+                .map(|(k, v)| (k.into(), v))
+                .collect::<Vec<_>>()
+        })
         .prop_shuffle()
 }
 
@@ -663,11 +678,11 @@ fn pb_value(v: &AttrValue) -> AnyValue {
     use any_value::Value as V;
     AnyValue {
         value: Some(match v {
-            AttrValue::Str(s) => V::StringValue(s.clone()),
+            AttrValue::Str(s) => V::StringValue(s.to_string()),
             AttrValue::Bool(b) => V::BoolValue(*b),
             AttrValue::Int(i) => V::IntValue(*i),
             AttrValue::Float(f) => V::DoubleValue(*f),
-            AttrValue::Bytes(b) => V::BytesValue(b.clone()),
+            AttrValue::Bytes(b) => V::BytesValue(b.to_vec()),
             AttrValue::Array(items) => V::ArrayValue(ArrayValue {
                 values: items.iter().map(pb_value).collect(),
             }),
@@ -678,11 +693,11 @@ fn pb_value(v: &AttrValue) -> AnyValue {
     }
 }
 
-fn pb_key_values(attrs: &[(String, AttrValue)]) -> Vec<KeyValue> {
+fn pb_key_values(attrs: &[(betrace_core::span::AttrKey, AttrValue)]) -> Vec<KeyValue> {
     attrs
         .iter()
         .map(|(k, v)| KeyValue {
-            key: k.clone(),
+            key: k.to_string(),
             value: Some(pb_value(v)),
             ..Default::default()
         })
@@ -778,10 +793,13 @@ fn json_value(v: &AttrValue, st: JsonStyle) -> Value {
     Value::Object(obj)
 }
 
-fn json_key_values(attrs: &[(String, AttrValue)], st: JsonStyle) -> Vec<Value> {
+fn json_key_values(
+    attrs: &[(betrace_core::span::AttrKey, AttrValue)],
+    st: JsonStyle,
+) -> Vec<Value> {
     attrs
         .iter()
-        .map(|(k, v)| json!({"key": k, "value": json_value(v, st)}))
+        .map(|(k, v)| json!({"key": &**k, "value": json_value(v, st)}))
         .collect()
 }
 
@@ -891,7 +909,7 @@ fn expected(data: &[ResourceData]) -> (Vec<Span>, Vec<usize>) {
                         status_message: s.status_message.clone(),
                         attributes: s.attributes.clone(),
                         resource: resource.clone(),
-                        scope_name: scope.clone(),
+                        scope_name: scope.as_str().into(),
                     });
                 }
                 index += 1;

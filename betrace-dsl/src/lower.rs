@@ -333,10 +333,10 @@ impl Lowerer {
 
                 self.p.witness_entry = self.here();
                 if let Some(w) = when {
-                    self.collect(w, WitnessList::Trigger, true);
+                    self.collect(w, WitnessList::Trigger, true, true);
                 }
                 if let Some(n) = never {
-                    self.collect(n, WitnessList::Offending, false);
+                    self.collect(n, WitnessList::Offending, true, false);
                 }
                 self.emit(Instr::Halt {
                     verdict: Verdict::Conforms,
@@ -373,7 +373,7 @@ impl Lowerer {
                 });
 
                 self.p.witness_entry = self.here();
-                self.collect_pred(p, WitnessList::Trigger, true);
+                self.collect_pred(p, WitnessList::Trigger, true, true);
                 self.emit(Instr::Halt {
                     verdict: Verdict::Conforms,
                 });
@@ -891,26 +891,33 @@ impl Lowerer {
 
     // ---- witnesses (DSL.md §7.1)
 
-    /// Pushes the witnesses of `c` onto `list`: nothing when `c` is false; `known_true` skips
-    /// the re-evaluation when the caller already knows `c` holds.
-    fn collect(&mut self, c: &Cond, list: WitnessList, known_true: bool) {
+    /// Pushes onto `list` the witnesses of `c` in the negation normal form of its clause, `c`
+    /// standing under an even (`pos`) or odd number of `not`s. Nothing when the NNF node is
+    /// false; a term contributes only with even polarity; an NNF conjunction (`and`, or `or`
+    /// under odd polarity) is checked once and then all its children contribute; an NNF
+    /// disjunction passes on to every child, each of which checks itself. `known_true` skips
+    /// the check when the caller already knows the NNF node holds.
+    fn collect(&mut self, c: &Cond, list: WitnessList, pos: bool, known_true: bool) {
         match c {
-            Cond::And(cs) => {
-                let skip = self.label();
-                if !known_true {
-                    self.cond(c, false, skip);
+            Cond::And(cs) | Cond::Or(cs) => {
+                let conjunction = matches!(c, Cond::And(_)) == pos;
+                if conjunction {
+                    let skip = self.label();
+                    if !known_true {
+                        self.cond(c, !pos, skip);
+                    }
+                    for x in cs {
+                        self.collect(x, list, pos, true);
+                    }
+                    self.bind(skip);
+                } else {
+                    for x in cs {
+                        self.collect(x, list, pos, false);
+                    }
                 }
-                for x in cs {
-                    self.collect(x, list, true);
-                }
-                self.bind(skip);
             }
-            Cond::Or(cs) => {
-                for x in cs {
-                    self.collect(x, list, false);
-                }
-            }
-            Cond::Not(_) => {}
+            Cond::Not(x) => self.collect(x, list, !pos, known_true),
+            _ if !pos => {}
             Cond::Exists(sel) => self.push_all(&LoopSpec::selection(sel), list),
             Cond::Count { lhs, rhs, .. } => {
                 let skip = self.label();
@@ -932,24 +939,27 @@ impl Lowerer {
 
     /// [`Lowerer::collect`] for the top of a trace-scoped expression: only `trace.has` terms
     /// contribute.
-    fn collect_pred(&mut self, p: &Pred, list: WitnessList, known_true: bool) {
+    fn collect_pred(&mut self, p: &Pred, list: WitnessList, pos: bool, known_true: bool) {
         match p {
-            Pred::And(ps) => {
-                let skip = self.label();
-                if !known_true {
-                    self.pred(p, false, skip);
+            Pred::And(ps) | Pred::Or(ps) => {
+                let conjunction = matches!(p, Pred::And(_)) == pos;
+                if conjunction {
+                    let skip = self.label();
+                    if !known_true {
+                        self.pred(p, !pos, skip);
+                    }
+                    for x in ps {
+                        self.collect_pred(x, list, pos, true);
+                    }
+                    self.bind(skip);
+                } else {
+                    for x in ps {
+                        self.collect_pred(x, list, pos, false);
+                    }
                 }
-                for x in ps {
-                    self.collect_pred(x, list, true);
-                }
-                self.bind(skip);
             }
-            Pred::Or(ps) => {
-                for x in ps {
-                    self.collect_pred(x, list, false);
-                }
-            }
-            Pred::Trace(t) => {
+            Pred::Not(x) => self.collect_pred(x, list, !pos, known_true),
+            Pred::Trace(t) if pos => {
                 if let TraceTerm::Has(q) = t.as_ref() {
                     self.push_all(&LoopSpec::all(std::slice::from_ref(q)), list);
                 }

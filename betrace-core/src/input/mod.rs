@@ -12,6 +12,8 @@ use std::fmt;
 use ahash::{AHashMap, AHashSet};
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
 use crate::span::{Attributes, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 /// One span that could not be converted (ENGINE.md §2: "a typed error naming the span index
@@ -105,6 +107,25 @@ pub fn span_id_from_text(text: &str) -> Option<SpanId> {
     Some(SpanId(id))
 }
 
+/// Interns attribute keys (and scope names) within one decoded batch, so the spans of a
+/// request share one allocation per distinct key.
+#[derive(Debug, Default)]
+pub struct KeyInterner {
+    keys: AHashSet<Arc<str>>,
+}
+
+impl KeyInterner {
+    /// The shared copy of `key`.
+    pub fn intern(&mut self, key: &str) -> Arc<str> {
+        if let Some(k) = self.keys.get(key) {
+            return Arc::clone(k);
+        }
+        let k: Arc<str> = Arc::from(key);
+        self.keys.insert(Arc::clone(&k));
+        k
+    }
+}
+
 /// Makes attribute keys unique: a later duplicate replaces the value of the first occurrence,
 /// which keeps its position (the contract of [`Attributes`]). Lists without duplicates (the
 /// normal case) are returned untouched, without allocating when they are short.
@@ -112,7 +133,7 @@ pub(crate) fn dedup_attributes(attrs: Attributes) -> Attributes {
     if !has_duplicate_key(&attrs) {
         return attrs;
     }
-    let mut position: AHashMap<String, usize> = AHashMap::with_capacity(attrs.len());
+    let mut position: AHashMap<Arc<str>, usize> = AHashMap::with_capacity(attrs.len());
     let mut out: Attributes = Vec::with_capacity(attrs.len());
     for (key, value) in attrs {
         match position.get(&key) {
@@ -138,7 +159,7 @@ fn has_duplicate_key(attrs: &Attributes) -> bool {
             .any(|(i, (key, _))| attrs[..i].iter().any(|(k, _)| k == key));
     }
     let mut seen: AHashSet<&str> = AHashSet::with_capacity(attrs.len());
-    !attrs.iter().all(|(k, _)| seen.insert(k.as_str()))
+    !attrs.iter().all(|(k, _)| seen.insert(&**k))
 }
 
 /// Nesting depth allowed for array and key-value-list attribute values; deeper values are a
@@ -234,26 +255,26 @@ mod tests {
     #[test]
     fn dedup_keeps_first_position_and_last_value() {
         let attrs = vec![
-            ("a".to_string(), AttrValue::Int(1)),
-            ("b".to_string(), AttrValue::Int(2)),
-            ("a".to_string(), AttrValue::Int(3)),
+            ("a".into(), AttrValue::Int(1)),
+            ("b".into(), AttrValue::Int(2)),
+            ("a".into(), AttrValue::Int(3)),
         ];
         assert_eq!(
             dedup_attributes(attrs),
             vec![
-                ("a".to_string(), AttrValue::Int(3)),
-                ("b".to_string(), AttrValue::Int(2)),
+                ("a".into(), AttrValue::Int(3)),
+                ("b".into(), AttrValue::Int(2)),
             ]
         );
         let many: Attributes = (0..40)
-            .map(|i| (format!("k{}", i % 30), AttrValue::Int(i)))
+            .map(|i| (format!("k{}", i % 30).into(), AttrValue::Int(i)))
             .collect();
         let out = dedup_attributes(many);
         assert_eq!(out.len(), 30);
-        assert_eq!(out[0], ("k0".to_string(), AttrValue::Int(30)));
-        assert_eq!(out[29], ("k29".to_string(), AttrValue::Int(29)));
+        assert_eq!(out[0], ("k0".into(), AttrValue::Int(30)));
+        assert_eq!(out[29], ("k29".into(), AttrValue::Int(29)));
         let unique: Attributes = (0..40)
-            .map(|i| (format!("k{i}"), AttrValue::Int(i)))
+            .map(|i| (format!("k{i}").into(), AttrValue::Int(i)))
             .collect();
         assert_eq!(dedup_attributes(unique.clone()), unique);
     }

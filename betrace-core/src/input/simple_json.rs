@@ -26,6 +26,7 @@
 //! beyond the range of i64 becomes a float. Attributes come out in key order (the order of
 //! `serde_json::Map`). Unknown fields are ignored.
 
+use crate::input::KeyInterner;
 use std::sync::Arc;
 
 use ahash::AHashMap;
@@ -127,6 +128,7 @@ fn span_list(value: &Value) -> Result<&[Value], SimpleJsonError> {
 pub struct SimpleJsonDecoder {
     no_service: Option<Arc<Resource>>,
     by_service: AHashMap<String, Arc<Resource>>,
+    keys: KeyInterner,
 }
 
 impl SimpleJsonDecoder {
@@ -203,7 +205,7 @@ impl SimpleJsonDecoder {
 
         let attributes = match field(obj, &["attributes"]) {
             None => Vec::new(),
-            Some((f, v)) => parse_attributes(v).map_err(|(path, m)| {
+            Some((f, v)) => parse_attributes(v, &mut self.keys).map_err(|(path, m)| {
                 if path.is_empty() {
                     err(f, m)
                 } else {
@@ -224,7 +226,7 @@ impl SimpleJsonDecoder {
             status_message,
             attributes,
             resource: self.resource(service),
-            scope_name: String::new(),
+            scope_name: self.keys.intern(""),
         })
     }
 
@@ -415,7 +417,7 @@ fn parse_duration_ms(v: &Value) -> Result<u64, String> {
 
 /// Attributes from a JSON object. The error carries the path below `attributes` (the key,
 /// then `[i]` per array level) and the message.
-fn parse_attributes(v: &Value) -> Result<Attributes, (String, String)> {
+fn parse_attributes(v: &Value, keys: &mut KeyInterner) -> Result<Attributes, (String, String)> {
     let Value::Object(obj) = v else {
         return Err((
             String::new(),
@@ -431,14 +433,14 @@ fn parse_attributes(v: &Value) -> Result<Attributes, (String, String)> {
             continue;
         }
         let value = attribute_value(value, 0).map_err(|(path, m)| (format!("{key}{path}"), m))?;
-        attrs.push((key.clone(), value));
+        attrs.push((keys.intern(key), value));
     }
     Ok(attrs)
 }
 
 fn attribute_value(v: &Value, depth: usize) -> Result<AttrValue, (String, String)> {
     match v {
-        Value::String(s) => Ok(AttrValue::Str(s.clone())),
+        Value::String(s) => Ok(AttrValue::Str(s.as_str().into())),
         Value::Bool(b) => Ok(AttrValue::Bool(*b)),
         Value::Number(n) => number_value(n).map_err(|m| (String::new(), m)),
         Value::Array(items) => {
@@ -457,7 +459,7 @@ fn attribute_value(v: &Value, depth: usize) -> Result<AttrValue, (String, String
                     .map_err(|(path, m)| (format!("[{i}]{path}"), m))?;
                 out.push(value);
             }
-            Ok(AttrValue::Array(out))
+            Ok(AttrValue::Array(out.into_boxed_slice()))
         }
         Value::Object(_) => Err((
             String::new(),
@@ -575,20 +577,23 @@ mod tests {
         assert_eq!(s.status_message, "boom");
         assert_eq!(s.start_time_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(s.end_time_unix_nano, 1_700_000_000_010_000_000);
-        assert_eq!(s.scope_name, "");
+        assert_eq!(&*s.scope_name, "");
         assert_eq!(s.attribute("user"), Some(&AttrValue::Str("ann".into())));
         assert_eq!(s.attribute("n"), Some(&AttrValue::Int(3)));
         assert_eq!(s.attribute("x"), Some(&AttrValue::Float(1.0)));
         assert_eq!(s.attribute("ok"), Some(&AttrValue::Bool(true)));
         assert_eq!(
             s.attribute("tags"),
-            Some(&AttrValue::Array(vec![
-                AttrValue::Str("a".into()),
-                AttrValue::Int(1),
-                AttrValue::Float(2.5),
-                AttrValue::Bool(false),
-                AttrValue::Array(vec![AttrValue::Int(1)]),
-            ]))
+            Some(&AttrValue::Array(
+                vec![
+                    AttrValue::Str("a".into()),
+                    AttrValue::Int(1),
+                    AttrValue::Float(2.5),
+                    AttrValue::Bool(false),
+                    AttrValue::Array(vec![AttrValue::Int(1)].into()),
+                ]
+                .into()
+            ))
         );
     }
 
@@ -816,8 +821,8 @@ mod tests {
         assert_eq!(s.attribute("min"), Some(&AttrValue::Int(i64::MIN)));
         assert_eq!(s.attribute("exp"), Some(&AttrValue::Float(1.5e9)));
         assert_eq!(s.attribute("one"), Some(&AttrValue::Float(1.0)));
-        assert_eq!(s.attribute("empty"), Some(&AttrValue::Array(vec![])));
-        assert_eq!(s.attribute("s"), Some(&AttrValue::Str(String::new())));
+        assert_eq!(s.attribute("empty"), Some(&AttrValue::Array(vec![].into())));
+        assert_eq!(s.attribute("s"), Some(&AttrValue::Str("".into())));
         assert_eq!(s.attributes.len(), 7);
 
         // Parsed from text, so the number spellings are the ones written.

@@ -391,20 +391,20 @@ fn truncate_value(v: &mut AttrValue, max: usize, count: &mut u64) {
             while !s.is_char_boundary(cut) {
                 cut -= 1;
             }
-            s.truncate(cut);
+            *s = s[..cut].into();
             *count += 1;
         }
         AttrValue::Bytes(b) if b.len() > max => {
-            b.truncate(max);
+            *b = b[..max].into();
             *count += 1;
         }
         AttrValue::Array(items) => {
-            for i in items {
+            for i in items.iter_mut() {
                 truncate_value(i, max, count);
             }
         }
         AttrValue::KvList(items) => {
-            for (_, i) in items {
+            for (_, i) in items.iter_mut() {
                 truncate_value(i, max, count);
             }
         }
@@ -422,11 +422,12 @@ mod tests {
         let mut v = AttrValue::Str("ééé".into());
         truncate_value(&mut v, 3, &mut n);
         assert_eq!(v, AttrValue::Str("é".into()));
-        let mut v = AttrValue::Array(vec![AttrValue::Str("abcdef".into()), AttrValue::Int(1)]);
+        let mut v =
+            AttrValue::Array(vec![AttrValue::Str("abcdef".into()), AttrValue::Int(1)].into());
         truncate_value(&mut v, 4, &mut n);
         assert_eq!(
             v,
-            AttrValue::Array(vec![AttrValue::Str("abcd".into()), AttrValue::Int(1)])
+            AttrValue::Array(vec![AttrValue::Str("abcd".into()), AttrValue::Int(1)].into())
         );
         assert_eq!(n, 2);
     }

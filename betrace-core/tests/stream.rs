@@ -1,0 +1,354 @@
+//! Streaming evaluation: any interleaving and batching of the spans of several traces through
+//! the assembler gives the same violations as evaluating each complete trace (ENGINE.md §5),
+//! no span is lost (counters), and swapping the rule set keeps buffered spans.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use betrace_core::assemble::{AssemblerConfig, ManualClock};
+use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
+use betrace_core::rules::Rule;
+use betrace_core::stream::StreamEngine;
+use betrace_core::{
+    AttrValue, CompletionReason, Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId,
+};
+use proptest::prelude::*;
+
+const NAMES: &[&str] = &[
+    "checkout",
+    "payment",
+    "fraud_check",
+    "db.query",
+    "retry",
+    "audit",
+    "http.client",
+    "http.server",
+];
+
+fn rules() -> RuleSet {
+    let r = |id: &str, e: &str| Rule::new(id, e);
+    RuleSet::compile(
+        vec![
+            r(
+                "large-fraud",
+                "when { payment.where(amount > 1000) } always { fraud_check }",
+            ),
+            r(
+                "no-failed-payment",
+                "never { payment.where(span.status == error) }",
+            ),
+            r(
+                "retry-bound",
+                "when { checkout } always { count(retry) < 3 }",
+            ),
+            r(
+                "db-under-checkout",
+                "never { db.query.where(not has_ancestor(checkout)) }",
+            ),
+            r(
+                "server-errors",
+                "span.kind == server and span.status == error",
+            ),
+            r(
+                "client-server",
+                "never { http.client.where(not has_child(http.server, within 2s)) }",
+            ),
+            r("big-trace", "trace.span_count > 10"),
+            r(
+                "payment-audited",
+                "when { payment } always { payment.followed_by(audit) }",
+            ),
+            r("eur-only", "never { payment.currency in [USD] }"),
+        ],
+        EngineOptions::default(),
+    )
+    .unwrap()
+}
+
+#[derive(Clone, Debug)]
+struct SpanSpec {
+    name: usize,
+    parent: Option<usize>,
+    kind: u8,
+    error: bool,
+    start_ms: u64,
+    dur_ms: u64,
+    amount: i64,
+    usd: bool,
+}
+
+fn span_spec() -> impl Strategy<Value = SpanSpec> {
+    (
+        0..NAMES.len(),
+        any::<Option<prop::sample::Index>>(),
+        0u8..6,
+        any::<bool>(),
+        0u64..5_000,
+        0u64..3_000,
+        0i64..3_000,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(name, parent, kind, error, start_ms, dur_ms, amount, usd)| SpanSpec {
+                name,
+                parent: parent.map(|i| i.index(usize::MAX)),
+                kind,
+                error,
+                start_ms,
+                dur_ms,
+                amount,
+                usd,
+            },
+        )
+}
+
+fn build(trace_no: u8, specs: &[SpanSpec]) -> Vec<Span> {
+    let resource = Arc::new(Resource::with_service("shop"));
+    let trace_id = TraceId([trace_no + 1; 16]);
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let parent = if i == 0 {
+                None
+            } else {
+                s.parent.map(|p| p % i)
+            };
+            let start = 1_700_000_000_000_000_000 + s.start_ms * 1_000_000;
+            Span {
+                trace_id,
+                span_id: SpanId([trace_no, 0, 0, 0, 0, 0, 0, i as u8 + 1]),
+                parent_span_id: parent.map(|p| SpanId([trace_no, 0, 0, 0, 0, 0, 0, p as u8 + 1])),
+                name: NAMES[s.name].to_string(),
+                kind: SpanKind::from_otlp(i64::from(s.kind)).unwrap(),
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + s.dur_ms * 1_000_000,
+                status_code: if s.error {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                },
+                status_message: String::new(),
+                attributes: vec![
+                    ("amount".into(), AttrValue::Int(s.amount)),
+                    (
+                        "currency".into(),
+                        AttrValue::Str(if s.usd { "USD" } else { "EUR" }.into()),
+                    ),
+                ],
+                resource: resource.clone(),
+                scope_name: "".into(),
+            }
+        })
+        .collect()
+}
+
+type Key = (String, String, String, Vec<String>, Vec<String>);
+
+fn key(trace_id: &str, v: &betrace_core::Violation) -> Key {
+    (
+        trace_id.to_string(),
+        v.rule_id.clone(),
+        v.failed_clause.to_string(),
+        v.trigger_spans.iter().map(|s| s.span_id.clone()).collect(),
+        v.offending_spans
+            .iter()
+            .map(|s| s.span_id.clone())
+            .collect(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_interleaving_gives_the_violations_of_the_complete_traces(
+        traces in prop::collection::vec(prop::collection::vec(span_spec(), 1..14), 1..4),
+        order_seed in any::<u64>(),
+        batch_sizes in prop::collection::vec(1usize..7, 1..40),
+        duplicate in any::<bool>(),
+    ) {
+        let rules = rules();
+        let built: Vec<Vec<Span>> = traces.iter().enumerate().map(|(i, t)| build(i as u8, t)).collect();
+        let mut expected = BTreeSet::new();
+        for spans in &built {
+            let trace = Trace::new(spans.clone());
+            let tid = trace.trace_id().to_hex();
+            for v in rules.evaluate(&trace, TraceContext::direct()).violations {
+                expected.insert(key(&tid, &v));
+            }
+        }
+        // Interleave: a seeded shuffle of all spans, optionally with a repeated span.
+        let mut all: Vec<Span> = built.concat();
+        if duplicate {
+            let again = all[0].clone();
+            all.push(again);
+        }
+        let mut state = order_seed | 1;
+        for i in (1..all.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            all.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let clock = Arc::new(ManualClock::new(0));
+        let engine = StreamEngine::with_clock(rules, AssemblerConfig::default(), clock).unwrap();
+        let mut got = BTreeSet::new();
+        let mut evaluated = Vec::new();
+        let mut rest = all.as_slice();
+        let mut sizes = batch_sizes.iter().cycle();
+        while !rest.is_empty() {
+            let n = (*sizes.next().unwrap()).min(rest.len());
+            let (batch, tail) = rest.split_at(n);
+            rest = tail;
+            evaluated.extend(engine.ingest(batch.to_vec()).unwrap());
+        }
+        evaluated.extend(engine.flush());
+        for e in &evaluated {
+            prop_assert_eq!(e.completion_reason, CompletionReason::Flush);
+            prop_assert!(!e.partial);
+            prop_assert!(e.evaluation.errors.is_empty());
+            for v in &e.evaluation.violations {
+                got.insert(key(&e.trace_id.to_hex(), v));
+            }
+        }
+        prop_assert_eq!(evaluated.len(), built.len());
+        prop_assert_eq!(got, expected);
+        let stats = engine.assembler().stats();
+        prop_assert_eq!(stats.spans_in, all.len() as u64);
+        prop_assert_eq!(stats.spans_in, stats.spans_released + stats.spans_buffered + stats.spans_dropped.total());
+    }
+}
+
+#[test]
+fn swapping_rules_keeps_buffered_spans_and_applies_to_later_traces() {
+    let spans = build(
+        0,
+        &[SpanSpec {
+            name: 1,
+            parent: None,
+            kind: 2,
+            error: true,
+            start_ms: 0,
+            dur_ms: 5,
+            amount: 10,
+            usd: false,
+        }],
+    );
+    let first = RuleSet::compile(
+        vec![Rule::new("never-audit", "never { audit }")],
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let engine = StreamEngine::with_clock(
+        first,
+        AssemblerConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    )
+    .unwrap();
+    assert!(engine.ingest(spans).unwrap().is_empty());
+    let old = engine.swap_rules(
+        RuleSet::compile(
+            vec![Rule::new(
+                "failed-payment",
+                "never { payment.where(span.status == error) }",
+            )],
+            EngineOptions::default(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(old.rules().next().unwrap().id, "never-audit");
+    let out = engine.flush();
+    assert_eq!(out.len(), 1);
+    let ids: Vec<_> = out[0]
+        .evaluation
+        .violations
+        .iter()
+        .map(|v| v.rule_id.as_str())
+        .collect();
+    assert_eq!(ids, ["failed-payment"]);
+    assert_eq!(out[0].span_count, 1);
+}
+
+#[test]
+fn the_index_runs_only_rules_that_can_fire() {
+    let rules = RuleSet::compile(
+        (0..100)
+            .map(|i| {
+                Rule::new(
+                    format!("r{i}"),
+                    format!("when {{ op_{i} }} always {{ done_{i} }}"),
+                )
+            })
+            .chain([Rule::new("always-on", "always { heartbeat }")])
+            .collect(),
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let spans = betrace_core::spans_from_simple_json(&serde_json::json!([
+        {"traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7", "name": "op_7",
+         "startTime": 1, "endTime": 2}
+    ]))
+    .unwrap();
+    let eval = rules.evaluate(&Trace::new(spans.clone()), TraceContext::direct());
+    assert_eq!(eval.rules_run, 2, "op_7's rule and the unindexed rule");
+    let ids: BTreeSet<_> = eval.violations.iter().map(|v| v.rule_id.clone()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["r7".to_string(), "always-on".to_string()])
+    );
+    let unindexed = RuleSet::compile(
+        rules.rules().cloned().collect(),
+        EngineOptions {
+            use_index: false,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let all = unindexed.evaluate(&Trace::new(spans), TraceContext::direct());
+    assert_eq!(all.rules_run, 101);
+    let ids_all: BTreeSet<_> = all.violations.iter().map(|v| v.rule_id.clone()).collect();
+    assert_eq!(ids, ids_all);
+}
+
+#[test]
+fn the_index_also_selects_rules_by_service() {
+    let rules = RuleSet::compile(
+        vec![
+            Rule::new(
+                "billing-errors",
+                "span.service == \"billing\" and span.status == error",
+            ),
+            Rule::new(
+                "root-billing",
+                "trace.root_service == billing and trace.span_count > 0",
+            ),
+            Rule::new(
+                "any-error-below",
+                "never { *.where(span.name == \"charge\" and span.status == error) }",
+            ),
+        ],
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let trace = |service: &str, name: &str| {
+        Trace::new(
+            betrace_core::spans_from_simple_json(&serde_json::json!([
+                {"traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7", "name": name,
+                 "serviceName": service, "status": "error", "startTime": 1, "endTime": 2}
+            ]))
+            .unwrap(),
+        )
+    };
+    let shop = rules.evaluate(&trace("shop", "GET /"), TraceContext::direct());
+    assert_eq!(shop.rules_run, 0);
+    let billing = rules.evaluate(&trace("billing", "charge"), TraceContext::direct());
+    assert_eq!(billing.rules_run, 3);
+    let ids: BTreeSet<_> = billing
+        .violations
+        .iter()
+        .map(|v| v.rule_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
