@@ -802,3 +802,25 @@ fn rules_file_is_loaded_read_only() {
     assert_eq!((st, e["error"]["code"].clone()), (403, json!("read_only")));
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn max_rules_gives_422() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "rules:\n  max_rules: 1\n").unwrap();
+    let s = Server::start(Opts {
+        args: vec![
+            "--test-mode".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ],
+        ..Opts::default()
+    });
+    s.create_rule(&json!({"id": "one", "expression": "never { x }"}));
+    let (st, e) = s.post(
+        "/v1/rules",
+        &json!({"id": "two", "expression": "never { y }"}),
+    );
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["error"]["code"], "too_many_rules");
+}

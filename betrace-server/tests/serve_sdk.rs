@@ -106,3 +106,38 @@ fn bearer_token_applies_to_otlp_receivers() {
         .unwrap();
     assert!(!out.status.success(), "HTTP export without token must fail");
 }
+
+/// The quick start of docs/server.md, run as written (the endpoint pointed at this server).
+#[test]
+fn docs_quick_start_works() {
+    let doc = std::fs::read_to_string(root().join("docs/server.md")).unwrap();
+    let block = |lang: &str, nth: usize| -> String {
+        doc.split(&format!("```{lang}\n"))
+            .nth(nth)
+            .and_then(|b| b.split("```").next())
+            .unwrap()
+            .to_owned()
+    };
+    let s = Server::test_mode();
+    // The rule of the `curl` example.
+    let curl = block("sh", 2);
+    let rule_json = curl
+        .split("-d '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    s.create_rule(&serde_json::from_str(rule_json).unwrap());
+    let script =
+        block("python", 1).replace("http://127.0.0.1:4318", s.otlp_http.as_deref().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quick_start.py");
+    std::fs::write(&path, script).unwrap();
+    run_ok(Command::new(python()).arg(&path));
+    s.flush();
+    let vs = s.violations("?ruleId=large-order-fraud");
+    assert_eq!(vs.len(), 1, "{vs:?}");
+    assert_eq!(vs[0]["triggerSpans"][0]["name"], "checkout");
+    assert_eq!(vs[0]["triggerSpans"][0]["service"], "shop");
+}

@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 
@@ -27,7 +27,7 @@ pub enum BodyError {
 }
 
 /// Reads the whole body, then inflates it when `Content-Encoding: gzip`.
-pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Vec<u8>, BodyError> {
+pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Bytes, BodyError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -64,9 +64,9 @@ pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Ve
         }
     };
     if gzip {
-        gunzip(&bytes, limits.max_decompressed_bytes)
+        gunzip(&bytes, limits.max_decompressed_bytes).map(Bytes::from)
     } else {
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 }
 
