@@ -30,6 +30,12 @@ export BETRACE_PYTHON="$PWD/.venv/bin/python"
 cargo test --workspace --quiet 2>&1 | tee target/test-output.txt
 grep -q "test result" target/test-output.txt
 
+step "Python package betrace-py: build into .venv, pytest"
+bash betrace-py/run-tests.sh
+
+step "Node.js package betrace-node: npm install, napi build, node --test, tsc"
+bash betrace-node/run-tests.sh
+
 step "pytest: the SDK fixture generators and the examples"
 .venv/bin/python -m pytest -q tools/otel-fixtures examples
 

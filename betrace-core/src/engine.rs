@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use crate::prepared::PreparedTrace;
 use crate::rules::Rule;
-use crate::span::SpanId;
-use crate::trace::{SpanIndex, Trace};
+use crate::span::{Span, SpanId};
+use crate::trace::{SpanIndex, Trace, group_by_trace};
 use crate::violation::{
     ClauseTexts, CompletionReason, FailedClause, SpanRef, Violation, ViolationParts,
 };
@@ -263,6 +263,21 @@ impl RuleSet {
     /// Evaluates many traces in parallel (rayon); results in input order.
     pub fn evaluate_many(&self, traces: &[Trace], ctx: TraceContext) -> Vec<Evaluation> {
         traces.par_iter().map(|t| self.evaluate(t, ctx)).collect()
+    }
+
+    /// Groups `spans` into traces by trace id ([`group_by_trace`]) and evaluates each one
+    /// ([`RuleSet::evaluate_many`]); what the bindings' `evaluate` does with a batch of spans
+    /// (BINDINGS.md). Out: the violations and errors of every trace in one [`Evaluation`],
+    /// traces in the order their first span appears, rules in rule order within a trace.
+    pub fn evaluate_spans(&self, spans: Vec<Span>, ctx: TraceContext) -> Evaluation {
+        let traces = group_by_trace(spans);
+        let mut out = Evaluation::default();
+        for e in self.evaluate_many(&traces, ctx) {
+            out.violations.extend(e.violations);
+            out.errors.extend(e.errors);
+            out.rules_run += e.rules_run;
+        }
+        out
     }
 
     /// Rule indices to run on `trace`, in rule order.
@@ -526,5 +541,66 @@ fn pred_needs(p: &Pred, symbols: &mut Symbols) -> Option<Vec<Need>> {
         },
         Pred::Trace(t) => trace_needs(t, symbols),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{Resource, SpanKind, StatusCode, TraceId};
+    use std::sync::Arc;
+
+    fn span(trace: u8, id: u8, name: &str, start: u64) -> Span {
+        Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: None,
+            name: name.into(),
+            kind: SpanKind::Internal,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 10,
+            status_code: StatusCode::Unset,
+            status_message: String::new(),
+            attributes: Vec::new(),
+            resource: Arc::new(Resource::with_service("shop")),
+            scope_name: "".into(),
+        }
+    }
+
+    #[test]
+    fn evaluate_spans_groups_by_trace_in_order_of_first_appearance() {
+        let rules = RuleSet::compile(
+            vec![
+                Rule::new("needs-audit", "when { payment } always { audit }"),
+                Rule::new("no-refund", "when { payment } never { refund }"),
+            ],
+            EngineOptions::default(),
+        )
+        .unwrap();
+        let spans = vec![
+            span(2, 1, "payment", 5),
+            span(1, 2, "payment", 1),
+            span(2, 3, "refund", 6),
+            span(1, 4, "audit", 2),
+        ];
+        let out = rules.evaluate_spans(spans, TraceContext::direct());
+        let got: Vec<(&str, &str)> = out
+            .violations
+            .iter()
+            .map(|v| (v.trace_id.as_str(), v.rule_id.as_str()))
+            .collect();
+        let t2 = TraceId([2; 16]).to_hex();
+        assert_eq!(
+            got,
+            vec![(t2.as_str(), "needs-audit"), (t2.as_str(), "no-refund")]
+        );
+        assert!(out.errors.is_empty());
+        assert_eq!(out.rules_run, 4);
+        assert!(
+            rules
+                .evaluate_spans(Vec::new(), TraceContext::direct())
+                .violations
+                .is_empty()
+        );
     }
 }

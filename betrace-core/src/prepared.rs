@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use betrace_dsl::ir::{AttrScope, KeyId, NameId, Symbols};
 
-use crate::span::{AttrValue, Resource, Span};
+use crate::span::{AttrKey, AttrValue, Resource, Span};
 use crate::trace::{SpanIndex, Trace};
 
 /// "No span" / "no name" marker in index vectors.
@@ -32,12 +32,12 @@ pub struct PreparedTrace<'t> {
     all: Vec<SpanIndex>,
     /// `parent_of[i]`: the parent of span `i` in the trace, `NONE` when it has none.
     parent_of: Vec<SpanIndex>,
-    /// `attrs[attr_start[i]..attr_start[i + 1]]`: referenced span attributes of span `i`,
-    /// sorted by key (first occurrence first).
+    /// `attrs[attr_start[i]..attr_start[i + 1]]`: referenced span attributes of span `i`, in
+    /// input order.
     attr_start: Vec<u32>,
     attrs: Vec<(KeyId, &'t AttrValue)>,
     /// `res_attrs[res_range[i].0..res_range[i].1]`: referenced resource attributes of span
-    /// `i`, sorted by key; spans sharing a resource share the range.
+    /// `i`, in input order; spans sharing a resource share the range.
     res_range: Vec<(u32, u32)>,
     res_attrs: Vec<(KeyId, &'t AttrValue)>,
     /// `span.service` of each span (resource `service.name`, `""` when absent).
@@ -68,20 +68,54 @@ struct Tree {
     order: Vec<SpanIndex>,
 }
 
-fn sorted_refs<'t>(
-    attributes: &'t [(crate::span::AttrKey, AttrValue)],
-    symbols: &Symbols,
-    out: &mut Vec<(KeyId, &'t AttrValue)>,
-) {
-    let start = out.len();
-    for (k, v) in attributes {
-        if let Some(id) = symbols.attribute_key_id(k) {
-            out.push((id, v));
+/// Resolves attribute keys to the rule set's [`KeyId`]s. Keys are `Arc<str>`s that input
+/// decoders share between the spans of a batch, so the answer is remembered per key pointer
+/// (a direct-mapped cache; the trace keeps every key alive while the view is built, so a
+/// pointer cannot stand for two keys) and most lookups hash no string.
+struct KeyResolver<'s> {
+    symbols: &'s Symbols,
+    /// `(pointer, id)`; pointer 0 is an empty slot, id `NONE` a key no rule references.
+    slots: [(usize, u32); KEY_SLOTS],
+}
+
+const KEY_SLOTS: usize = 64;
+
+impl<'s> KeyResolver<'s> {
+    fn new(symbols: &'s Symbols) -> KeyResolver<'s> {
+        KeyResolver {
+            symbols,
+            slots: [(0, NONE); KEY_SLOTS],
         }
     }
-    // Stable: of two entries with one key the first (as `Span::attribute` finds it) stays first.
-    if let Some(added) = out.get_mut(start..) {
-        added.sort_by_key(|(k, _)| *k);
+
+    fn resolve(&mut self, key: &AttrKey) -> Option<KeyId> {
+        let ptr = std::sync::Arc::as_ptr(key).cast::<u8>() as usize;
+        let slot = (ptr >> 4) % KEY_SLOTS;
+        let id = match self.slots.get(slot) {
+            Some(&(p, id)) if p == ptr => id,
+            _ => {
+                let id = self.symbols.attribute_key_id(key).map_or(NONE, |k| k.0);
+                if let Some(s) = self.slots.get_mut(slot) {
+                    *s = (ptr, id);
+                }
+                id
+            }
+        };
+        (id != NONE).then_some(KeyId(id))
+    }
+}
+
+/// Appends the attributes whose keys the rule set references, in input order (so a lookup
+/// finds the first occurrence, as [`Span::attribute`] does).
+fn referenced<'t>(
+    attributes: &'t [(AttrKey, AttrValue)],
+    keys: &mut KeyResolver<'_>,
+    out: &mut Vec<(KeyId, &'t AttrValue)>,
+) {
+    for (k, v) in attributes {
+        if let Some(id) = keys.resolve(k) {
+            out.push((id, v));
+        }
     }
 }
 
@@ -124,6 +158,7 @@ impl<'t> PreparedTrace<'t> {
         }
 
         let keyed = !symbols.attribute_keys().is_empty();
+        let mut keys = KeyResolver::new(symbols);
         let mut attr_start = Vec::with_capacity(n + 1);
         let mut attrs = Vec::new();
         let mut res_range = Vec::with_capacity(n);
@@ -133,7 +168,7 @@ impl<'t> PreparedTrace<'t> {
         for s in spans {
             attr_start.push(attrs.len() as u32);
             if keyed {
-                sorted_refs(&s.attributes, symbols, &mut attrs);
+                referenced(&s.attributes, &mut keys, &mut attrs);
             }
             let res: &Resource = &s.resource;
             let (range, service) = match last_res {
@@ -141,7 +176,7 @@ impl<'t> PreparedTrace<'t> {
                 _ => {
                     let start = res_attrs.len() as u32;
                     if keyed {
-                        sorted_refs(&res.attributes, symbols, &mut res_attrs);
+                        referenced(&res.attributes, &mut keys, &mut res_attrs);
                     }
                     let range = (start, res_attrs.len() as u32);
                     let service = res.service_name();
@@ -221,6 +256,16 @@ impl<'t> PreparedTrace<'t> {
         match (self.name_start.get(i), self.name_start.get(i + 1)) {
             (Some(&a), Some(&b)) => self.name_spans.get(a as usize..b as usize).unwrap_or(&[]),
             _ => &[],
+        }
+    }
+
+    /// The number of spans named `name` (0 for an id not from this rule set's symbols).
+    #[inline]
+    pub fn count_named(&self, name: NameId) -> usize {
+        let i = name.0 as usize;
+        match (self.name_start.get(i), self.name_start.get(i + 1)) {
+            (Some(&a), Some(&b)) => b.saturating_sub(a) as usize,
+            _ => 0,
         }
     }
 
@@ -507,6 +552,32 @@ mod tests {
         assert_eq!(p.parent_id_hex(2), "0000000000000001");
         assert_eq!(p.parent_id_hex(1), "");
         assert_eq!(p.trace_id_hex(), "07".repeat(16));
+    }
+
+    #[test]
+    fn shared_keys_resolve_once_per_pointer() {
+        let mut sy = Symbols::new();
+        let a = sy.intern_attribute_key("a");
+        let shared_a: AttrKey = "a".into();
+        let shared_x: AttrKey = "x".into();
+        let spans: Vec<Span> = (1..=3)
+            .map(|i| {
+                let mut s = span(i, None, "n", u64::from(i));
+                s.attributes = vec![
+                    (shared_x.clone(), AttrValue::Int(0)),
+                    (shared_a.clone(), AttrValue::Int(i64::from(i))),
+                ];
+                s
+            })
+            .collect();
+        let trace = Trace::new(spans);
+        let p = PreparedTrace::new(&trace, &sy);
+        for i in 0..3 {
+            assert_eq!(
+                p.attribute(i, a, AttrScope::Span),
+                Some(&AttrValue::Int(i64::from(i) + 1))
+            );
+        }
     }
 
     #[test]

@@ -266,6 +266,16 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<Vec<Rule>, RulesFileError
         }
     };
 
+    rules_from_json_values(&list).map_err(|problems| RulesFileError::Rules {
+        origin: origin.to_owned(),
+        problems,
+    })
+}
+
+/// Reads a list of rules given as JSON values (the items of a rules file's list, or the rule
+/// objects a binding receives), applying defaults. Errors: every problem of every rule, in
+/// list order, including ids used twice.
+pub fn rules_from_json_values(list: &[Value]) -> Result<Vec<Rule>, Vec<RuleProblem>> {
     let mut rules = Vec::with_capacity(list.len());
     let mut problems = Vec::new();
     let mut seen: ahash::AHashMap<String, usize> = ahash::AHashMap::new();
@@ -303,10 +313,7 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<Vec<Rule>, RulesFileError
     if problems.is_empty() {
         Ok(rules)
     } else {
-        Err(RulesFileError::Rules {
-            origin: origin.to_owned(),
-            problems,
-        })
+        Err(problems)
     }
 }
 
@@ -676,6 +683,32 @@ impl<'de> Visitor<'de> for TreeVisitor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rule_values_report_every_problem_and_duplicate_ids() {
+        let rules = rules_from_json_values(&[
+            json!({"id": "a", "expression": "never { x }"}),
+            json!({"id": "b", "expression": "never { y }", "severity": "high"}),
+        ])
+        .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].severity, Severity::High);
+        let problems = rules_from_json_values(&[
+            json!({"id": "a", "expression": "never { x }"}),
+            json!({"id": "a", "expression": "never { y }"}),
+            json!({"id": "c", "expression": "never { z }", "severity": "urgent"}),
+        ])
+        .unwrap_err();
+        assert_eq!(problems.len(), 2);
+        assert_eq!(
+            (problems[0].index, problems[0].field.as_deref()),
+            (1, Some("id"))
+        );
+        assert_eq!(
+            (problems[1].index, problems[1].field.as_deref()),
+            (2, Some("severity"))
+        );
+    }
 
     #[test]
     fn defaults_and_alias() {

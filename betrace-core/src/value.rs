@@ -282,7 +282,17 @@ fn arrays_equal(a: &[AttrValue], b: &[AttrValue], depth: u32) -> bool {
 /// by bytes; a bool equals a bool or the lower-case string `"true"`/`"false"`; enum members
 /// equal the same member or its name in any case; arrays equal element-wise; any other pair is
 /// unequal; ordering is false wherever only equality is defined.
+#[inline]
 pub fn compare(l: &Value<'_>, op: CmpOp, r: &Value<'_>) -> bool {
+    // Same-type pairs first: the general relation below gives the same answers.
+    match (l, r) {
+        (Value::Int(a), Value::Int(b)) => return compare_ints(*a, op, *b),
+        (Value::Str(a), Value::Str(b)) => return compare_strs(a, op, b),
+        (Value::Kind(a), Value::Kind(b)) | (Value::Status(a), Value::Status(b)) => {
+            return compare_members(*a, op, *b);
+        }
+        _ => {}
+    }
     match relate(l, r, 0) {
         Rel::Missing => false,
         Rel::Eq(eq) => match op {
@@ -291,6 +301,29 @@ pub fn compare(l: &Value<'_>, op: CmpOp, r: &Value<'_>) -> bool {
             _ => false,
         },
         Rel::Ord(o) => op.holds(o),
+    }
+}
+
+/// [`compare`] of two ints.
+#[inline]
+pub fn compare_ints(a: i64, op: CmpOp, b: i64) -> bool {
+    op.holds(a.cmp(&b))
+}
+
+/// [`compare`] of two strings: by UTF-8 bytes.
+#[inline]
+pub fn compare_strs(a: &str, op: CmpOp, b: &str) -> bool {
+    op.holds(a.as_bytes().cmp(b.as_bytes()))
+}
+
+/// [`compare`] of two members of one enum (`span.status`, `span.kind`) by OTLP number:
+/// equality only, ordering is false.
+#[inline]
+pub fn compare_members(a: u8, op: CmpOp, b: u8) -> bool {
+    match op {
+        CmpOp::Eq => a == b,
+        CmpOp::Ne => a != b,
+        _ => false,
     }
 }
 
@@ -396,6 +429,7 @@ pub fn string_test(op: StrOp, v: &Value<'_>, arg: &Value<'_>, regexes: &[Regex])
 /// `v op arg` as a predicate: the positive test, false when it cannot apply; with `negated`
 /// (`not contains`, `!~`, …) the negation of the positive test, still false when it cannot
 /// apply (DSL.md §7.4).
+#[inline]
 pub fn string_pred(
     op: StrOp,
     v: &Value<'_>,

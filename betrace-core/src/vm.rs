@@ -5,21 +5,24 @@
 //! trace violates the rule, which clause failed, and the trigger and offending spans (DSL.md
 //! §3.1, §3.6, §7.1–§7.3) — or a typed [`EvalError`].
 //!
-//! The machine runs the program's decision code first; it allocates nothing and compares no
-//! strings except where the rule itself compares strings. Only for a violation does it run
-//! the witness code, which collects the span lists. Loops live in a fixed set of slots and
-//! relation walks are iterative, so nothing recurses per span or per ancestor. Every executed
-//! instruction counts against [`EvalOptions::instruction_budget`] (DSL.md §3.7), and so does
-//! every parent link a `has_descendant` test follows in a trace with parent-link cycles.
+//! A trace without any of the program's required span names conforms at once. Otherwise the
+//! machine runs the program's decision code; it allocates nothing (unless a rule needs more
+//! than four registers or loop slots) and compares no strings except where the rule itself
+//! compares strings. Only for a violation does it run the witness code, which collects the
+//! span lists. Loops live in a fixed set of slots and relation walks are iterative, so nothing
+//! recurses per span or per ancestor. Every executed instruction counts against
+//! [`EvalOptions::instruction_budget`] (DSL.md §3.7), and so does every span a fused search
+//! (`Skip`, `Find`, `CountFind`) visits and every parent link a `has_descendant` test follows
+//! in a trace with parent-link cycles.
 
 use betrace_dsl::bytecode::{
-    Addr, AttrRef, CountOperand, Instr, Program, RelTest, Verdict, WitnessList,
+    Addr, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest, Verdict, WitnessList,
 };
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
 use smallvec::SmallVec;
 
 use crate::prepared::PreparedTrace;
-use crate::span::Span;
+use crate::span::{AttrValue, Span};
 use crate::trace::SpanIndex;
 use crate::value::{self, Value};
 
@@ -83,27 +86,68 @@ pub fn evaluate(
     trace: &PreparedTrace<'_>,
     options: &EvalOptions,
 ) -> Result<Outcome, EvalError> {
-    let mut m = Machine::new(program, trace, options.instruction_budget);
+    if let Some(names) = program.required_names()
+        && names.iter().all(|&n| trace.count_named(n) == 0)
+    {
+        return Ok(Outcome::default());
+    }
+    // Scratch state lives in this frame and is lent to the machine; registers are built only
+    // when the program has any.
+    let mut frames: SmallVec<[Frame<'_>; 4]> = SmallVec::new();
+    let mut value_storage: SmallVec<[Value<'_>; 4]>;
+    let values: &mut [Value<'_>] = match program.value_regs() {
+        0 => &mut [],
+        n => {
+            value_storage = smallvec::smallvec![Value::Missing; n];
+            &mut value_storage
+        }
+    };
+    let mut count_storage: SmallVec<[i64; 4]>;
+    let counts: &mut [i64] = match program.count_regs() {
+        0 => &mut [],
+        n => {
+            count_storage = smallvec::smallvec![0; n];
+            &mut count_storage
+        }
+    };
+    let mut m = Machine {
+        program,
+        trace,
+        frames: &mut frames,
+        values,
+        counts,
+        budget: options.instruction_budget,
+        witnesses: None,
+    };
     let failed = match m.run(0)? {
         Verdict::Conforms => return Ok(Outcome::default()),
         Verdict::Always => FailedClause::Always,
         Verdict::Never => FailedClause::Never,
         Verdict::Expression => FailedClause::Expression,
     };
-    m.cur = NO_SPAN;
+    m.witnesses = Some(Witnesses::default());
     m.run(program.witness_entry())?;
-    let mut trigger_spans = std::mem::take(&mut m.trigger);
-    let mut offending_spans = std::mem::take(&mut m.offending);
-    for list in [&mut trigger_spans, &mut offending_spans] {
+    let Witnesses {
+        mut trigger,
+        mut offending,
+    } = m.witnesses.take().unwrap_or_default();
+    for list in [&mut trigger, &mut offending] {
         list.sort_unstable();
         list.dedup();
     }
     Ok(Outcome {
         violated: true,
         failed_clause: Some(failed),
-        trigger_spans,
-        offending_spans,
+        trigger_spans: trigger,
+        offending_spans: offending,
     })
+}
+
+/// Span lists collected by the witness code.
+#[derive(Debug, Default)]
+struct Witnesses {
+    trigger: Vec<SpanIndex>,
+    offending: Vec<SpanIndex>,
 }
 
 /// One active loop.
@@ -117,17 +161,15 @@ struct Frame<'a> {
     origin: SpanIndex,
 }
 
-struct Machine<'a, 't> {
+struct Machine<'a, 't, 'm> {
     program: &'a Program,
     trace: &'a PreparedTrace<'t>,
-    code: &'a [Instr],
-    frames: SmallVec<[Frame<'a>; 4]>,
-    values: SmallVec<[Value<'a>; 4]>,
-    counts: SmallVec<[i64; 4]>,
-    cur: SpanIndex,
+    frames: &'m mut SmallVec<[Frame<'a>; 4]>,
+    values: &'m mut [Value<'a>],
+    counts: &'m mut [i64],
     budget: u64,
-    trigger: Vec<SpanIndex>,
-    offending: Vec<SpanIndex>,
+    /// `Some` while the witness code runs.
+    witnesses: Option<Witnesses>,
 }
 
 /// The two spans start at most `within` ns apart (DSL.md §7.14, `has_*`).
@@ -148,306 +190,433 @@ fn follows(earlier: &Span, later: &Span, within: Option<i64>) -> bool {
     gap >= 0 && within.is_none_or(|w| gap <= i128::from(w))
 }
 
-impl<'a, 't: 'a> Machine<'a, 't> {
-    fn new(program: &'a Program, trace: &'a PreparedTrace<'t>, budget: u64) -> Machine<'a, 't> {
-        let mut values = SmallVec::new();
-        values.resize(program.value_regs(), Value::Missing);
-        let mut counts = SmallVec::new();
-        counts.resize(program.count_regs(), 0);
-        Machine {
-            program,
-            trace,
-            code: program.code(),
-            frames: SmallVec::new(),
-            values,
-            counts,
-            cur: NO_SPAN,
-            budget,
-            trigger: Vec::new(),
-            offending: Vec::new(),
-        }
-    }
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
+impl<'a, 't: 'a> Machine<'a, 't, '_> {
+    /// Runs from `start` to a `Halt`. The program counter, the current span and the remaining
+    /// budget live in locals; the budget is written back when the run ends.
+    #[inline(always)]
     fn run(&mut self, start: Addr) -> Result<Verdict, EvalError> {
+        let program: &'a Program = self.program;
+        let trace: &'a PreparedTrace<'t> = self.trace;
+        let code = program.code();
         let mut pc = start;
-        loop {
-            let Some(&ins) = self.code.get(pc as usize) else {
-                return Err(EvalError::MalformedProgram { pc });
+        let mut cur = NO_SPAN;
+        let mut budget = self.budget;
+        let result = loop {
+            let Some(&ins) = code.get(pc as usize) else {
+                break Err(EvalError::MalformedProgram { pc });
             };
-            if self.budget == 0 {
-                return Err(EvalError::BudgetExceeded { pc });
+            if budget == 0 {
+                break Err(EvalError::BudgetExceeded { pc });
             }
-            self.budget -= 1;
-            let at = pc;
+            budget -= 1;
+            let bad = EvalError::MalformedProgram { pc };
             pc += 1;
-            let bad = EvalError::MalformedProgram { pc: at };
+            macro_rules! test {
+                ($cond:expr, $on:expr, $target:expr) => {
+                    if ($cond) == $on {
+                        pc = $target;
+                    }
+                };
+            }
+            macro_rules! get {
+                ($e:expr) => {
+                    match $e {
+                        Some(v) => v,
+                        None => break Err(bad),
+                    }
+                };
+            }
             match ins {
                 Instr::Jump { target } => pc = target,
-                Instr::Halt { verdict } => return Ok(verdict),
-                Instr::Trap => return Err(EvalError::ProgramTooLarge),
+                Instr::Halt { verdict } => break Ok(verdict),
+                Instr::Trap => break Err(EvalError::ProgramTooLarge),
 
                 Instr::ForName { slot, name, empty } => {
-                    let id = *self.program.names().get(usize::from(name)).ok_or(bad)?;
-                    let list = self.trace.spans_named(id);
-                    pc = self.enter(slot, list, empty, pc).ok_or(bad)?;
+                    let id = *get!(program.name_at(name));
+                    let list = trace.spans_named(id);
+                    get!(self.enter(slot, list, empty, &mut pc, &mut cur));
                 }
                 Instr::ForAll { slot, empty } => {
-                    let list = self.trace.all();
-                    pc = self.enter(slot, list, empty, pc).ok_or(bad)?;
+                    get!(self.enter(slot, trace.all(), empty, &mut pc, &mut cur));
                 }
                 Instr::ForChildren { slot, empty } => {
-                    let list = self.trace.children(self.cur);
-                    pc = self.enter(slot, list, empty, pc).ok_or(bad)?;
+                    let list = trace.children(cur);
+                    get!(self.enter(slot, list, empty, &mut pc, &mut cur));
                 }
                 Instr::ForParent { slot, empty } => {
-                    let list = self.trace.parent_slice(self.cur);
-                    pc = self.enter(slot, list, empty, pc).ok_or(bad)?;
+                    let list = trace.parent_slice(cur);
+                    get!(self.enter(slot, list, empty, &mut pc, &mut cur));
                 }
                 Instr::ForDescendants { slot, empty } => {
-                    let list = self.trace.descendant_candidates(self.cur);
-                    pc = self.enter(slot, list, empty, pc).ok_or(bad)?;
+                    let list = trace.descendant_candidates(cur);
+                    get!(self.enter(slot, list, empty, &mut pc, &mut cur));
                 }
-                Instr::ForAncestors { slot, empty } => match self.trace.parent(self.cur) {
+                Instr::ForAncestors { slot, empty } => match trace.parent(cur) {
                     None => pc = empty,
                     Some(p) => {
                         let frame = Frame {
                             list: &[],
                             pos: 0,
-                            origin: self.cur,
+                            origin: cur,
                         };
-                        self.set_frame(slot, frame).ok_or(bad)?;
-                        self.cur = p;
+                        get!(self.set_frame(slot, frame));
+                        cur = p;
                     }
                 },
                 Instr::Next { slot, body } => {
-                    let f = self.frames.get_mut(usize::from(slot)).ok_or(bad)?;
+                    let f = get!(self.frames.get_mut(usize::from(slot)));
                     f.pos += 1;
                     match f.list.get(f.pos as usize) {
                         Some(&x) => {
-                            self.cur = x;
+                            cur = x;
                             pc = body;
                         }
-                        None => self.cur = f.origin,
+                        None => cur = f.origin,
                     }
                 }
                 Instr::NextAncestor { slot, body } => {
-                    let f = self.frames.get_mut(usize::from(slot)).ok_or(bad)?;
+                    let f = get!(self.frames.get_mut(usize::from(slot)));
                     f.pos += 1;
-                    match self.trace.parent(self.cur) {
-                        Some(p) if p != f.origin && (f.pos as usize) < self.trace.len() => {
-                            self.cur = p;
+                    match trace.parent(cur) {
+                        Some(p) if p != f.origin && (f.pos as usize) < trace.len() => {
+                            cur = p;
                             pc = body;
                         }
-                        _ => self.cur = f.origin,
+                        _ => cur = f.origin,
+                    }
+                }
+                Instr::Skip { slot, test, done } => {
+                    if let Err(e) =
+                        self.skip(slot, test, true, done, &mut pc, &mut cur, &mut budget, bad)
+                    {
+                        break Err(e);
+                    }
+                }
+                Instr::SkipNot { slot, test, done } => {
+                    if let Err(e) =
+                        self.skip(slot, test, false, done, &mut pc, &mut cur, &mut budget, bad)
+                    {
+                        break Err(e);
                     }
                 }
                 Instr::Exit { slot, target } => {
-                    self.cur = self.frames.get(usize::from(slot)).ok_or(bad)?.origin;
+                    cur = get!(self.frames.get(usize::from(slot))).origin;
                     pc = target;
                 }
 
-                Instr::NameIs { name, on, target } => {
-                    let id = *self.program.names().get(usize::from(name)).ok_or(bad)?;
-                    if (self.trace.name_id(self.cur) == Some(id)) == on {
-                        pc = target;
+                Instr::Find { find, on, target } => {
+                    let f = get!(program.find_at(find));
+                    match search(program, trace, f, &mut budget, pc - 1, false) {
+                        Ok(n) => test!(n > 0, on, target),
+                        Err(e) => break Err(e),
                     }
+                }
+                Instr::CountFind { reg, find } => {
+                    let f = get!(program.find_at(find));
+                    match search(program, trace, f, &mut budget, pc - 1, true) {
+                        Ok(n) => *get!(self.counts.get_mut(usize::from(reg))) = n,
+                        Err(e) => break Err(e),
+                    }
+                }
+                Instr::NameIs { name, on, target } => {
+                    let id = *get!(program.name_at(name));
+                    test!(trace.name_id(cur) == Some(id), on, target);
                 }
                 Instr::HasName { name, on, target } => {
-                    let id = *self.program.names().get(usize::from(name)).ok_or(bad)?;
-                    if self.trace.spans_named(id).is_empty() != on {
-                        pc = target;
-                    }
+                    let id = *get!(program.name_at(name));
+                    test!(trace.count_named(id) > 0, on, target);
                 }
                 Instr::AttrCmp { test, on, target } => {
-                    let t = *self.program.attr_cmps().get(usize::from(test)).ok_or(bad)?;
-                    let v = self.attr(t.attr).ok_or(bad)?;
-                    let k = self.konst(t.konst).ok_or(bad)?;
-                    if value::compare(&v, t.op, &k) == on {
-                        pc = target;
-                    }
+                    let t = get!(program.attr_cmp_at(test));
+                    let v = Value::from_opt_attr(trace.attribute(cur, t.attr.key, t.attr.scope));
+                    test!(
+                        value::compare(&v, t.op, &Value::from_literal(&t.value)),
+                        on,
+                        target
+                    );
                 }
                 Instr::IntrCmp { test, on, target } => {
-                    let t = *self.program.intr_cmps().get(usize::from(test)).ok_or(bad)?;
-                    let v = self.intrinsic(t.intr);
-                    let k = self.konst(t.konst).ok_or(bad)?;
-                    if value::compare(&v, t.op, &k) == on {
-                        pc = target;
-                    }
+                    let t = get!(program.intr_cmp_at(test));
+                    let v = intrinsic(trace, cur, t.intr);
+                    test!(
+                        value::compare(&v, t.op, &Value::from_literal(&t.value)),
+                        on,
+                        target
+                    );
                 }
                 Instr::AttrTruthy { attr, on, target } => {
-                    if value::truthy(&self.attr(attr).ok_or(bad)?) == on {
-                        pc = target;
-                    }
+                    let v = get!(attr_value(program, trace, cur, attr));
+                    test!(value::truthy(&v), on, target);
                 }
                 Instr::AttrExists { attr, on, target } => {
-                    if self.attr(attr).ok_or(bad)?.is_present() == on {
-                        pc = target;
-                    }
+                    let v = get!(attr_value(program, trace, cur, attr));
+                    test!(v.is_present(), on, target);
                 }
                 Instr::AttrIn { test, on, target } => {
-                    let t = *self.program.attr_ins().get(usize::from(test)).ok_or(bad)?;
-                    let v = self.attr(t.attr).ok_or(bad)?;
-                    let items = self.program.lists().get(usize::from(t.list)).ok_or(bad)?;
-                    if in_list(&v, items, t.negated) == on {
-                        pc = target;
-                    }
+                    let t = get!(program.attr_in_at(test));
+                    let v = Value::from_opt_attr(trace.attribute(cur, t.attr.key, t.attr.scope));
+                    test!(in_list(&v, &t.list, t.negated), on, target);
                 }
                 Instr::AttrStr { test, on, target } => {
-                    let t = *self.program.attr_strs().get(usize::from(test)).ok_or(bad)?;
-                    let v = self.attr(t.attr).ok_or(bad)?;
-                    let arg = match t.op {
-                        betrace_dsl::ir::StrOp::Matches(_) => Value::Missing,
-                        _ => self.konst(t.arg).ok_or(bad)?,
-                    };
-                    let r = value::string_pred(t.op, &v, &arg, self.program.regexes(), t.negated);
-                    if r == on {
-                        pc = target;
-                    }
+                    let t = get!(program.attr_str_at(test));
+                    let v = Value::from_opt_attr(trace.attribute(cur, t.attr.key, t.attr.scope));
+                    let arg = Value::from_literal(&t.arg);
+                    let r = value::string_pred(t.op, &v, &arg, program.regexes(), t.negated);
+                    test!(r, on, target);
+                }
+                Instr::IntrStr { test, on, target } => {
+                    let t = get!(program.intr_str_at(test));
+                    let v = intrinsic(trace, cur, t.intr);
+                    let arg = Value::from_literal(&t.arg);
+                    let r = value::string_pred(t.op, &v, &arg, program.regexes(), t.negated);
+                    test!(r, on, target);
                 }
                 Instr::Related { test, on, target } => {
-                    let t = *self.program.relations().get(usize::from(test)).ok_or(bad)?;
-                    if self.related(t).ok_or(bad)? == on {
-                        pc = target;
-                    }
+                    let t = *get!(program.rel_at(test));
+                    let origin = get!(self.frames.get(usize::from(t.slot))).origin;
+                    let (r, steps) = related(trace, t, origin, cur);
+                    budget = budget.saturating_sub(u64::from(steps));
+                    test!(r, on, target);
                 }
                 Instr::TraceField { test, on, target } => {
-                    let t = *self
-                        .program
-                        .field_cmps()
-                        .get(usize::from(test))
-                        .ok_or(bad)?;
-                    let v = self.trace_field(t.field);
-                    let k = self.konst(t.konst).ok_or(bad)?;
-                    if value::compare(&v, t.op, &k) == on {
-                        pc = target;
-                    }
+                    let t = get!(program.field_at(test));
+                    let v = trace_field(trace, t.field);
+                    test!(
+                        value::compare(&v, t.op, &Value::from_literal(&t.value)),
+                        on,
+                        target
+                    );
                 }
 
                 Instr::CountName { reg, name } => {
-                    let id = *self.program.names().get(usize::from(name)).ok_or(bad)?;
-                    let n = self.trace.spans_named(id).len();
-                    *self.counts.get_mut(usize::from(reg)).ok_or(bad)? =
-                        i64::try_from(n).unwrap_or(i64::MAX);
+                    let id = *get!(program.name_at(name));
+                    *get!(self.counts.get_mut(usize::from(reg))) = to_i64(trace.count_named(id));
                 }
                 Instr::CountAll { reg } => {
-                    let n = self.trace.len();
-                    *self.counts.get_mut(usize::from(reg)).ok_or(bad)? =
-                        i64::try_from(n).unwrap_or(i64::MAX);
+                    *get!(self.counts.get_mut(usize::from(reg))) = to_i64(trace.len());
                 }
-                Instr::Zero { reg } => *self.counts.get_mut(usize::from(reg)).ok_or(bad)? = 0,
+                Instr::Zero { reg } => *get!(self.counts.get_mut(usize::from(reg))) = 0,
                 Instr::Incr { reg } => {
-                    let c = self.counts.get_mut(usize::from(reg)).ok_or(bad)?;
+                    let c = get!(self.counts.get_mut(usize::from(reg)));
                     *c = c.saturating_add(1);
                 }
                 Instr::CountCmp { test, on, target } => {
-                    let t = *self
-                        .program
-                        .count_cmps()
-                        .get(usize::from(test))
-                        .ok_or(bad)?;
-                    let a = *self.counts.get(usize::from(t.reg)).ok_or(bad)?;
+                    let t = *get!(program.count_cmp_at(test));
+                    let a = *get!(self.counts.get(usize::from(t.reg)));
                     let b = match t.rhs {
                         CountOperand::Int(v) => v,
-                        CountOperand::Reg(r) => *self.counts.get(usize::from(r)).ok_or(bad)?,
+                        CountOperand::Reg(r) => *get!(self.counts.get(usize::from(r))),
                     };
-                    if t.op.holds(a.cmp(&b)) == on {
-                        pc = target;
-                    }
+                    test!(t.op.holds(a.cmp(&b)), on, target);
                 }
 
                 Instr::LoadConst { dst, konst } => {
-                    let v = self.konst(konst).ok_or(bad)?;
-                    self.set(dst, v).ok_or(bad)?;
+                    let v = Value::from_literal(get!(program.const_at(konst)));
+                    *get!(self.values.get_mut(usize::from(dst))) = v;
                 }
                 Instr::LoadAttr { dst, attr } => {
-                    let v = self.attr(attr).ok_or(bad)?;
-                    self.set(dst, v).ok_or(bad)?;
+                    let v = get!(attr_value(program, trace, cur, attr));
+                    *get!(self.values.get_mut(usize::from(dst))) = v;
                 }
                 Instr::LoadIntr { dst, intr } => {
-                    let v = self.intrinsic(intr);
-                    self.set(dst, v).ok_or(bad)?;
+                    *get!(self.values.get_mut(usize::from(dst))) = intrinsic(trace, cur, intr);
                 }
                 Instr::LoadExists { dst, attr } => {
-                    let v = Value::Bool(self.attr(attr).ok_or(bad)?.is_present());
-                    self.set(dst, v).ok_or(bad)?;
+                    let v = Value::Bool(get!(attr_value(program, trace, cur, attr)).is_present());
+                    *get!(self.values.get_mut(usize::from(dst))) = v;
                 }
                 Instr::Len { dst, src } => {
-                    let v = value::len(self.values.get(usize::from(src)).ok_or(bad)?);
-                    self.set(dst, v).ok_or(bad)?;
+                    let v = value::len(get!(self.values.get(usize::from(src))));
+                    *get!(self.values.get_mut(usize::from(dst))) = v;
                 }
                 Instr::Lower { dst, src } => {
-                    let v = value::lower(self.take(src, dst).ok_or(bad)?);
-                    self.set(dst, v).ok_or(bad)?;
+                    let v = value::lower(get!(self.take(src, dst)));
+                    *get!(self.values.get_mut(usize::from(dst))) = v;
                 }
                 Instr::Upper { dst, src } => {
-                    let v = value::upper(self.take(src, dst).ok_or(bad)?);
-                    self.set(dst, v).ok_or(bad)?;
+                    let v = value::upper(get!(self.take(src, dst)));
+                    *get!(self.values.get_mut(usize::from(dst))) = v;
                 }
                 Instr::StrCall { dst, test } => {
-                    let t = *self.program.reg_strs().get(usize::from(test)).ok_or(bad)?;
-                    let a = self.values.get(usize::from(t.a)).ok_or(bad)?;
-                    let b = self.values.get(usize::from(t.b)).ok_or(bad)?;
-                    let r = value::string_test(t.op, a, b, self.program.regexes());
-                    self.set(dst, Value::Bool(r == Some(true))).ok_or(bad)?;
+                    let t = *get!(program.reg_str_at(test));
+                    let a = get!(self.values.get(usize::from(t.a)));
+                    let b = get!(self.values.get(usize::from(t.b)));
+                    let r = value::string_test(t.op, a, b, program.regexes()) == Some(true);
+                    *get!(self.values.get_mut(usize::from(dst))) = Value::Bool(r);
                 }
                 Instr::Cmp { test, on, target } => {
-                    let t = *self.program.reg_cmps().get(usize::from(test)).ok_or(bad)?;
-                    let a = self.values.get(usize::from(t.a)).ok_or(bad)?;
-                    let b = self.values.get(usize::from(t.b)).ok_or(bad)?;
-                    if value::compare(a, t.op, b) == on {
-                        pc = target;
-                    }
+                    let t = *get!(program.reg_cmp_at(test));
+                    let a = get!(self.values.get(usize::from(t.a)));
+                    let b = get!(self.values.get(usize::from(t.b)));
+                    test!(value::compare(a, t.op, b), on, target);
                 }
                 Instr::In { test, on, target } => {
-                    let t = *self.program.reg_ins().get(usize::from(test)).ok_or(bad)?;
-                    let v = self.values.get(usize::from(t.reg)).ok_or(bad)?;
-                    let items = self.program.lists().get(usize::from(t.list)).ok_or(bad)?;
-                    if in_list(v, items, t.negated) == on {
-                        pc = target;
-                    }
+                    let t = get!(program.reg_in_at(test));
+                    let v = get!(self.values.get(usize::from(t.reg)));
+                    test!(in_list(v, &t.list, t.negated), on, target);
                 }
                 Instr::Str { test, on, target } => {
-                    let t = *self.program.reg_strs().get(usize::from(test)).ok_or(bad)?;
-                    let a = self.values.get(usize::from(t.a)).ok_or(bad)?;
-                    let b = self.values.get(usize::from(t.b)).ok_or(bad)?;
-                    if value::string_pred(t.op, a, b, self.program.regexes(), t.negated) == on {
-                        pc = target;
-                    }
+                    let t = *get!(program.reg_str_at(test));
+                    let a = get!(self.values.get(usize::from(t.a)));
+                    let b = get!(self.values.get(usize::from(t.b)));
+                    let r = value::string_pred(t.op, a, b, program.regexes(), t.negated);
+                    test!(r, on, target);
                 }
                 Instr::Truthy { reg, on, target } => {
-                    if value::truthy(self.values.get(usize::from(reg)).ok_or(bad)?) == on {
-                        pc = target;
-                    }
+                    test!(
+                        value::truthy(get!(self.values.get(usize::from(reg)))),
+                        on,
+                        target
+                    );
                 }
 
                 Instr::Push { list } => {
-                    if self.cur != NO_SPAN {
+                    if let Some(w) = &mut self.witnesses
+                        && cur != NO_SPAN
+                    {
                         match list {
-                            WitnessList::Trigger => self.trigger.push(self.cur),
-                            WitnessList::Offending => self.offending.push(self.cur),
+                            WitnessList::Trigger => w.trigger.push(cur),
+                            WitnessList::Offending => w.offending.push(cur),
                         }
                     }
                 }
             }
+        };
+        self.budget = budget;
+        result
+    }
+
+    /// [`Instr::Skip`] (`want` true) and [`Instr::SkipNot`]: advances loop `slot` natively
+    /// until the fused test `test` gives `want` for the current span. The test is chosen
+    /// once, outside the loop over spans.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the run loop's locals are passed by reference to keep them in registers"
+    )]
+    #[inline(always)]
+    fn skip(
+        &mut self,
+        slot: u8,
+        test: u16,
+        want: bool,
+        done: Addr,
+        pc: &mut Addr,
+        cur: &mut SpanIndex,
+        budget: &mut u64,
+        bad: EvalError,
+    ) -> Result<(), EvalError> {
+        let program: &'a Program = self.program;
+        let trace: &'a PreparedTrace<'t> = self.trace;
+        let entry = program.pool().get(usize::from(test)).ok_or(bad)?;
+        let mut frame = *self.frames.get(usize::from(slot)).ok_or(bad)?;
+        let at = *pc - 1;
+        let attr =
+            |c: SpanIndex, a: &AttrRef| Value::from_opt_attr(trace.attribute(c, a.key, a.scope));
+        macro_rules! go {
+            ($test:expr) => {
+                advance(&mut frame, cur, budget, want, at, $test)?
+            };
         }
+        let exhausted = match entry {
+            Entry::Name(id) => go!(|c| (trace.name_id(c) == Some(*id), 0)),
+            Entry::AttrCmp(t) => {
+                let lit = Value::from_literal(&t.value);
+                match t.value {
+                    Literal::Int(k) => go!(|c| {
+                        let r = match trace.attribute(c, t.attr.key, t.attr.scope) {
+                            Some(AttrValue::Int(v)) => value::compare_ints(*v, t.op, k),
+                            other => value::compare(&Value::from_opt_attr(other), t.op, &lit),
+                        };
+                        (r, 0)
+                    }),
+                    _ => go!(|c| (value::compare(&attr(c, &t.attr), t.op, &lit), 0)),
+                }
+            }
+            Entry::IntrCmp(t) => {
+                let lit = Value::from_literal(&t.value);
+                let span = |c: SpanIndex| trace.span(c);
+                match (t.intr, &t.value) {
+                    (Intrinsic::Kind, Literal::Kind(k)) => go!(|c| {
+                        let r =
+                            span(c).is_some_and(|s| value::compare_members(s.kind as u8, t.op, *k));
+                        (r, 0)
+                    }),
+                    (Intrinsic::Status, Literal::Status(k)) => go!(|c| {
+                        let r = span(c)
+                            .is_some_and(|s| value::compare_members(s.status_code as u8, t.op, *k));
+                        (r, 0)
+                    }),
+                    (Intrinsic::Name, Literal::Str(k)) => go!(|c| {
+                        let r = span(c).is_some_and(|s| value::compare_strs(&s.name, t.op, k));
+                        (r, 0)
+                    }),
+                    _ => go!(|c| (value::compare(&intrinsic(trace, c, t.intr), t.op, &lit), 0)),
+                }
+            }
+            Entry::AttrIn(t) => go!(|c| (in_list(&attr(c, &t.attr), &t.list, t.negated), 0)),
+            Entry::AttrStr(t) => {
+                let arg = Value::from_literal(&t.arg);
+                let re = program.regexes();
+                go!(|c| (
+                    value::string_pred(t.op, &attr(c, &t.attr), &arg, re, t.negated),
+                    0
+                ))
+            }
+            Entry::IntrStr(t) => {
+                let arg = Value::from_literal(&t.arg);
+                let re = program.regexes();
+                go!(|c| {
+                    let v = intrinsic(trace, c, t.intr);
+                    (value::string_pred(t.op, &v, &arg, re, t.negated), 0)
+                })
+            }
+            Entry::Rel(t) => {
+                let origin = self.frames.get(usize::from(t.slot)).ok_or(bad)?.origin;
+                go!(|c| related(trace, *t, origin, c))
+            }
+            _ => return Err(bad),
+        };
+        if exhausted {
+            *pc = done;
+        }
+        if let Some(f) = self.frames.get_mut(usize::from(slot)) {
+            f.pos = frame.pos;
+        }
+        Ok(())
     }
 
-    /// Starts a loop over `list` in `slot`: binds the current span to its first span and
-    /// continues at `pc`, or jumps to `empty`. `None` for a slot beyond the active ones.
-    fn enter(&mut self, slot: u8, list: &'a [SpanIndex], empty: Addr, pc: Addr) -> Option<Addr> {
+    /// Starts a loop over `list` in `slot`: binds the current span to its first span, or
+    /// jumps to `empty`. `None` for a slot beyond the active ones.
+    #[inline(always)]
+    fn enter(
+        &mut self,
+        slot: u8,
+        list: &'a [SpanIndex],
+        empty: Addr,
+        pc: &mut Addr,
+        cur: &mut SpanIndex,
+    ) -> Option<()> {
         let Some(&first) = list.first() else {
-            return Some(empty);
+            *pc = empty;
+            return Some(());
         };
-        let frame = Frame {
-            list,
-            pos: 0,
-            origin: self.cur,
-        };
-        self.set_frame(slot, frame)?;
-        self.cur = first;
-        Some(pc)
+        self.set_frame(
+            slot,
+            Frame {
+                list,
+                pos: 0,
+                origin: *cur,
+            },
+        )?;
+        *cur = first;
+        Some(())
     }
 
+    #[inline(always)]
     fn set_frame(&mut self, slot: u8, frame: Frame<'a>) -> Option<()> {
         let slot = usize::from(slot);
         if let Some(f) = self.frames.get_mut(slot) {
@@ -460,11 +629,6 @@ impl<'a, 't: 'a> Machine<'a, 't> {
         Some(())
     }
 
-    fn set(&mut self, reg: u8, v: Value<'a>) -> Option<()> {
-        *self.values.get_mut(usize::from(reg))? = v;
-        Some(())
-    }
-
     /// The value of register `src`, moved out when it is about to be overwritten (`dst`).
     fn take(&mut self, src: u8, dst: u8) -> Option<Value<'a>> {
         let v = self.values.get_mut(usize::from(src))?;
@@ -474,81 +638,185 @@ impl<'a, 't: 'a> Machine<'a, 't> {
             v.clone()
         })
     }
+}
 
-    fn konst(&self, k: u16) -> Option<Value<'a>> {
-        let program: &'a Program = self.program;
-        program
-            .consts()
-            .get(usize::from(k))
-            .map(Value::from_literal)
-    }
-
-    /// Attribute `attrs[idx]` of the current span; `None` for a bad index.
-    fn attr(&self, idx: u16) -> Option<Value<'a>> {
-        let AttrRef { key, scope } = *self.program.attrs().get(usize::from(idx))?;
-        Some(Value::from_opt_attr(
-            self.trace.attribute(self.cur, key, scope),
-        ))
-    }
-
-    fn intrinsic(&self, i: Intrinsic) -> Value<'a> {
-        let trace: &'a PreparedTrace<'t> = self.trace;
-        let cur = self.cur;
-        let Some(s) = trace.span(cur) else {
-            return Value::Missing;
-        };
-        match i {
-            Intrinsic::Name => Value::str(&s.name),
-            Intrinsic::Service => Value::str(trace.service(cur)),
-            Intrinsic::Status => Value::Status(s.status_code as u8),
-            Intrinsic::StatusMessage => Value::str(&s.status_message),
-            Intrinsic::Kind => Value::Kind(s.kind as u8),
-            Intrinsic::Duration => value::duration_value(s.duration_nanos()),
-            Intrinsic::Start => value::time_value(s.start_time_unix_nano),
-            Intrinsic::End => value::time_value(s.end_time_unix_nano),
-            Intrinsic::Id => Value::str(trace.span_id_hex(cur)),
-            Intrinsic::ParentId => Value::str(trace.parent_id_hex(cur)),
-            Intrinsic::TraceId => Value::str(trace.trace_id_hex_of(cur)),
-            Intrinsic::IsRoot => Value::Bool(s.parent_span_id.is_none()),
+/// Advances `frame` from span `cur` while `test` is not `want`, one budget step per span
+/// left behind. `Ok(true)` when the source ran out (`cur` is then the loop's origin).
+#[inline(always)]
+fn advance(
+    frame: &mut Frame<'_>,
+    cur: &mut SpanIndex,
+    budget: &mut u64,
+    want: bool,
+    at: Addr,
+    mut test: impl FnMut(SpanIndex) -> (bool, u32),
+) -> Result<bool, EvalError> {
+    loop {
+        let (r, steps) = test(*cur);
+        *budget = budget.saturating_sub(u64::from(steps));
+        if r == want {
+            return Ok(false);
+        }
+        if *budget == 0 {
+            return Err(EvalError::BudgetExceeded { pc: at });
+        }
+        *budget -= 1;
+        frame.pos += 1;
+        match frame.list.get(frame.pos as usize) {
+            Some(&x) => *cur = x,
+            None => {
+                *cur = frame.origin;
+                return Ok(true);
+            }
         }
     }
+}
 
-    fn trace_field(&self, f: TraceField) -> Value<'a> {
-        let trace: &'a PreparedTrace<'t> = self.trace;
-        match f {
-            TraceField::Id => Value::str(trace.trace_id_hex()),
-            TraceField::Duration => value::duration_value(trace.duration_nanos()),
-            TraceField::SpanCount => Value::Int(i64::try_from(trace.len()).unwrap_or(i64::MAX)),
-            TraceField::RootName => Value::str(
-                trace
-                    .root()
-                    .and_then(|r| trace.span(r))
-                    .map_or("", |s| s.name.as_str()),
+/// The spans of a [`Find`] that pass all its tests: whether there is one (`count_all` false,
+/// `Ok(1)` or `Ok(0)`), or how many. One budget step per span visited; `at` is the address of
+/// the instruction, for errors.
+fn search(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    f: &Find,
+    budget: &mut u64,
+    at: Addr,
+    count_all: bool,
+) -> Result<i64, EvalError> {
+    let bad = EvalError::MalformedProgram { pc: at };
+    let list = match f.name {
+        Some(id) => trace.spans_named(id),
+        None => trace.all(),
+    };
+    let mut n = 0i64;
+    'spans: for &x in list {
+        if *budget == 0 {
+            return Err(EvalError::BudgetExceeded { pc: at });
+        }
+        *budget -= 1;
+        for &(t, want) in f.tests.iter() {
+            let entry = program.pool().get(usize::from(t)).ok_or(bad)?;
+            if fused_test(program, trace, entry, x).ok_or(bad)? != want {
+                continue 'spans;
+            }
+        }
+        n += 1;
+        if !count_all {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+/// The result of a fused test (the pool entry of a test instruction other than a relation)
+/// on span `cur`; `None` for any other entry.
+#[inline]
+fn fused_test(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    entry: &Entry,
+    cur: SpanIndex,
+) -> Option<bool> {
+    let attr = |a: &AttrRef| Value::from_opt_attr(trace.attribute(cur, a.key, a.scope));
+    Some(match entry {
+        Entry::Name(id) => trace.name_id(cur) == Some(*id),
+        Entry::AttrCmp(t) => match (trace.attribute(cur, t.attr.key, t.attr.scope), &t.value) {
+            (Some(AttrValue::Int(v)), Literal::Int(k)) => value::compare_ints(*v, t.op, *k),
+            (v, _) => value::compare(
+                &Value::from_opt_attr(v),
+                t.op,
+                &Value::from_literal(&t.value),
             ),
-            TraceField::RootService => Value::str(trace.root().map_or("", |r| trace.service(r))),
-        }
-    }
+        },
+        Entry::IntrCmp(t) => value::compare(
+            &intrinsic(trace, cur, t.intr),
+            t.op,
+            &Value::from_literal(&t.value),
+        ),
+        Entry::AttrIn(t) => in_list(&attr(&t.attr), &t.list, t.negated),
+        Entry::AttrStr(t) => value::string_pred(
+            t.op,
+            &attr(&t.attr),
+            &Value::from_literal(&t.arg),
+            program.regexes(),
+            t.negated,
+        ),
+        Entry::IntrStr(t) => value::string_pred(
+            t.op,
+            &intrinsic(trace, cur, t.intr),
+            &Value::from_literal(&t.arg),
+            program.regexes(),
+            t.negated,
+        ),
+        _ => return None,
+    })
+}
 
-    /// The relation check of `t` between the origin of loop `t.slot` and the current span;
-    /// `None` for a bad slot.
-    fn related(&mut self, t: RelTest) -> Option<bool> {
-        let origin = self.frames.get(usize::from(t.slot))?.origin;
-        let x = self.cur;
-        let (Some(o), Some(s)) = (self.trace.span(origin), self.trace.span(x)) else {
-            return Some(false);
-        };
-        Some(match t.relation {
-            Relation::HasChild | Relation::HasParent | Relation::HasAncestor => {
-                within_start(o, s, t.within)
-            }
-            Relation::HasDescendant => {
-                let (is, steps) = self.trace.is_ancestor(origin, x);
-                self.budget = self.budget.saturating_sub(u64::from(steps));
-                is && within_start(o, s, t.within)
-            }
-            Relation::FollowedBy => x != origin && follows(o, s, t.within),
-            Relation::PrecededBy => x != origin && follows(s, o, t.within),
-        })
+/// Attribute `attrs[idx]` of span `cur`; `None` for a bad index.
+fn attr_value<'a>(
+    program: &'a Program,
+    trace: &'a PreparedTrace<'_>,
+    cur: SpanIndex,
+    idx: u16,
+) -> Option<Value<'a>> {
+    let AttrRef { key, scope } = *program.attr_at(idx)?;
+    Some(Value::from_opt_attr(trace.attribute(cur, key, scope)))
+}
+
+/// A `span.` intrinsic of span `cur` (DSL.md §3.4); missing without a current span.
+#[inline]
+fn intrinsic<'a>(trace: &'a PreparedTrace<'_>, cur: SpanIndex, i: Intrinsic) -> Value<'a> {
+    let Some(s) = trace.span(cur) else {
+        return Value::Missing;
+    };
+    match i {
+        Intrinsic::Name => Value::str(&s.name),
+        Intrinsic::Service => Value::str(trace.service(cur)),
+        Intrinsic::Status => Value::Status(s.status_code as u8),
+        Intrinsic::StatusMessage => Value::str(&s.status_message),
+        Intrinsic::Kind => Value::Kind(s.kind as u8),
+        Intrinsic::Duration => value::duration_value(s.duration_nanos()),
+        Intrinsic::Start => value::time_value(s.start_time_unix_nano),
+        Intrinsic::End => value::time_value(s.end_time_unix_nano),
+        Intrinsic::Id => Value::str(trace.span_id_hex(cur)),
+        Intrinsic::ParentId => Value::str(trace.parent_id_hex(cur)),
+        Intrinsic::TraceId => Value::str(trace.trace_id_hex_of(cur)),
+        Intrinsic::IsRoot => Value::Bool(s.parent_span_id.is_none()),
+    }
+}
+
+/// A `trace.` field (DSL.md §3.4).
+fn trace_field<'a>(trace: &'a PreparedTrace<'_>, f: TraceField) -> Value<'a> {
+    match f {
+        TraceField::Id => Value::str(trace.trace_id_hex()),
+        TraceField::Duration => value::duration_value(trace.duration_nanos()),
+        TraceField::SpanCount => Value::Int(to_i64(trace.len())),
+        TraceField::RootName => Value::str(
+            trace
+                .root()
+                .and_then(|r| trace.span(r))
+                .map_or("", |s| s.name.as_str()),
+        ),
+        TraceField::RootService => Value::str(trace.root().map_or("", |r| trace.service(r))),
+    }
+}
+
+/// The relation check of `t` between `origin` and span `x` (DSL.md §3.5, §7.14), and the
+/// number of parent links followed to decide it.
+fn related(trace: &PreparedTrace<'_>, t: RelTest, origin: SpanIndex, x: SpanIndex) -> (bool, u32) {
+    let (Some(o), Some(s)) = (trace.span(origin), trace.span(x)) else {
+        return (false, 0);
+    };
+    match t.relation {
+        Relation::HasChild | Relation::HasParent | Relation::HasAncestor => {
+            (within_start(o, s, t.within), 0)
+        }
+        Relation::HasDescendant => {
+            let (is, steps) = trace.is_ancestor(origin, x);
+            (is && within_start(o, s, t.within), steps)
+        }
+        Relation::FollowedBy => (x != origin && follows(o, s, t.within), 0),
+        Relation::PrecededBy => (x != origin && follows(s, o, t.within), 0),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The bytecode a checked rule is lowered to, and its disassembler.
 //!
 //! In: nothing (built by [`crate::lower`]). Out: [`Program`] — compact [`Instr`]uctions, their
-//! side tables (names, attribute references, constants, lists, comparison descriptors), the
+//! operand pool (names, attribute references, constants, comparison descriptors), the
 //! compiled regular expressions, and a span table parallel to the code — executed by the VM in
 //! `betrace-core`. [`Program::disassemble`] renders a readable listing.
 //!
@@ -21,6 +21,14 @@
 //! spans remain, and when the source is exhausted restores the current span the loop started
 //! from and falls through; `Exit` leaves a loop early (restoring the same span) and jumps. Loop
 //! slots are static nesting depths, so the VM never recurses.
+//!
+//! Common shapes are fused. Attribute/intrinsic-vs-constant comparisons, `in` and string tests
+//! on an attribute or intrinsic, name tests and relation checks are single instructions whose
+//! operands sit in one pool entry. A loop whose body starts with such a test starts with
+//! [`Instr::Skip`] instead, which steps over failing spans without dispatching per span. In
+//! the decision code, a selection whose filters are all fused tests is one [`Instr::Find`]
+//! (or [`Instr::CountFind`] under `count`), and one without filters is [`Instr::HasName`] (or
+//! [`Instr::CountName`]).
 //!
 //! Operands of comparisons that have no fused instruction are evaluated into value registers
 //! (`r0`, `r1`, …); counts of `count(...)`/`trace.count(...)` live in counter registers
@@ -60,8 +68,8 @@ pub enum WitnessList {
     Offending,
 }
 
-/// One instruction: 8 bytes, `Copy`. Index fields (`u16`) point into the program's side
-/// tables; `slot` is a loop slot, `reg`/`dst`/`src` a register, `target`/`empty`/`body` a
+/// One instruction: 8 bytes, `Copy`. Index fields (`u16`) point into the program's operand
+/// pool ([`Program::pool`]); `slot` is a loop slot, `reg`/`dst`/`src` a register, `target`/`empty`/`body` a
 /// code address. Test instructions jump to `target` when their result equals `on`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Instr {
@@ -72,7 +80,7 @@ pub enum Instr {
     /// Stop with an error: the rule was too large to encode (see [`Program::is_trap`]).
     Trap,
 
-    /// Loop over the spans named [`Program::names`]`[name]`, in trace order.
+    /// Loop over the spans named by pool entry `name` ([`Entry::Name`]), in trace order.
     ForName { slot: u8, name: u16, empty: Addr },
     /// Loop over every span of the trace, in trace order.
     ForAll { slot: u8, empty: Addr },
@@ -91,30 +99,44 @@ pub enum Instr {
     NextAncestor { slot: u8, body: Addr },
     /// Leave loop `slot` early and jump.
     Exit { slot: u8, target: Addr },
+    /// Loop head fused with the loop's first test: while the fused test in pool entry `test`
+    /// (a name, attribute/intrinsic comparison, string or `in` test, or relation check) is
+    /// false for the current span, advance loop `slot`; when the source is exhausted, restore
+    /// the loop's starting span and jump to `done`. Each span skipped is one step.
+    Skip { slot: u8, test: u16, done: Addr },
+    /// [`Instr::Skip`] while the test is true.
+    SkipNot { slot: u8, test: u16, done: Addr },
 
-    /// The current span's name is `names[name]`.
+    /// Some span of the [`Entry::Find`] `find` passes all its tests (a selection whose
+    /// filters are all fused tests, searched without a loop in the bytecode).
+    Find { find: u16, on: bool, target: Addr },
+    /// Counter `reg` := number of spans of the [`Entry::Find`] `find` that pass all its tests.
+    CountFind { reg: u8, find: u16 },
+    /// The current span's name is pool entry `name` ([`Entry::Name`]).
     NameIs { name: u16, on: bool, target: Addr },
-    /// Some span is named `names[name]` (a selection without filters).
+    /// Some span is named by pool entry `name` (a selection without filters).
     HasName { name: u16, on: bool, target: Addr },
-    /// [`AttrCmp`] `attr_cmps[test]` on the current span.
+    /// [`Entry::AttrCmp`] `test` on the current span.
     AttrCmp { test: u16, on: bool, target: Addr },
-    /// [`IntrCmp`] `intr_cmps[test]` on the current span.
+    /// [`Entry::IntrCmp`] `test` on the current span.
     IntrCmp { test: u16, on: bool, target: Addr },
-    /// Truthiness of attribute `attrs[attr]` of the current span.
+    /// Truthiness of attribute [`Entry::Attr`] `attr` of the current span.
     AttrTruthy { attr: u16, on: bool, target: Addr },
-    /// Attribute `attrs[attr]` is present on the current span.
+    /// Attribute [`Entry::Attr`] `attr` is present on the current span.
     AttrExists { attr: u16, on: bool, target: Addr },
-    /// [`AttrIn`] `attr_ins[test]` on the current span.
+    /// [`Entry::AttrIn`] `test` on the current span.
     AttrIn { test: u16, on: bool, target: Addr },
-    /// [`AttrStr`] `attr_strs[test]` on the current span.
+    /// [`Entry::AttrStr`] `test` on the current span.
     AttrStr { test: u16, on: bool, target: Addr },
-    /// [`RelTest`] `relations[test]`: the current span stands in the relation to the span
+    /// [`Entry::IntrStr`] `test` on the current span.
+    IntrStr { test: u16, on: bool, target: Addr },
+    /// [`Entry::Rel`] `test`: the current span stands in the relation to the span
     /// loop `slot` started from (DSL.md §3.5, §7.14).
     Related { test: u16, on: bool, target: Addr },
-    /// [`FieldCmp`] `field_cmps[test]` on the trace.
+    /// [`Entry::Field`] `test` on the trace.
     TraceField { test: u16, on: bool, target: Addr },
 
-    /// Counter `reg` := number of spans named `names[name]`.
+    /// Counter `reg` := number of spans named by pool entry `name`.
     CountName { reg: u8, name: u16 },
     /// Counter `reg` := number of spans.
     CountAll { reg: u8 },
@@ -122,16 +144,16 @@ pub enum Instr {
     Zero { reg: u8 },
     /// Counter `reg` += 1.
     Incr { reg: u8 },
-    /// [`CountCmp`] `count_cmps[test]`.
+    /// [`Entry::CountCmp`] `test`.
     CountCmp { test: u16, on: bool, target: Addr },
 
-    /// Register `dst` := `consts[konst]`.
+    /// Register `dst` := [`Entry::Const`] `konst`.
     LoadConst { dst: u8, konst: u16 },
-    /// Register `dst` := attribute `attrs[attr]` of the current span (or missing).
+    /// Register `dst` := attribute [`Entry::Attr`] `attr` of the current span (or missing).
     LoadAttr { dst: u8, attr: u16 },
     /// Register `dst` := intrinsic of the current span.
     LoadIntr { dst: u8, intr: Intrinsic },
-    /// Register `dst` := bool: attribute `attrs[attr]` is present.
+    /// Register `dst` := bool: attribute [`Entry::Attr`] `attr` is present.
     LoadExists { dst: u8, attr: u16 },
     /// Register `dst` := length of register `src` (DSL.md §3.4 `#`).
     Len { dst: u8, src: u8 },
@@ -139,13 +161,13 @@ pub enum Instr {
     Lower { dst: u8, src: u8 },
     /// Register `dst` := upper case of register `src`.
     Upper { dst: u8, src: u8 },
-    /// Register `dst` := bool result of the positive string test `reg_strs[test]`.
+    /// Register `dst` := bool result of the positive string test [`Entry::RegStr`] `test`.
     StrCall { dst: u8, test: u16 },
-    /// [`RegCmp`] `reg_cmps[test]`.
+    /// [`Entry::RegCmp`] `test`.
     Cmp { test: u16, on: bool, target: Addr },
-    /// [`RegIn`] `reg_ins[test]`.
+    /// [`Entry::RegIn`] `test`.
     In { test: u16, on: bool, target: Addr },
-    /// [`RegStr`] `reg_strs[test]`.
+    /// [`Entry::RegStr`] `test`.
     Str { test: u16, on: bool, target: Addr },
     /// Truthiness of register `reg`.
     Truthy { reg: u8, on: bool, target: Addr },
@@ -164,6 +186,7 @@ impl Instr {
             Jump { target }
             | Exit { target, .. }
             | NameIs { target, .. }
+            | Find { target, .. }
             | HasName { target, .. }
             | AttrCmp { target, .. }
             | IntrCmp { target, .. }
@@ -171,6 +194,7 @@ impl Instr {
             | AttrExists { target, .. }
             | AttrIn { target, .. }
             | AttrStr { target, .. }
+            | IntrStr { target, .. }
             | Related { target, .. }
             | TraceField { target, .. }
             | CountCmp { target, .. }
@@ -185,9 +209,11 @@ impl Instr {
             | ForDescendants { empty, .. }
             | ForAncestors { empty, .. } => *empty = f(*empty),
             Next { body, .. } | NextAncestor { body, .. } => *body = f(*body),
+            Skip { done, .. } | SkipNot { done, .. } => *done = f(*done),
             Halt { .. }
             | Trap
             | CountName { .. }
+            | CountFind { .. }
             | CountAll { .. }
             | Zero { .. }
             | Incr { .. }
@@ -211,38 +237,56 @@ pub struct AttrRef {
     pub scope: AttrScope,
 }
 
-/// `attrs[attr] op consts[konst]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// `attr op value`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AttrCmp {
-    pub attr: u16,
+    pub attr: AttrRef,
     pub op: CmpOp,
-    pub konst: u16,
+    pub value: Literal,
 }
 
-/// `intr op consts[konst]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// `intr op value`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct IntrCmp {
     pub intr: Intrinsic,
     pub op: CmpOp,
-    pub konst: u16,
+    pub value: Literal,
 }
 
-/// `attrs[attr] [not] in lists[list]` (DSL.md §7.4, §7.5).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// `attr [not] in [list]` (DSL.md §7.4, §7.5).
+#[derive(Clone, Debug, PartialEq)]
 pub struct AttrIn {
-    pub attr: u16,
-    pub list: u16,
+    pub attr: AttrRef,
+    pub list: Box<[Literal]>,
     pub negated: bool,
 }
 
-/// `attrs[attr] [not] op consts[arg]`; for `matches` the argument is the regex of `op`
+/// `attr [not] op arg`; for `matches` the pattern is the regex of `op` and `arg` is unused
 /// (DSL.md §3.4, §7.4, §7.8).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AttrStr {
-    pub attr: u16,
+    pub attr: AttrRef,
     pub op: StrOp,
-    pub arg: u16,
+    pub arg: Literal,
     pub negated: bool,
+}
+
+/// `intr [not] op arg` (see [`AttrStr`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntrStr {
+    pub intr: Intrinsic,
+    pub op: StrOp,
+    pub arg: Literal,
+    pub negated: bool,
+}
+
+/// A selection searched natively: the spans named `name` (every span when `None`), kept when
+/// each fused test (pool index of an [`Entry::AttrCmp`], [`Entry::IntrCmp`], [`Entry::AttrIn`],
+/// [`Entry::AttrStr`] or [`Entry::IntrStr`]) gives the paired bool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Find {
+    pub name: Option<NameId>,
+    pub tests: Box<[(u16, bool)]>,
 }
 
 /// A relation check between the span loop `slot` started from (the *origin*) and the
@@ -256,12 +300,12 @@ pub struct RelTest {
     pub within: Option<i64>,
 }
 
-/// `trace.<field> op consts[konst]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// `trace.<field> op value`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct FieldCmp {
     pub field: TraceField,
     pub op: CmpOp,
-    pub konst: u16,
+    pub value: Literal,
 }
 
 /// Right side of a count comparison.
@@ -288,11 +332,11 @@ pub struct RegCmp {
     pub b: u8,
 }
 
-/// `register reg [not] in lists[list]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `register reg [not] in [list]`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct RegIn {
     pub reg: u8,
-    pub list: u16,
+    pub list: Box<[Literal]>,
     pub negated: bool,
 }
 
@@ -305,6 +349,27 @@ pub struct RegStr {
     pub negated: bool,
 }
 
+/// One entry of the operand pool. Each instruction documents which kind its `u16` operand
+/// names; a mismatch is a malformed program.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Name(NameId),
+    Attr(AttrRef),
+    Const(Literal),
+    AttrCmp(AttrCmp),
+    IntrCmp(IntrCmp),
+    AttrIn(AttrIn),
+    AttrStr(AttrStr),
+    IntrStr(IntrStr),
+    Find(Find),
+    Rel(RelTest),
+    Field(FieldCmp),
+    CountCmp(CountCmp),
+    RegCmp(RegCmp),
+    RegIn(RegIn),
+    RegStr(RegStr),
+}
+
 /// A lowered rule, ready for the VM.
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -315,21 +380,9 @@ pub struct Program {
     pub(crate) loop_slots: u32,
     pub(crate) value_regs: u32,
     pub(crate) count_regs: u32,
-    pub(crate) names: Vec<NameId>,
-    pub(crate) attrs: Vec<AttrRef>,
-    pub(crate) consts: Vec<Literal>,
-    pub(crate) lists: Vec<Box<[Literal]>>,
-    pub(crate) attr_cmps: Vec<AttrCmp>,
-    pub(crate) intr_cmps: Vec<IntrCmp>,
-    pub(crate) attr_ins: Vec<AttrIn>,
-    pub(crate) attr_strs: Vec<AttrStr>,
-    pub(crate) relations: Vec<RelTest>,
-    pub(crate) field_cmps: Vec<FieldCmp>,
-    pub(crate) count_cmps: Vec<CountCmp>,
-    pub(crate) reg_cmps: Vec<RegCmp>,
-    pub(crate) reg_ins: Vec<RegIn>,
-    pub(crate) reg_strs: Vec<RegStr>,
+    pub(crate) pool: Vec<Entry>,
     pub(crate) regexes: Vec<Regex>,
+    pub(crate) required_names: Option<Vec<NameId>>,
 }
 
 impl Program {
@@ -343,21 +396,9 @@ impl Program {
             loop_slots: 0,
             value_regs: 0,
             count_regs: 0,
-            names: Vec::new(),
-            attrs: Vec::new(),
-            consts: Vec::new(),
-            lists: Vec::new(),
-            attr_cmps: Vec::new(),
-            intr_cmps: Vec::new(),
-            attr_ins: Vec::new(),
-            attr_strs: Vec::new(),
-            relations: Vec::new(),
-            field_cmps: Vec::new(),
-            count_cmps: Vec::new(),
-            reg_cmps: Vec::new(),
-            reg_ins: Vec::new(),
-            reg_strs: Vec::new(),
+            pool: Vec::new(),
             regexes: Vec::new(),
+            required_names: None,
         }
     }
 
@@ -390,67 +431,23 @@ impl Program {
     pub fn count_regs(&self) -> usize {
         self.count_regs as usize
     }
-    /// Span names referenced by `name` operands.
-    pub fn names(&self) -> &[NameId] {
-        &self.names
-    }
-    /// Attribute references.
-    pub fn attrs(&self) -> &[AttrRef] {
-        &self.attrs
-    }
-    /// Constant pool.
-    pub fn consts(&self) -> &[Literal] {
-        &self.consts
-    }
-    /// Literal lists of `in`.
-    pub fn lists(&self) -> &[Box<[Literal]>] {
-        &self.lists
-    }
-    /// Attribute-vs-constant comparisons.
-    pub fn attr_cmps(&self) -> &[AttrCmp] {
-        &self.attr_cmps
-    }
-    /// Intrinsic-vs-constant comparisons.
-    pub fn intr_cmps(&self) -> &[IntrCmp] {
-        &self.intr_cmps
-    }
-    /// Attribute `in` tests.
-    pub fn attr_ins(&self) -> &[AttrIn] {
-        &self.attr_ins
-    }
-    /// Attribute string tests.
-    pub fn attr_strs(&self) -> &[AttrStr] {
-        &self.attr_strs
-    }
-    /// Relation checks.
-    pub fn relations(&self) -> &[RelTest] {
-        &self.relations
-    }
-    /// `trace.` field comparisons.
-    pub fn field_cmps(&self) -> &[FieldCmp] {
-        &self.field_cmps
-    }
-    /// Count comparisons.
-    pub fn count_cmps(&self) -> &[CountCmp] {
-        &self.count_cmps
-    }
-    /// Register comparisons.
-    pub fn reg_cmps(&self) -> &[RegCmp] {
-        &self.reg_cmps
-    }
-    /// Register `in` tests.
-    pub fn reg_ins(&self) -> &[RegIn] {
-        &self.reg_ins
-    }
-    /// Register string tests.
-    pub fn reg_strs(&self) -> &[RegStr] {
-        &self.reg_strs
+    /// The operand pool: names, attribute references, constants and the descriptors of
+    /// the comparison instructions, indexed by the instructions' `u16` operands.
+    pub fn pool(&self) -> &[Entry] {
+        &self.pool
     }
     /// Compiled regular expressions, indexed by [`crate::ir::RegexId`].
     pub fn regexes(&self) -> &[Regex] {
         &self.regexes
     }
-    /// True when the rule could not be encoded (a side table outgrew its 16-bit index, or
+    /// Span names of which at least one must occur in a trace for the rule to fire; `None`
+    /// when the rule can fire without any particular name (for example when `always` can fail
+    /// on any trace). A trace without any of these names conforms without running the
+    /// program; rule-set indexes (ENGINE.md §3) can use the same set.
+    pub fn required_names(&self) -> Option<&[NameId]> {
+        self.required_names.as_deref()
+    }
+    /// True when the rule could not be encoded (the operand pool outgrew its 16-bit index, or
     /// loops nested deeper than 255) and the program consists of a single [`Instr::Trap`].
     /// Rules accepted by the checker (≤ 64 KiB, nesting ≤ 64, DSL.md §3.7) never trap.
     pub fn is_trap(&self) -> bool {
@@ -498,6 +495,56 @@ impl Program {
         }
         out
     }
+}
+
+macro_rules! pool_getters {
+    ($($(#[$doc:meta])* $fn:ident => $variant:ident: $ty:ty;)*) => {
+        impl Program {
+            $(
+                $(#[$doc])*
+                #[inline]
+                pub fn $fn(&self, i: u16) -> Option<&$ty> {
+                    match self.pool.get(usize::from(i)) {
+                        Some(Entry::$variant(x)) => Some(x),
+                        _ => None,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+pool_getters! {
+    /// Pool entry `i` as a span name.
+    name_at => Name: NameId;
+    /// Pool entry `i` as an attribute reference.
+    attr_at => Attr: AttrRef;
+    /// Pool entry `i` as a constant.
+    const_at => Const: Literal;
+    /// Pool entry `i` as an attribute-vs-constant comparison.
+    attr_cmp_at => AttrCmp: AttrCmp;
+    /// Pool entry `i` as an intrinsic-vs-constant comparison.
+    intr_cmp_at => IntrCmp: IntrCmp;
+    /// Pool entry `i` as an attribute `in` test.
+    attr_in_at => AttrIn: AttrIn;
+    /// Pool entry `i` as an attribute string test.
+    attr_str_at => AttrStr: AttrStr;
+    /// Pool entry `i` as an intrinsic string test.
+    intr_str_at => IntrStr: IntrStr;
+    /// Pool entry `i` as a native selection search.
+    find_at => Find: Find;
+    /// Pool entry `i` as a relation check.
+    rel_at => Rel: RelTest;
+    /// Pool entry `i` as a `trace.` field comparison.
+    field_at => Field: FieldCmp;
+    /// Pool entry `i` as a count comparison.
+    count_cmp_at => CountCmp: CountCmp;
+    /// Pool entry `i` as a register comparison.
+    reg_cmp_at => RegCmp: RegCmp;
+    /// Pool entry `i` as a register `in` test.
+    reg_in_at => RegIn: RegIn;
+    /// Pool entry `i` as a register string test.
+    reg_str_at => RegStr: RegStr;
 }
 
 struct Disasm<'a> {
@@ -581,7 +628,7 @@ fn str_op_text(op: StrOp, negated: bool) -> String {
 
 impl Disasm<'_> {
     fn name(&self, idx: u16) -> String {
-        match self.p.names.get(usize::from(idx)) {
+        match self.p.name_at(idx) {
             Some(id) => match self.symbols.span_names().get(id.0 as usize) {
                 Some(n) => format!("{n:?}"),
                 None => format!("name#{}", id.0),
@@ -591,9 +638,13 @@ impl Disasm<'_> {
     }
 
     fn attr(&self, idx: u16) -> String {
-        let Some(a) = self.p.attrs.get(usize::from(idx)) else {
-            return format!("?attr{idx}");
-        };
+        match self.p.attr_at(idx) {
+            Some(a) => self.attr_ref(a),
+            None => format!("?attr{idx}"),
+        }
+    }
+
+    fn attr_ref(&self, a: &AttrRef) -> String {
         let key = match self.symbols.attribute_keys().get(a.key.0 as usize) {
             Some(k) => k.to_string(),
             None => format!("key#{}", a.key.0),
@@ -606,20 +657,97 @@ impl Disasm<'_> {
     }
 
     fn konst(&self, idx: u16) -> String {
-        match self.p.consts.get(usize::from(idx)) {
+        match self.p.const_at(idx) {
             Some(l) => literal_text(l),
             None => format!("?const{idx}"),
         }
     }
 
-    fn list(&self, idx: u16) -> String {
-        match self.p.lists.get(usize::from(idx)) {
-            Some(items) => {
-                let items: Vec<String> = items.iter().map(literal_text).collect();
-                format!("[{}]", items.join(", "))
+    fn list(&self, items: &[Literal]) -> String {
+        let items: Vec<String> = items.iter().map(literal_text).collect();
+        format!("[{}]", items.join(", "))
+    }
+
+    /// A native selection search as text.
+    fn find_text(&self, idx: u16) -> String {
+        let Some(f) = self.p.find_at(idx) else {
+            return format!("?find{idx}");
+        };
+        let source = match f.name {
+            Some(id) => match self.symbols.span_names().get(id.0 as usize) {
+                Some(n) => format!("{n:?}"),
+                None => format!("name#{}", id.0),
+            },
+            None => "*".to_string(),
+        };
+        let tests: Vec<String> = f
+            .tests
+            .iter()
+            .map(|&(t, want)| {
+                let text = self.entry_text(t);
+                if want { text } else { format!("not {text}") }
+            })
+            .collect();
+        format!("{source} where {}", tests.join(" and "))
+    }
+
+    /// A fused test entry as text.
+    fn entry_text(&self, idx: u16) -> String {
+        let p = self.p;
+        match p.pool.get(usize::from(idx)) {
+            Some(Entry::Name(_)) => format!("name {}", self.name(idx)),
+            Some(Entry::AttrCmp(_)) => {
+                self.instr(&Instr::AttrCmp {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
             }
-            None => format!("?list{idx}"),
+            Some(Entry::IntrCmp(_)) => {
+                self.instr(&Instr::IntrCmp {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::AttrIn(_)) => {
+                self.instr(&Instr::AttrIn {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::AttrStr(_)) => {
+                self.instr(&Instr::AttrStr {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::IntrStr(_)) => {
+                self.instr(&Instr::IntrStr {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            Some(Entry::Rel(_)) => {
+                self.instr(&Instr::Related {
+                    test: idx,
+                    on: true,
+                    target: 0,
+                })
+                .1
+            }
+            _ => format!("?test{idx}"),
         }
+        .trim_end_matches("  →0000 if true")
+        .to_string()
     }
 
     fn instr(&self, ins: &Instr) -> (&'static str, String) {
@@ -657,6 +785,29 @@ impl Disasm<'_> {
             Next { slot, body } => ("next", format!("s{slot}  →{}", addr(body))),
             NextAncestor { slot, body } => ("next_ancestor", format!("s{slot}  →{}", addr(body))),
             Exit { slot, target } => ("exit", format!("s{slot}  →{}", addr(target))),
+            Skip { slot, test, done } => (
+                "skip",
+                format!(
+                    "s{slot} until {}  done→{}",
+                    self.entry_text(test),
+                    addr(done)
+                ),
+            ),
+            SkipNot { slot, test, done } => (
+                "skip_not",
+                format!(
+                    "s{slot} until not {}  done→{}",
+                    self.entry_text(test),
+                    addr(done)
+                ),
+            ),
+            Find { find, on, target } => (
+                "find",
+                format!("{}  {}", self.find_text(find), jump(on, target)),
+            ),
+            CountFind { reg, find } => {
+                ("count_find", format!("c{reg} := {}", self.find_text(find)))
+            }
             NameIs { name, on, target } => (
                 "name_is",
                 format!("{}  {}", self.name(name), jump(on, target)),
@@ -666,24 +817,24 @@ impl Disasm<'_> {
                 format!("{}  {}", self.name(name), jump(on, target)),
             ),
             AttrCmp { test, on, target } => {
-                let t = match p.attr_cmps.get(usize::from(test)) {
+                let t = match p.attr_cmp_at(test) {
                     Some(t) => format!(
                         "{} {} {}",
-                        self.attr(t.attr),
+                        self.attr_ref(&t.attr),
                         t.op.as_str(),
-                        self.konst(t.konst)
+                        literal_text(&t.value)
                     ),
                     None => missing("attr_cmp", test),
                 };
                 ("attr_cmp", format!("{t}  {}", jump(on, target)))
             }
             IntrCmp { test, on, target } => {
-                let t = match p.intr_cmps.get(usize::from(test)) {
+                let t = match p.intr_cmp_at(test) {
                     Some(t) => format!(
                         "{} {} {}",
                         intrinsic_text(t.intr),
                         t.op.as_str(),
-                        self.konst(t.konst)
+                        literal_text(&t.value)
                     ),
                     None => missing("intr_cmp", test),
                 };
@@ -698,36 +849,57 @@ impl Disasm<'_> {
                 format!("{}  {}", self.attr(attr), jump(on, target)),
             ),
             AttrIn { test, on, target } => {
-                let t = match p.attr_ins.get(usize::from(test)) {
+                let t = match p.attr_in_at(test) {
                     Some(t) => format!(
                         "{} {}in {}",
-                        self.attr(t.attr),
+                        self.attr_ref(&t.attr),
                         if t.negated { "not " } else { "" },
-                        self.list(t.list)
+                        self.list(&t.list)
                     ),
                     None => missing("attr_in", test),
                 };
                 ("attr_in", format!("{t}  {}", jump(on, target)))
             }
             AttrStr { test, on, target } => {
-                let t = match p.attr_strs.get(usize::from(test)) {
+                let t = match p.attr_str_at(test) {
                     Some(t) => match t.op {
-                        StrOp::Matches(_) => {
-                            format!("{} {}", self.attr(t.attr), str_op_text(t.op, t.negated))
-                        }
+                        StrOp::Matches(_) => format!(
+                            "{} {}",
+                            self.attr_ref(&t.attr),
+                            str_op_text(t.op, t.negated)
+                        ),
                         _ => format!(
                             "{} {} {}",
-                            self.attr(t.attr),
+                            self.attr_ref(&t.attr),
                             str_op_text(t.op, t.negated),
-                            self.konst(t.arg)
+                            literal_text(&t.arg)
                         ),
                     },
                     None => missing("attr_str", test),
                 };
                 ("attr_str", format!("{t}  {}", jump(on, target)))
             }
+            IntrStr { test, on, target } => {
+                let t = match p.intr_str_at(test) {
+                    Some(t) => match t.op {
+                        StrOp::Matches(_) => format!(
+                            "{} {}",
+                            intrinsic_text(t.intr),
+                            str_op_text(t.op, t.negated)
+                        ),
+                        _ => format!(
+                            "{} {} {}",
+                            intrinsic_text(t.intr),
+                            str_op_text(t.op, t.negated),
+                            literal_text(&t.arg)
+                        ),
+                    },
+                    None => missing("intr_str", test),
+                };
+                ("intr_str", format!("{t}  {}", jump(on, target)))
+            }
             Related { test, on, target } => {
-                let t = match p.relations.get(usize::from(test)) {
+                let t = match p.rel_at(test) {
                     Some(t) => {
                         let within = match t.within {
                             Some(w) => format!(" within {w}ns"),
@@ -740,12 +912,12 @@ impl Disasm<'_> {
                 ("related", format!("{t}  {}", jump(on, target)))
             }
             TraceField { test, on, target } => {
-                let t = match p.field_cmps.get(usize::from(test)) {
+                let t = match p.field_at(test) {
                     Some(t) => format!(
                         "{} {} {}",
                         trace_field_text(t.field),
                         t.op.as_str(),
-                        self.konst(t.konst)
+                        literal_text(&t.value)
                     ),
                     None => missing("field_cmp", test),
                 };
@@ -756,7 +928,7 @@ impl Disasm<'_> {
             Zero { reg } => ("zero", format!("c{reg}")),
             Incr { reg } => ("incr", format!("c{reg}")),
             CountCmp { test, on, target } => {
-                let t = match p.count_cmps.get(usize::from(test)) {
+                let t = match p.count_cmp_at(test) {
                     Some(t) => {
                         let rhs = match t.rhs {
                             CountOperand::Int(i) => i.to_string(),
@@ -779,7 +951,7 @@ impl Disasm<'_> {
             Lower { dst, src } => ("lower", format!("r{dst} := r{src}:lower()")),
             Upper { dst, src } => ("upper", format!("r{dst} := r{src}:upper()")),
             StrCall { dst, test } => {
-                let t = match p.reg_strs.get(usize::from(test)) {
+                let t = match p.reg_str_at(test) {
                     Some(t) => match t.op {
                         StrOp::Matches(_) => format!("r{} {}", t.a, str_op_text(t.op, false)),
                         _ => format!("r{} {} r{}", t.a, str_op_text(t.op, false), t.b),
@@ -789,26 +961,26 @@ impl Disasm<'_> {
                 ("str_call", format!("r{dst} := {t}"))
             }
             Cmp { test, on, target } => {
-                let t = match p.reg_cmps.get(usize::from(test)) {
+                let t = match p.reg_cmp_at(test) {
                     Some(t) => format!("r{} {} r{}", t.a, t.op.as_str(), t.b),
                     None => missing("reg_cmp", test),
                 };
                 ("cmp", format!("{t}  {}", jump(on, target)))
             }
             In { test, on, target } => {
-                let t = match p.reg_ins.get(usize::from(test)) {
+                let t = match p.reg_in_at(test) {
                     Some(t) => format!(
                         "r{} {}in {}",
                         t.reg,
                         if t.negated { "not " } else { "" },
-                        self.list(t.list)
+                        self.list(&t.list)
                     ),
                     None => missing("reg_in", test),
                 };
                 ("in", format!("{t}  {}", jump(on, target)))
             }
             Str { test, on, target } => {
-                let t = match p.reg_strs.get(usize::from(test)) {
+                let t = match p.reg_str_at(test) {
                     Some(t) => match t.op {
                         StrOp::Matches(_) => format!("r{} {}", t.a, str_op_text(t.op, t.negated)),
                         _ => format!("r{} {} r{}", t.a, str_op_text(t.op, t.negated), t.b),

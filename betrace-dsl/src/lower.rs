@@ -15,8 +15,8 @@ use ahash::AHashMap;
 use regex::Regex;
 
 use crate::bytecode::{
-    Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, CountOperand, FieldCmp, Instr, IntrCmp,
-    Program, RegCmp, RegIn, RegStr, RelTest, Verdict, WitnessList,
+    Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, CountOperand, Entry, FieldCmp, Find, Instr,
+    IntrCmp, IntrStr, Program, RegCmp, RegIn, RegStr, RelTest, Verdict, WitnessList,
 };
 use crate::ir::{
     self, AttrScope, Body, CmpOp, Cond, CountRhs, KeyId, Literal, NameId, Operand, Pred, Relation,
@@ -31,7 +31,153 @@ pub fn lower(rule: ir::Rule) -> Program {
     let ir::Rule { body, regexes } = rule;
     let mut l = Lowerer::new(&body);
     l.body(&body);
-    l.finish(regexes)
+    let mut p = l.finish(regexes);
+    if !p.is_trap() {
+        p.required_names = required_for_violation(&body);
+    }
+    p
+}
+
+/// The conjuncts of `p` (nested `and`s flattened).
+fn flatten_and<'p>(p: &'p Pred, out: &mut Vec<&'p Pred>) {
+    match p {
+        Pred::And(ps) => ps.iter().for_each(|q| flatten_and(q, out)),
+        _ => out.push(p),
+    }
+}
+
+/// The pool entry of a predicate that has a fused test, and whether the predicate holds when
+/// the test is true (`false` under a `not`).
+fn fused_entry(p: &Pred) -> Option<(Entry, bool)> {
+    let str_entry = |op: StrOp, operand: &Operand, arg: &Operand, negated: bool| {
+        let arg = match (op, arg) {
+            (StrOp::Matches(_), _) => Literal::Null,
+            (_, Operand::Literal(l)) => l.clone(),
+            _ => return None,
+        };
+        match operand {
+            Operand::Attribute { key, scope } => Some(Entry::AttrStr(AttrStr {
+                attr: AttrRef {
+                    key: *key,
+                    scope: *scope,
+                },
+                op,
+                arg,
+                negated,
+            })),
+            Operand::Intrinsic(intr) => Some(Entry::IntrStr(IntrStr {
+                intr: *intr,
+                op,
+                arg,
+                negated,
+            })),
+            _ => None,
+        }
+    };
+    let entry = match p {
+        Pred::Not(q) => return fused_entry(q).map(|(e, want)| (e, !want)),
+        Pred::Compare {
+            lhs: Operand::Attribute { key, scope },
+            op,
+            rhs: Operand::Literal(l),
+        } => Entry::AttrCmp(AttrCmp {
+            attr: AttrRef {
+                key: *key,
+                scope: *scope,
+            },
+            op: *op,
+            value: l.clone(),
+        }),
+        Pred::Compare {
+            lhs: Operand::Intrinsic(intr),
+            op,
+            rhs: Operand::Literal(l),
+        } => Entry::IntrCmp(IntrCmp {
+            intr: *intr,
+            op: *op,
+            value: l.clone(),
+        }),
+        Pred::In {
+            operand: Operand::Attribute { key, scope },
+            list,
+            negated,
+        } => Entry::AttrIn(AttrIn {
+            attr: AttrRef {
+                key: *key,
+                scope: *scope,
+            },
+            list: list.as_slice().into(),
+            negated: *negated,
+        }),
+        Pred::StrTest {
+            op,
+            operand,
+            arg,
+            negated,
+        } => str_entry(*op, operand, arg, *negated)?,
+        Pred::Truthy(Operand::StrCall { op, operand, arg }) => str_entry(*op, operand, arg, false)?,
+        _ => return None,
+    };
+    Some((entry, true))
+}
+
+/// Names of which some span must exist for the rule to fire (see
+/// [`Program::required_names`]). Block form: a violation needs `when`, and — when there is no
+/// `always` — `never`; the expression forms give no such set.
+fn required_for_violation(body: &Body) -> Option<Vec<NameId>> {
+    let Body::Block {
+        when,
+        always,
+        never,
+    } = body
+    else {
+        return None;
+    };
+    let mut names = when
+        .as_ref()
+        .and_then(required)
+        .or_else(|| match (always, never) {
+            (None, Some(n)) => required(n),
+            _ => None,
+        })?;
+    names.sort_unstable();
+    names.dedup();
+    Some(names)
+}
+
+/// Names of which some span must exist for `c` to hold, when such a set is known.
+fn required(c: &Cond) -> Option<Vec<NameId>> {
+    let name = |sel: &Selection| match sel.target {
+        Target::Name(n) => Some(n),
+        Target::Any => None,
+    };
+    match c {
+        Cond::Exists(sel) => name(sel).map(|n| vec![n]),
+        Cond::Count { lhs, op, rhs } => {
+            // Only a comparison that is false when every count is 0 needs a span.
+            let holds_at_zero = match rhs {
+                CountRhs::Int(k) => op.holds(0.cmp(k)),
+                CountRhs::Count(_) => op.holds(std::cmp::Ordering::Equal),
+            };
+            if holds_at_zero {
+                return None;
+            }
+            let mut names = vec![name(lhs)?];
+            if let CountRhs::Count(sel) = rhs {
+                names.push(name(sel)?);
+            }
+            Some(names)
+        }
+        Cond::And(cs) => cs.iter().find_map(required),
+        Cond::Or(cs) => {
+            let mut names = Vec::new();
+            for c in cs {
+                names.extend(required(c)?);
+            }
+            Some(names)
+        }
+        Cond::Not(_) | Cond::Trace(_) => None,
+    }
 }
 
 type Label = u32;
@@ -107,6 +253,15 @@ impl<'a> LoopSpec<'a> {
             related,
             filters: &sel.filters,
         }
+    }
+}
+
+impl LoopSpec<'_> {
+    /// Some filter is the literal `false`: the loop can keep no span.
+    fn never_matches(&self) -> bool {
+        self.filters
+            .iter()
+            .any(|f| matches!(f, Pred::Truthy(Operand::Literal(Literal::Bool(false)))))
     }
 }
 
@@ -242,8 +397,7 @@ impl Lowerer {
         if let Some(&i) = self.name_idx.get(&n) {
             return i;
         }
-        let i = self.index(self.p.names.len());
-        self.p.names.push(n);
+        let i = self.entry(Entry::Name(n));
         self.name_idx.insert(n, i);
         i
     }
@@ -253,8 +407,7 @@ impl Lowerer {
         if let Some(&i) = self.attr_idx.get(&k) {
             return i;
         }
-        let i = self.index(self.p.attrs.len());
-        self.p.attrs.push(AttrRef { key, scope });
+        let i = self.entry(Entry::Attr(AttrRef { key, scope }));
         self.attr_idx.insert(k, i);
         i
     }
@@ -264,22 +417,15 @@ impl Lowerer {
         if let Some(&i) = self.const_idx.get(&k) {
             return i;
         }
-        let i = self.index(self.p.consts.len());
-        self.p.consts.push(l.clone());
+        let i = self.entry(Entry::Const(l.clone()));
         self.const_idx.insert(k, i);
         i
     }
 
-    fn list(&mut self, items: &[Literal]) -> u16 {
-        let i = self.index(self.p.lists.len());
-        self.p.lists.push(items.into());
-        i
-    }
-
-    fn push_table<T>(&mut self, table: fn(&mut Program) -> &mut Vec<T>, item: T) -> u16 {
-        let len = table(&mut self.p).len();
-        let i = self.index(len);
-        table(&mut self.p).push(item);
+    /// Adds `e` to the operand pool.
+    fn entry(&mut self, e: Entry) -> u16 {
+        let i = self.index(self.p.pool.len());
+        self.p.pool.push(e);
         i
     }
 
@@ -406,6 +552,7 @@ impl Lowerer {
         };
         self.emit(head);
         self.bind(body);
+        let body_addr = self.p.code.len();
         if let Some(n) = spec.name_test {
             let name = self.name(n);
             self.emit(Instr::NameIs {
@@ -415,14 +562,11 @@ impl Lowerer {
             });
         }
         if let Some((relation, within)) = spec.related {
-            let test = self.push_table(
-                |p| &mut p.relations,
-                RelTest {
-                    relation,
-                    slot,
-                    within,
-                },
-            );
+            let test = self.entry(Entry::Rel(RelTest {
+                relation,
+                slot,
+                within,
+            }));
             self.emit(Instr::Related {
                 test,
                 on: false,
@@ -438,17 +582,64 @@ impl Lowerer {
             Source::Ancestors => Instr::NextAncestor { slot, body },
             _ => Instr::Next { slot, body },
         });
+        let done = self.label();
+        self.bind(done);
+        if !matches!(spec.source, Source::Ancestors) {
+            self.fuse_skip(body_addr, slot, next, done);
+        }
         self.depth -= 1;
+    }
+
+    /// Turns the first instruction of a loop body into a [`Instr::Skip`] when it is a fused
+    /// test whose failure moves on to the next span: the VM then steps over the spans that
+    /// fail it without dispatching an instruction per span.
+    fn fuse_skip(&mut self, body: usize, slot: u8, next: Label, done: Label) {
+        let Some(ins) = self.p.code.get_mut(body) else {
+            return;
+        };
+        let (test, on) = match *ins {
+            Instr::NameIs { name, on, target } if target == next => (name, on),
+            Instr::AttrCmp { test, on, target }
+            | Instr::IntrCmp { test, on, target }
+            | Instr::AttrIn { test, on, target }
+            | Instr::AttrStr { test, on, target }
+            | Instr::IntrStr { test, on, target }
+            | Instr::Related { test, on, target }
+                if target == next =>
+            {
+                (test, on)
+            }
+            _ => return,
+        };
+        *ins = if on {
+            Instr::SkipNot { slot, test, done }
+        } else {
+            Instr::Skip { slot, test, done }
+        };
     }
 
     /// Jumps to `target` iff "some span of `spec` passes" equals `jump_on`.
     fn exists(&mut self, spec: &LoopSpec<'_>, jump_on: bool, target: Label) {
+        if spec.never_matches() {
+            if !jump_on {
+                self.emit(Instr::Jump { target });
+            }
+            return;
+        }
         if let (Source::Name(n), None, None, []) =
             (spec.source, spec.name_test, spec.related, spec.filters)
         {
             let name = self.name(n);
             self.emit(Instr::HasName {
                 name,
+                on: jump_on,
+                target,
+            });
+            return;
+        }
+        if let Some(find) = self.find(spec) {
+            self.emit(Instr::Find {
+                find,
                 on: jump_on,
                 target,
             });
@@ -503,12 +694,17 @@ impl Lowerer {
 
     /// Counter `reg` := number of spans of `spec`.
     fn count_into(&mut self, spec: &LoopSpec<'_>, reg: u8) {
+        if spec.never_matches() {
+            self.emit(Instr::Zero { reg });
+            return;
+        }
         match (spec.source, spec.name_test, spec.related, spec.filters) {
             (Source::Name(n), None, None, []) => {
                 let name = self.name(n);
                 self.emit(Instr::CountName { reg, name });
             }
             (Source::All, None, None, []) => self.emit(Instr::CountAll { reg }),
+            _ if let Some(find) = self.find(spec) => self.emit(Instr::CountFind { reg, find }),
             _ => {
                 self.emit(Instr::Zero { reg });
                 let done = self.label();
@@ -518,8 +714,37 @@ impl Lowerer {
         }
     }
 
+    /// A [`Find`] pool entry for `spec` when its source is a name or every span and each of
+    /// its filters is a conjunction of fused tests.
+    fn find(&mut self, spec: &LoopSpec<'_>) -> Option<u16> {
+        let name = match (spec.source, spec.name_test, spec.related) {
+            (Source::Name(n), None, None) => Some(n),
+            (Source::All, None, None) => None,
+            _ => return None,
+        };
+        let mut conjuncts = Vec::new();
+        for f in spec.filters {
+            flatten_and(f, &mut conjuncts);
+        }
+        let tests = conjuncts
+            .iter()
+            .map(|p| fused_entry(p))
+            .collect::<Option<Vec<_>>>()?;
+        if tests.is_empty() {
+            return None;
+        }
+        let tests = tests
+            .into_iter()
+            .map(|(e, want)| (self.entry(e), want))
+            .collect();
+        Some(self.entry(Entry::Find(Find { name, tests })))
+    }
+
     /// Pushes every span of `spec` onto `list`.
     fn push_all(&mut self, spec: &LoopSpec<'_>, list: WitnessList) {
+        if spec.never_matches() {
+            return;
+        }
         let done = self.label();
         self.scan(spec, done, |l, _| l.emit(Instr::Push { list }));
         self.bind(done);
@@ -545,7 +770,7 @@ impl Lowerer {
                         CountOperand::Reg(r)
                     }
                 };
-                let test = self.push_table(|p| &mut p.count_cmps, CountCmp { reg, op: *op, rhs });
+                let test = self.entry(Entry::CountCmp(CountCmp { reg, op: *op, rhs }));
                 self.emit(Instr::CountCmp {
                     test,
                     on: jump_on,
@@ -600,14 +825,11 @@ impl Lowerer {
                 let saved = self.csp;
                 let reg = self.alloc_count();
                 self.count_into(&LoopSpec::all(std::slice::from_ref(pred)), reg);
-                let test = self.push_table(
-                    |p| &mut p.count_cmps,
-                    CountCmp {
-                        reg,
-                        op: *op,
-                        rhs: CountOperand::Int(*value),
-                    },
-                );
+                let test = self.entry(Entry::CountCmp(CountCmp {
+                    reg,
+                    op: *op,
+                    rhs: CountOperand::Int(*value),
+                }));
                 self.emit(Instr::CountCmp {
                     test,
                     on: jump_on,
@@ -616,15 +838,11 @@ impl Lowerer {
                 self.csp = saved;
             }
             TraceTerm::Field { field, op, value } => {
-                let konst = self.konst(value);
-                let test = self.push_table(
-                    |p| &mut p.field_cmps,
-                    FieldCmp {
-                        field: *field,
-                        op: *op,
-                        konst,
-                    },
-                );
+                let test = self.entry(Entry::Field(FieldCmp {
+                    field: *field,
+                    op: *op,
+                    value: value.clone(),
+                }));
                 self.emit(Instr::TraceField {
                     test,
                     on: jump_on,
@@ -647,17 +865,16 @@ impl Lowerer {
                 list,
                 negated,
             } => {
-                let list = self.list(list);
+                let list: Box<[Literal]> = list.as_slice().into();
                 if let Operand::Attribute { key, scope } = operand {
-                    let attr = self.attr(*key, *scope);
-                    let test = self.push_table(
-                        |p| &mut p.attr_ins,
-                        AttrIn {
-                            attr,
-                            list,
-                            negated: *negated,
+                    let test = self.entry(Entry::AttrIn(AttrIn {
+                        attr: AttrRef {
+                            key: *key,
+                            scope: *scope,
                         },
-                    );
+                        list,
+                        negated: *negated,
+                    }));
                     self.emit(Instr::AttrIn {
                         test,
                         on: jump_on,
@@ -667,14 +884,11 @@ impl Lowerer {
                     let saved = self.vsp;
                     let reg = self.alloc_value();
                     self.load(operand, reg);
-                    let test = self.push_table(
-                        |p| &mut p.reg_ins,
-                        RegIn {
-                            reg,
-                            list,
-                            negated: *negated,
-                        },
-                    );
+                    let test = self.entry(Entry::RegIn(RegIn {
+                        reg,
+                        list,
+                        negated: *negated,
+                    }));
                     self.emit(Instr::In {
                         test,
                         on: jump_on,
@@ -711,6 +925,10 @@ impl Lowerer {
                         self.emit(Instr::Jump { target });
                     }
                 }
+                // The truthiness of `x:contains(y)` is the positive test itself.
+                Operand::StrCall { op, operand, arg } => {
+                    self.str_test(*op, operand, arg, false, jump_on, target)
+                }
                 _ => {
                     let saved = self.vsp;
                     let reg = self.alloc_value();
@@ -739,9 +957,15 @@ impl Lowerer {
     fn compare(&mut self, lhs: &Operand, op: CmpOp, rhs: &Operand, jump_on: bool, target: Label) {
         match (lhs, rhs) {
             (Operand::Attribute { key, scope }, Operand::Literal(l)) => {
-                let attr = self.attr(*key, *scope);
-                let konst = self.konst(l);
-                let test = self.push_table(|p| &mut p.attr_cmps, AttrCmp { attr, op, konst });
+                let attr = AttrRef {
+                    key: *key,
+                    scope: *scope,
+                };
+                let test = self.entry(Entry::AttrCmp(AttrCmp {
+                    attr,
+                    op,
+                    value: l.clone(),
+                }));
                 self.emit(Instr::AttrCmp {
                     test,
                     on: jump_on,
@@ -749,15 +973,11 @@ impl Lowerer {
                 });
             }
             (Operand::Intrinsic(intr), Operand::Literal(l)) => {
-                let konst = self.konst(l);
-                let test = self.push_table(
-                    |p| &mut p.intr_cmps,
-                    IntrCmp {
-                        intr: *intr,
-                        op,
-                        konst,
-                    },
-                );
+                let test = self.entry(Entry::IntrCmp(IntrCmp {
+                    intr: *intr,
+                    op,
+                    value: l.clone(),
+                }));
                 self.emit(Instr::IntrCmp {
                     test,
                     on: jump_on,
@@ -770,7 +990,7 @@ impl Lowerer {
                 self.load(lhs, a);
                 let b = self.alloc_value();
                 self.load(rhs, b);
-                let test = self.push_table(|p| &mut p.reg_cmps, RegCmp { a, op, b });
+                let test = self.entry(Entry::RegCmp(RegCmp { a, op, b }));
                 self.emit(Instr::Cmp {
                     test,
                     on: jump_on,
@@ -795,33 +1015,45 @@ impl Lowerer {
             (_, Operand::Literal(l)) => Some(Some(l)),
             _ => None,
         };
-        if let (Operand::Attribute { key, scope }, Some(lit)) = (operand, fused_arg) {
-            let attr = self.attr(*key, *scope);
-            let arg = match lit {
-                Some(l) => self.konst(l),
-                None => 0,
-            };
-            let test = self.push_table(
-                |p| &mut p.attr_strs,
-                AttrStr {
-                    attr,
+        match (operand, fused_arg) {
+            (Operand::Attribute { key, scope }, Some(lit)) => {
+                let test = self.entry(Entry::AttrStr(AttrStr {
+                    attr: AttrRef {
+                        key: *key,
+                        scope: *scope,
+                    },
                     op,
-                    arg,
+                    arg: lit.cloned().unwrap_or(Literal::Null),
                     negated,
-                },
-            );
-            self.emit(Instr::AttrStr {
-                test,
-                on: jump_on,
-                target,
-            });
-            return;
+                }));
+                self.emit(Instr::AttrStr {
+                    test,
+                    on: jump_on,
+                    target,
+                });
+                return;
+            }
+            (Operand::Intrinsic(intr), Some(lit)) => {
+                let test = self.entry(Entry::IntrStr(IntrStr {
+                    intr: *intr,
+                    op,
+                    arg: lit.cloned().unwrap_or(Literal::Null),
+                    negated,
+                }));
+                self.emit(Instr::IntrStr {
+                    test,
+                    on: jump_on,
+                    target,
+                });
+                return;
+            }
+            _ => {}
         }
         let saved = self.vsp;
         let a = self.alloc_value();
         self.load(operand, a);
         let b = self.load_arg(op, arg, a);
-        let test = self.push_table(|p| &mut p.reg_strs, RegStr { op, a, b, negated });
+        let test = self.entry(Entry::RegStr(RegStr { op, a, b, negated }));
         self.emit(Instr::Str {
             test,
             on: jump_on,
@@ -874,15 +1106,12 @@ impl Lowerer {
                 let saved = self.vsp;
                 self.load(operand, dst);
                 let b = self.load_arg(*op, arg, dst);
-                let test = self.push_table(
-                    |p| &mut p.reg_strs,
-                    RegStr {
-                        op: *op,
-                        a: dst,
-                        b,
-                        negated: false,
-                    },
-                );
+                let test = self.entry(Entry::RegStr(RegStr {
+                    op: *op,
+                    a: dst,
+                    b,
+                    negated: false,
+                }));
                 self.emit(Instr::StrCall { dst, test });
                 self.vsp = saved;
             }
@@ -966,5 +1195,150 @@ impl Lowerer {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Listings of representative rules, compiled from text and snapshot-tested.
+
+    use super::*;
+    use crate::ir::Symbols;
+
+    /// The listing of `source`, headed by the rule text.
+    fn listing(source: &str) -> String {
+        let mut symbols = Symbols::new();
+        let rule = match crate::check_source(source, &mut symbols) {
+            Ok(rule) => rule,
+            Err(d) => panic!("{source}: {d:?}"),
+        };
+        let program = lower(rule);
+        format!("; {source}\n{}", program.disassemble(&symbols))
+    }
+
+    #[test]
+    fn basic_existence() {
+        insta::assert_snapshot!(listing("when { payment } always { fraud_check }"));
+    }
+
+    #[test]
+    fn where_clause_three_clauses() {
+        insta::assert_snapshot!(listing(
+            "when { payment.where(amount > 1000) } always { fraud_check } never { bypass }"
+        ));
+    }
+
+    #[test]
+    fn chained_where() {
+        insta::assert_snapshot!(listing(
+            "when { payment.where(amount > 1000).where(currency == USD) } always { fraud_check }"
+        ));
+    }
+
+    #[test]
+    fn count_vs_count() {
+        insta::assert_snapshot!(listing(
+            "when { count(http_request) != count(http_response) } never { orphaned }"
+        ));
+    }
+
+    #[test]
+    fn witnesses_of_connectives() {
+        insta::assert_snapshot!(listing(
+            "when { (a or b) and not (c and not d) } always { x }"
+        ));
+    }
+
+    #[test]
+    fn span_scoped_expression() {
+        insta::assert_snapshot!(listing(
+            r#"span.kind == server and span.name:starts_with("/api/") and not span.attributes["auth.token"]"#
+        ));
+    }
+
+    #[test]
+    fn trace_scoped_expression() {
+        insta::assert_snapshot!(listing(
+            r#"trace.has(span.status == error) and not trace.has(span.name == "retry") and trace.duration > 10s"#
+        ));
+    }
+
+    #[test]
+    fn relation_in_where() {
+        insta::assert_snapshot!(listing(
+            "never { payment.where(amount > 1000 and not has_descendant(fraud_check)) }"
+        ));
+    }
+
+    #[test]
+    fn relations_with_within() {
+        insta::assert_snapshot!(listing(
+            "when { payment } always { payment.followed_by(receipt, within 5s) } \
+             never { db.where(has_ancestor(cache.where(hit == false))).has_child(*) }"
+        ));
+    }
+
+    #[test]
+    fn register_operands() {
+        insta::assert_snapshot!(listing(
+            r#"method:lower() in ["get", "head"] or #path > 100 or path =~ "^/admin" or bytes.sent >= bytes.limit"#
+        ));
+    }
+
+    #[test]
+    fn trace_terms_and_counts_in_clauses() {
+        insta::assert_snapshot!(listing(
+            "when { count(retry.where(attempt > 1)) >= 3 } \
+             always { trace.all(span.duration < 5s) and trace.count(span.status == error) <= 2 }"
+        ));
+    }
+
+    #[test]
+    fn folded_literals_and_in_on_attribute() {
+        insta::assert_snapshot!(listing(
+            "when { a.where(false) or b.where(true and currency not in [USD, EUR]) } always { c }"
+        ));
+    }
+
+    #[test]
+    fn required_names() {
+        let names = |source: &str| {
+            let mut symbols = Symbols::new();
+            let rule = crate::check_source(source, &mut symbols).unwrap();
+            lower(rule).required_names().map(|ns| {
+                ns.iter()
+                    .map(|n| symbols.span_names()[n.0 as usize].to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let some = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(names("when { a.where(x > 1) } always { b }"), some(&["a"]));
+        assert_eq!(names("when { a and (b or c) } always { d }"), some(&["a"]));
+        assert_eq!(
+            names("when { (b or c) and a } always { d }"),
+            some(&["b", "c"])
+        );
+        assert_eq!(names("when { not a } always { d }"), None);
+        assert_eq!(names("when { a or *.where(x) } always { d }"), None);
+        assert_eq!(names("always { d }"), None);
+        assert_eq!(names("never { d.where(x) }"), some(&["d"]));
+        assert_eq!(names("always { e } never { d }"), None);
+        assert_eq!(names("when { count(a) > 2 } always { d }"), some(&["a"]));
+        assert_eq!(names("when { count(a) < 2 } always { d }"), None);
+        assert_eq!(
+            names("when { count(a) != count(b) } always { d }"),
+            some(&["a", "b"])
+        );
+        assert_eq!(names("when { count(a) == count(b) } always { d }"), None);
+        assert_eq!(
+            names("when { trace.has(span.name == \"a\") } always { d }"),
+            None
+        );
+        assert_eq!(names("span.name == \"a\""), None);
+    }
+
+    #[test]
+    fn instructions_are_compact() {
+        assert!(std::mem::size_of::<Instr>() <= 8);
     }
 }

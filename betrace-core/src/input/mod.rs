@@ -163,8 +163,9 @@ fn has_duplicate_key(attrs: &Attributes) -> bool {
 }
 
 /// Nesting depth allowed for array and key-value-list attribute values; deeper values are a
-/// span error rather than unbounded recursion.
-pub(crate) const MAX_VALUE_DEPTH: usize = 64;
+/// span error rather than unbounded recursion. Every converter into [`Span`] uses it, the
+/// bindings' converters of SDK span objects included.
+pub const MAX_VALUE_DEPTH: usize = 64;
 
 /// A span kind by name: `server`, `SERVER`, `SPAN_KIND_SERVER` (ASCII case-insensitive,
 /// optional `SPAN_KIND_` prefix), as ENGINE.md §2 accepts.

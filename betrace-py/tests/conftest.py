@@ -1,0 +1,16 @@
+"""Shared settings of the betrace-py tests: pytester for the plugin tests, and the locations
+of the repository's shared test data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+pytest_plugins = ["pytester"]
+
+PACKAGE = Path(__file__).resolve().parents[1]
+REPO = PACKAGE.parent
+EXAMPLES = REPO / "examples"
+# `../../shared/conformance/dsl.jsonl` relative to betrace-py/ (the corpus lives beside the
+# repository); BETRACE_CONFORMANCE overrides it.
+CONFORMANCE = Path(os.environ.get("BETRACE_CONFORMANCE", PACKAGE / "../../shared/conformance/dsl.jsonl")).resolve()
