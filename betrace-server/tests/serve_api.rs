@@ -824,3 +824,76 @@ fn max_rules_gives_422() {
     assert_eq!(st, 422, "{e}");
     assert_eq!(e["error"]["code"], "too_many_rules");
 }
+
+#[test]
+fn rule_changes_apply_to_buffered_traces_and_are_audited() {
+    let s = Server::test_mode();
+    // Buffered before the rule exists; evaluated after it was created.
+    s.post(
+        "/v1/spans",
+        &json!({"spans": [span("t1", "p", "payment", json!({"status": "error"}))]}),
+    );
+    s.create_rule(
+        &json!({"id": "errs", "expression": "never { payment.where(span.status == error) }"}),
+    );
+    s.flush();
+    assert_eq!(s.violations("").len(), 1);
+    // Disabled: the next trace does not violate.
+    s.post("/v1/rules/errs/disable", &Value::Null);
+    s.post(
+        "/v1/spans",
+        &json!({"spans": [span("t2", "p", "payment", json!({"status": "error"}))]}),
+    );
+    s.flush();
+    assert_eq!(s.violations("").len(), 1);
+    let log = s.stderr();
+    assert!(log.contains("betrace::audit"), "{log}");
+    assert!(
+        log.contains("rule.create") && log.contains("rule.update"),
+        "{log}"
+    );
+}
+
+#[test]
+fn retention_prunes_old_violations() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let cfg = dir.path().join("c.yaml");
+    let start = |retention: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "storage:\n  path: {}\n  violation_retention: {retention}\ntrace:\n  root_grace: 100ms\n",
+                db.display()
+            ),
+        )
+        .unwrap();
+        Server::start(Opts {
+            args: vec!["--config".into(), cfg.display().to_string()],
+            env: vec![],
+            cwd: Some(dir.path()),
+        })
+    };
+    let mut s = start("30d");
+    s.create_rule(
+        &json!({"id": "errs", "expression": "never { payment.where(span.status == error) }"}),
+    );
+    s.post(
+        "/v1/spans",
+        &json!({"spans": [span("t1", "p", "payment", json!({"status": "error"}))]}),
+    );
+    s.flush();
+    assert_eq!(s.violations("").len(), 1);
+    assert!(s.terminate().success());
+    // Kept under 30 days; pruned at the first tick with a retention of 1 ms.
+    let mut s = start("30d");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.violations("").len(), 1);
+    assert!(s.terminate().success());
+    let s = start("1ms");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !s.violations("").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not pruned");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
