@@ -44,6 +44,9 @@ pub enum TestFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the server: OTLP in (HTTP and gRPC), rules over REST, violations stored, exported
+    /// and signed.
+    Serve(Box<crate::serve::config::ServeArgs>),
     /// Evaluate the rules of a rules file against trace files; exit 1 when a violation at or
     /// above --fail-on is found.
     Check {
@@ -103,6 +106,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Serve(args) => crate::serve::run(*args),
         Command::Check {
             rules,
             fail_on,

@@ -1,0 +1,285 @@
+//! OTLP/HTTP `POST /v1/traces` and the earlier `POST /v1/spans` (SERVER.md §1 "Ingest").
+//!
+//! In: an `ExportTraceServiceRequest` as protobuf or OTLP/JSON (gzip allowed), or
+//! `{"spans": [simple JSON span…]}`. Out: OTLP responses per the OTLP/HTTP specification —
+//! 200 with `ExportTraceServiceResponse` (and `partial_success` naming the rejected spans),
+//! 400 with a `google.rpc.Status` for an undecodable body, 413 past the limits, 415 for an
+//! unknown content type or encoding, 429 with `Retry-After` under back-pressure, 503 while
+//! shutting down — each encoded like the request (protobuf or JSON).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message as _;
+use serde_json::{Value, json};
+
+use super::body::{self, BodyError};
+use super::{ApiError, AppState, parse_json};
+use crate::serve::pipeline::IngestError;
+use betrace_core::{Decoded, SpanError};
+
+/// Seconds a client is told to wait after a 429.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+fn encoding_of(headers: &HeaderMap) -> Option<Encoding> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+/// gRPC status codes used in `google.rpc.Status`.
+const INVALID_ARGUMENT: i32 = 3;
+const RESOURCE_EXHAUSTED: i32 = 8;
+const UNAVAILABLE: i32 = 14;
+
+fn status_response(enc: Encoding, status: StatusCode, code: i32, message: String) -> Response {
+    let mut resp = match enc {
+        Encoding::Protobuf => (
+            status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            RpcStatus { code, message }.encode_to_vec(),
+        )
+            .into_response(),
+        Encoding::Json => (status, Json(json!({"code": code, "message": message}))).into_response(),
+    };
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    resp
+}
+
+fn body_error(enc: Encoding, e: BodyError) -> Response {
+    match e {
+        BodyError::TooLarge(m) => {
+            status_response(enc, StatusCode::PAYLOAD_TOO_LARGE, INVALID_ARGUMENT, m)
+        }
+        BodyError::Invalid(m) => status_response(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, m),
+        e @ BodyError::Encoding(_) => status_response(
+            enc,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_ARGUMENT,
+            e.to_string(),
+        ),
+    }
+}
+
+/// The message of a partial success: the first rejected spans.
+pub fn rejection_message(rejected: &[SpanError]) -> String {
+    const SHOWN: usize = 5;
+    let mut parts: Vec<String> = rejected
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    if rejected.len() > SHOWN {
+        parts.push(format!("and {} more", rejected.len() - SHOWN));
+    }
+    format!("{} span(s) rejected: {}", rejected.len(), parts.join("; "))
+}
+
+/// OTLP/HTTP trace export.
+#[utoipa::path(post, path = "/v1/traces", tag = "ingest",
+    request_body(content = Vec<u8>, description = "ExportTraceServiceRequest as protobuf or OTLP/JSON; gzip allowed", content_type = "application/x-protobuf"),
+    responses(
+        (status = 200, description = "ExportTraceServiceResponse, with partial_success when spans were rejected"),
+        (status = 400, description = "Undecodable body (google.rpc.Status)"),
+        (status = 413, description = "Body or spans over the limits"),
+        (status = 415, description = "Unsupported content type or encoding"),
+        (status = 429, description = "Trace buffer full; Retry-After"),
+    ))]
+pub async fn otlp_traces(
+    State(st): State<super::AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(enc) = encoding_of(&headers) else {
+        return status_response(
+            Encoding::Json,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            INVALID_ARGUMENT,
+            "unsupported Content-Type; send application/x-protobuf or application/json".to_owned(),
+        );
+    };
+    let bytes = match body::read(&headers, body, &st.limits).await {
+        Ok(b) => b,
+        Err(e) => return body_error(enc, e),
+    };
+    let decoded = match enc {
+        Encoding::Protobuf => betrace_core::decode_otlp_protobuf(&bytes),
+        Encoding::Json => betrace_core::decode_otlp_json(&bytes),
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            return status_response(
+                enc,
+                StatusCode::BAD_REQUEST,
+                INVALID_ARGUMENT,
+                e.to_string(),
+            );
+        }
+    };
+    match accept(&st, decoded, "otlp_http") {
+        Err(r) => status_response(enc, r.status, r.code, r.message),
+        Ok(rejected) => {
+            let partial = (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
+                rejected_spans: rejected.len() as i64,
+                error_message: rejection_message(&rejected),
+            });
+            match enc {
+                Encoding::Protobuf => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/x-protobuf")],
+                    ExportTraceServiceResponse {
+                        partial_success: partial,
+                    }
+                    .encode_to_vec(),
+                )
+                    .into_response(),
+                Encoding::Json => {
+                    let body = match partial {
+                        Some(p) => json!({"partialSuccess": {
+                            "rejectedSpans": p.rejected_spans.to_string(),
+                            "errorMessage": p.error_message,
+                        }}),
+                        None => json!({}),
+                    };
+                    (StatusCode::OK, Json(body)).into_response()
+                }
+            }
+        }
+    }
+}
+
+/// A refusal of a whole request by the pipeline.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// gRPC status code.
+    pub code: i32,
+    pub message: String,
+}
+
+/// Counts, limits and ingests decoded spans; returns the rejected ones.
+pub fn accept(
+    st: &super::Shared,
+    decoded: Decoded,
+    transport: &str,
+) -> Result<Vec<SpanError>, Refusal> {
+    let total = decoded.total();
+    let max = st.limits.max_spans_per_request;
+    if total > max {
+        st.metrics.received(transport, total);
+        st.metrics.rejected("limit", total);
+        return Err(Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: INVALID_ARGUMENT,
+            message: format!(
+                "the request holds {total} spans, more than server.max_spans_per_request ({max})"
+            ),
+        });
+    }
+    let rejected = decoded.rejected;
+    st.metrics.received(transport, rejected.len());
+    st.metrics.rejected("invalid", rejected.len());
+    match st.pipeline.ingest(decoded.spans, transport) {
+        Ok(()) => Ok(rejected),
+        Err(IngestError::Backpressure) => Err(Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: RESOURCE_EXHAUSTED,
+            message: IngestError::Backpressure.to_string(),
+        }),
+        Err(IngestError::ShuttingDown) => Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: UNAVAILABLE,
+            message: IngestError::ShuttingDown.to_string(),
+        }),
+    }
+}
+
+/// The earlier BeTrace span API: simple-JSON spans.
+#[utoipa::path(post, path = "/v1/spans", tag = "ingest",
+    request_body(content = Object, description = "`{\"spans\": [simple JSON span…]}`"),
+    responses(
+        (status = 200, description = "`{accepted, rejected, errors: [{index, message}]}`"),
+        (status = 400, description = "Not a span list"),
+        (status = 429, description = "Trace buffer full; Retry-After"),
+    ))]
+pub async fn spans(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let bytes = body::read(&headers, body, &st.limits)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+            }
+            BodyError::Invalid(m) => ApiError::bad_request(m),
+            e @ BodyError::Encoding(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                e.to_string(),
+            ),
+        })?;
+    let value = parse_json(&bytes)?;
+    let decoded = betrace_core::decode_simple_json(&value)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let accepted = decoded.spans.len();
+    match accept(&st, decoded, "spans_api") {
+        Ok(rejected) => Ok(Json(json!({
+            "accepted": accepted,
+            "rejected": rejected.len(),
+            "errors": rejected.iter().map(|e| json!({"index": e.index, "message": e.to_string()})).collect::<Vec<_>>(),
+        }))),
+        Err(r) => {
+            let code = match r.status {
+                StatusCode::TOO_MANY_REQUESTS => "resource_exhausted",
+                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                _ => "unavailable",
+            };
+            let mut e = ApiError::new(r.status, code, r.message);
+            if matches!(
+                r.status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
+                e = e.with_retry_after(RETRY_AFTER_SECONDS);
+            }
+            Err(e)
+        }
+    }
+}

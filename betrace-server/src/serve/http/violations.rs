@@ -1,0 +1,220 @@
+//! Violations routes (SERVER.md §1 "Violations API").
+//!
+//! In: query filters (`ruleId`, `severity`, `traceId`, `startTime`, `endTime` as Unix seconds
+//! or RFC 3339, `limit`, `cursor`, `format=csv`; snake_case names too). Out: violations newest
+//! first with a cursor to the next page, as JSON or CSV; one violation with `verified`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::rules::severity_param;
+use super::{ApiError, AppState, blocking};
+use crate::serve::storage::ViolationQuery;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_violations))
+        .routes(routes!(get_violation))
+}
+
+fn param<'a>(q: &'a HashMap<String, String>, camel: &str, snake: &str) -> Option<&'a str> {
+    q.get(camel)
+        .or_else(|| q.get(snake))
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// A time as Unix seconds (a fraction allowed) or RFC 3339, in Unix nanoseconds.
+pub fn time_param(name: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(secs) = v.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1e9) as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "query parameter `{name}`: `{v}` is neither Unix seconds nor an RFC 3339 time"
+            ))
+        })
+}
+
+/// A trace id filter: 32 hex digits (lower-cased).
+pub fn trace_id_param(v: &str) -> Result<String, ApiError> {
+    if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "query parameter `traceId`: `{v}` is not 32 hexadecimal digits"
+        )))
+    }
+}
+
+fn query_of(q: &HashMap<String, String>) -> Result<ViolationQuery, ApiError> {
+    let limit = match param(q, "limit", "limit") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter `limit`: `{v}` is not a number from 1 to 1000"
+                )));
+            }
+        },
+    };
+    let before_seq = param(q, "cursor", "cursor")
+        .map(|c| {
+            c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query parameter `cursor`: `{c}` is not a cursor returned as `nextCursor`"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(ViolationQuery {
+        rule_id: param(q, "ruleId", "rule_id").map(str::to_owned),
+        severity: param(q, "severity", "severity")
+            .map(severity_param)
+            .transpose()?
+            .map(|s| s.as_str().to_owned()),
+        trace_id: param(q, "traceId", "trace_id")
+            .map(trace_id_param)
+            .transpose()?,
+        start_ns: param(q, "startTime", "start_time")
+            .map(|v| time_param("startTime", v))
+            .transpose()?,
+        end_ns: param(q, "endTime", "end_time")
+            .map(|v| time_param("endTime", v))
+            .transpose()?,
+        before_seq,
+        limit,
+    })
+}
+
+const CSV_COLUMNS: [&str; 13] = [
+    "id",
+    "createdAt",
+    "ruleId",
+    "ruleName",
+    "ruleVersion",
+    "severity",
+    "traceId",
+    "spanId",
+    "failedClause",
+    "completionReason",
+    "partial",
+    "message",
+    "signature",
+];
+
+fn csv_of(rows: &[Value]) -> Result<String, ApiError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| ApiError::internal(format!("cannot write CSV: {e}"));
+    w.write_record(CSV_COLUMNS).map_err(err)?;
+    for v in rows {
+        let fields: Vec<String> = CSV_COLUMNS
+            .iter()
+            .map(|c| match &v[*c] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            })
+            .collect();
+        w.write_record(&fields).map_err(err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| ApiError::internal("CSV is not UTF-8"))
+}
+
+/// Lists violations, newest first.
+#[utoipa::path(get, path = "/v1/violations", tag = "violations",
+    params(
+        ("ruleId" = Option<String>, Query, description = "Only this rule (also rule_id)"),
+        ("severity" = Option<String>, Query, description = "CRITICAL, HIGH, MEDIUM or LOW"),
+        ("traceId" = Option<String>, Query, description = "32 hex digits (also trace_id)"),
+        ("startTime" = Option<String>, Query, description = "Created at or after: Unix seconds or RFC 3339 (also start_time)"),
+        ("endTime" = Option<String>, Query, description = "Created at or before (also end_time)"),
+        ("limit" = Option<usize>, Query, description = "1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("format" = Option<String>, Query, description = "json (default) or csv"),
+    ),
+    responses(
+        (status = 200, description = "`{violations: [...], nextCursor}`, or CSV with a header row"),
+        (status = 400, description = "A bad parameter"),
+    ))]
+pub async fn list_violations(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let query = query_of(&q)?;
+    let csv = match q.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `format`: `{other}` is not json or csv"
+            )));
+        }
+    };
+    let store = Arc::clone(&st.store);
+    let (rows, more) = blocking(move || store.list_violations(&query)).await??;
+    let next = if more {
+        rows.last().map(|r| Value::String(r.seq.to_string()))
+    } else {
+        None
+    };
+    let values: Vec<Value> = rows.into_iter().map(|r| r.json).collect();
+    if csv {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv_of(&values)?,
+        )
+            .into_response());
+    }
+    Ok(Json(json!({
+        "violations": values,
+        "nextCursor": next.unwrap_or(Value::Null),
+    }))
+    .into_response())
+}
+
+/// One violation with `verified`: whether its signature holds under the server's key.
+#[utoipa::path(get, path = "/v1/violations/{id}", tag = "violations",
+    params(("id" = String, Path, description = "Violation id (UUID)")),
+    responses(
+        (status = 200, description = "The violation with `verified`"),
+        (status = 400, description = "Not a UUID"),
+        (status = 404, description = "No such violation"),
+    ))]
+pub async fn get_violation(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "`{id}` is not a violation id (a UUID)"
+        )));
+    }
+    let store = Arc::clone(&st.store);
+    let lookup = id.clone();
+    let found = blocking(move || store.get_violation(&lookup)).await??;
+    let Some(v) = found else {
+        return Err(ApiError::not_found(format!("no violation with id `{id}`")));
+    };
+    let verified = betrace_core::sign::verify_json(&v.json, &st.signing_key);
+    let mut json = v.json;
+    json["verified"] = Value::Bool(verified);
+    Ok(Json(json))
+}

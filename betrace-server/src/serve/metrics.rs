@@ -1,0 +1,271 @@
+//! Prometheus metrics (SERVER.md §1 "Health and metrics"), with the `prometheus-client` crate.
+//!
+//! In: counts from ingest, the assembler's counters, evaluation and export. Out: the text
+//! exposition format served at `GET /metrics`. Counter names get `_total` from the crate.
+
+use betrace_core::assemble::AssemblerStats;
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    pub transport: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompletionLabel {
+    pub completion_reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabel {
+    pub rule_id: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+/// Every metric of the server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub spans_received: Family<TransportLabel, Counter>,
+    pub spans_rejected: Family<ReasonLabel, Counter>,
+    pub spans_dropped: Family<ReasonLabel, Counter>,
+    pub late_spans: Counter,
+    pub traces_evaluated: Family<CompletionLabel, Counter>,
+    pub buffered_spans: Gauge,
+    pub buffered_traces: Gauge,
+    pub violations: Family<ViolationLabel, Counter>,
+    pub rule_evaluation_errors: Family<RuleLabel, Counter>,
+    pub evaluation_duration: Histogram,
+    pub rules_active: Gauge,
+    pub export_spans: Family<ResultLabel, Counter>,
+    pub export_queue_depth: Gauge,
+    pub attributes_dropped: Counter,
+    pub attribute_values_truncated: Counter,
+    pub pending_evaluation_spans: Gauge,
+    pub violations_store_failed: Counter,
+    sync: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            spans_received: Family::default(),
+            spans_rejected: Family::default(),
+            spans_dropped: Family::default(),
+            late_spans: Counter::default(),
+            traces_evaluated: Family::default(),
+            buffered_spans: Gauge::default(),
+            buffered_traces: Gauge::default(),
+            violations: Family::default(),
+            rule_evaluation_errors: Family::default(),
+            evaluation_duration: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
+            rules_active: Gauge::default(),
+            export_spans: Family::default(),
+            export_queue_depth: Gauge::default(),
+            attributes_dropped: Counter::default(),
+            attribute_values_truncated: Counter::default(),
+            pending_evaluation_spans: Gauge::default(),
+            violations_store_failed: Counter::default(),
+            sync: Mutex::new(()),
+        };
+        registry.register(
+            "betrace_spans_received",
+            "Spans received, by transport (otlp_http, otlp_grpc, spans_api)",
+            m.spans_received.clone(),
+        );
+        registry.register(
+            "betrace_spans_rejected",
+            "Spans refused to the sender, by reason (invalid, backpressure, limit, shutdown)",
+            m.spans_rejected.clone(),
+        );
+        registry.register(
+            "betrace_spans_dropped",
+            "Spans handed to the trace buffer and not buffered, by reason (refused, shutdown)",
+            m.spans_dropped.clone(),
+        );
+        registry.register(
+            "betrace_late_spans",
+            "Spans that arrived for an already evaluated trace (evaluated as partial fragments)",
+            m.late_spans.clone(),
+        );
+        registry.register(
+            "betrace_traces_evaluated",
+            "Traces evaluated, by completion reason",
+            m.traces_evaluated.clone(),
+        );
+        registry.register(
+            "betrace_buffered_spans",
+            "Spans waiting in the trace buffer",
+            m.buffered_spans.clone(),
+        );
+        registry.register(
+            "betrace_buffered_traces",
+            "Traces waiting in the trace buffer",
+            m.buffered_traces.clone(),
+        );
+        registry.register(
+            "betrace_violations",
+            "Violations found, by rule and severity",
+            m.violations.clone(),
+        );
+        registry.register(
+            "betrace_rule_evaluation_errors",
+            "Rule evaluations that failed (e.g. instruction budget), by rule",
+            m.rule_evaluation_errors.clone(),
+        );
+        registry.register(
+            "betrace_evaluation_duration_seconds",
+            "Time to evaluate the rules against one trace",
+            m.evaluation_duration.clone(),
+        );
+        registry.register(
+            "betrace_rules_active",
+            "Enabled rules",
+            m.rules_active.clone(),
+        );
+        registry.register(
+            "betrace_export_spans",
+            "Violation spans exported over OTLP, by result (success, failure)",
+            m.export_spans.clone(),
+        );
+        registry.register(
+            "betrace_export_queue_depth",
+            "Stored violations not yet exported",
+            m.export_queue_depth.clone(),
+        );
+        registry.register(
+            "betrace_attributes_dropped",
+            "Span attributes dropped past the per-span limit",
+            m.attributes_dropped.clone(),
+        );
+        registry.register(
+            "betrace_attribute_values_truncated",
+            "Attribute values truncated to the length limit",
+            m.attribute_values_truncated.clone(),
+        );
+        registry.register(
+            "betrace_pending_evaluation_spans",
+            "Spans of released traces waiting for evaluation",
+            m.pending_evaluation_spans.clone(),
+        );
+        registry.register(
+            "betrace_violations_store_failed",
+            "Violations that could not be stored",
+            m.violations_store_failed.clone(),
+        );
+        // Families of known labels show from the start, at 0.
+        for t in ["otlp_http", "otlp_grpc", "spans_api"] {
+            m.received(t, 0);
+        }
+        for r in ["invalid", "backpressure", "limit", "shutdown"] {
+            m.rejected_init(r);
+        }
+        for r in ["success", "failure", "rejected"] {
+            m.exported(r, 0);
+        }
+        for r in betrace_core::CompletionReason::ALL {
+            if r != betrace_core::CompletionReason::Direct {
+                m.traces_evaluated
+                    .get_or_create(&CompletionLabel {
+                        completion_reason: r.as_str().to_owned(),
+                    })
+                    .inc_by(0);
+            }
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// Brings the counters mirrored from the assembler up to `stats`.
+    pub fn sync_assembler(&self, stats: &AssemblerStats) {
+        let _guard = self.sync.lock();
+        let up = |c: &Counter, to: u64| {
+            let now = c.get();
+            if to > now {
+                c.inc_by(to - now);
+            }
+        };
+        up(&self.late_spans, stats.late_spans);
+        for (reason, n) in stats.spans_dropped.by_reason() {
+            up(
+                &self.spans_dropped.get_or_create(&ReasonLabel {
+                    reason: reason.to_owned(),
+                }),
+                n,
+            );
+        }
+        self.buffered_spans.set(stats.spans_buffered as i64);
+        self.buffered_traces.set(stats.traces_buffered as i64);
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn received(&self, transport: &str, n: usize) {
+        self.spans_received
+            .get_or_create(&TransportLabel {
+                transport: transport.to_owned(),
+            })
+            .inc_by(n as u64);
+    }
+
+    fn rejected_init(&self, reason: &str) {
+        self.spans_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(0);
+    }
+
+    pub fn rejected(&self, reason: &str, n: usize) {
+        if n > 0 {
+            self.spans_rejected
+                .get_or_create(&ReasonLabel {
+                    reason: reason.to_owned(),
+                })
+                .inc_by(n as u64);
+        }
+    }
+
+    pub fn exported(&self, result: &str, n: usize) {
+        self.export_spans
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc_by(n as u64);
+    }
+}

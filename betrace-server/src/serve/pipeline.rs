@@ -1,0 +1,434 @@
+//! Ingest → trace assembly → evaluation → storage (SERVER.md §1 "Ingest", ENGINE.md §5).
+//!
+//! In: decoded [`Span`]s from any receiver (OTLP/HTTP, OTLP/gRPC, `/v1/spans`). Out: signed
+//! violations in the [`Store`], counted in [`Metrics`], and a wake-up for the exporter.
+//!
+//! Spans get the attribute limits applied (extra attributes dropped, long values truncated,
+//! both counted), then go into the [`TraceAssembler`]. Traces it releases — on ingest (span
+//! cap, eviction), from the background tick every 100 ms (root complete, idle, age), on
+//! [`Pipeline::flush`] and on [`Pipeline::shutdown`] — are queued for a pool of evaluation
+//! threads that evaluate them against the rule set in force at that moment and store the
+//! violations. Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
+//! gRPC `RESOURCE_EXHAUSTED`) when the assembler refuses it (`trace.reject_when_full`) or
+//! when the spans queued for evaluation exceed `trace.max_buffered_spans`, so memory stays
+//! bounded by twice the buffer. Every span received is counted as rejected, buffered,
+//! queued or evaluated.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
+use betrace_core::engine::{TraceContext, now_unix_nanos};
+use betrace_core::{AttrValue, Span, Trace, Violation};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use super::config::Limits;
+use super::metrics::{CompletionLabel, Metrics, RuleLabel, ViolationLabel};
+use super::registry::RuleRegistry;
+use super::storage::Store;
+
+/// Why a batch of spans was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The trace buffer is full and evaluation cannot keep up; retry later.
+    #[error("the trace buffer is full; retry later")]
+    Backpressure,
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+enum Job {
+    Traces(Vec<CompletedTrace>),
+    Stop,
+}
+
+/// The ingest and evaluation pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    assembler: TraceAssembler,
+    registry: Arc<RuleRegistry>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    tx: Sender<Job>,
+    rx: Receiver<Job>,
+    /// Spans of released traces not yet evaluated.
+    pending_spans: AtomicU64,
+    /// Released traces not yet evaluated and stored.
+    in_flight: AtomicU64,
+    queue_limit: u64,
+    violations_stored: Arc<tokio::sync::Notify>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    ticking: AtomicBool,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+    /// `(storage.max_violations, storage.violation_retention in ns)`.
+    retention: (u64, u64),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Traces(t) => write!(f, "Traces({})", t.len()),
+            Job::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+impl Pipeline {
+    /// A pipeline; call [`Pipeline::start`] to run its threads.
+    pub fn new(
+        assembler: TraceAssembler,
+        registry: Arc<RuleRegistry>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        max_violations: u64,
+        retention: Duration,
+    ) -> Pipeline {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let queue_limit = assembler.config().max_buffered_spans as u64;
+        Pipeline {
+            assembler,
+            registry,
+            store,
+            metrics,
+            limits,
+            tx,
+            rx,
+            pending_spans: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            queue_limit,
+            violations_stored: Arc::new(tokio::sync::Notify::new()),
+            workers: Mutex::new(Vec::new()),
+            ticking: AtomicBool::new(false),
+            ticker: Mutex::new(None),
+            retention: (
+                max_violations,
+                u64::try_from(retention.as_nanos()).unwrap_or(u64::MAX),
+            ),
+        }
+    }
+
+    /// Starts `workers` evaluation threads and the 100 ms tick.
+    pub fn start(self: &Arc<Self>, workers: usize) -> std::io::Result<()> {
+        let mut handles = self.workers.lock();
+        for i in 0..workers.max(1) {
+            let me = Arc::clone(self);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("betrace-eval-{i}"))
+                    .spawn(move || me.work())?,
+            );
+        }
+        self.ticking.store(true, Ordering::Release);
+        let me = Arc::clone(self);
+        *self.ticker.lock() = Some(
+            std::thread::Builder::new()
+                .name("betrace-tick".into())
+                .spawn(move || me.tick_loop())?,
+        );
+        Ok(())
+    }
+
+    /// Notified after violations were stored (wakes the exporter).
+    pub fn violations_stored(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.violations_stored)
+    }
+
+    pub fn assembler(&self) -> &TraceAssembler {
+        &self.assembler
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Buffers a batch of decoded spans. `transport` labels the received counter.
+    pub fn ingest(&self, mut spans: Vec<Span>, transport: &str) -> Result<(), IngestError> {
+        let n = spans.len();
+        self.metrics.received(transport, n);
+        if n == 0 {
+            return Ok(());
+        }
+        if self.pending_spans.load(Ordering::Acquire) >= self.queue_limit {
+            self.metrics.rejected("backpressure", n);
+            return Err(IngestError::Backpressure);
+        }
+        self.apply_limits(&mut spans);
+        match self.assembler.ingest(spans) {
+            IngestOutcome::Accepted { completed } => {
+                self.enqueue(completed);
+                Ok(())
+            }
+            IngestOutcome::Refused { reason, .. } => match reason {
+                RefuseReason::Full => {
+                    self.metrics.rejected("backpressure", n);
+                    Err(IngestError::Backpressure)
+                }
+                RefuseReason::ShutDown => {
+                    self.metrics.rejected("shutdown", n);
+                    Err(IngestError::ShuttingDown)
+                }
+            },
+        }
+    }
+
+    fn apply_limits(&self, spans: &mut [Span]) {
+        let max_attrs = self.limits.max_attributes_per_span;
+        let max_len = self.limits.max_attribute_value_bytes;
+        let mut dropped = 0u64;
+        let mut truncated = 0u64;
+        for s in spans {
+            if s.attributes.len() > max_attrs {
+                dropped += (s.attributes.len() - max_attrs) as u64;
+                s.attributes.truncate(max_attrs);
+            }
+            for (_, v) in &mut s.attributes {
+                truncate_value(v, max_len, &mut truncated);
+            }
+        }
+        if dropped > 0 {
+            self.metrics.attributes_dropped.inc_by(dropped);
+        }
+        if truncated > 0 {
+            self.metrics.attribute_values_truncated.inc_by(truncated);
+        }
+    }
+
+    fn enqueue(&self, traces: Vec<CompletedTrace>) {
+        if traces.is_empty() {
+            return;
+        }
+        let spans: u64 = traces.iter().map(|t| t.spans.len() as u64).sum();
+        self.pending_spans.fetch_add(spans, Ordering::AcqRel);
+        self.in_flight
+            .fetch_add(traces.len() as u64, Ordering::AcqRel);
+        self.metrics
+            .pending_evaluation_spans
+            .set(self.pending_spans.load(Ordering::Relaxed) as i64);
+        if self.tx.send(Job::Traces(traces)).is_err() {
+            tracing::error!("the evaluation queue is closed");
+        }
+    }
+
+    /// Releases every buffered trace (`completion_reason=flush`) and waits until they and
+    /// everything queued before are evaluated and stored. Returns the number released.
+    pub fn flush(&self) -> usize {
+        let traces = self.assembler.flush();
+        let n = traces.len();
+        self.enqueue(traces);
+        self.wait_idle(Duration::from_secs(60));
+        n
+    }
+
+    /// Refuses further spans, releases every buffered trace (`completion_reason=shutdown`),
+    /// evaluates and stores them, then stops the threads. Returns the number released.
+    pub fn shutdown(&self) -> usize {
+        self.ticking.store(false, Ordering::Release);
+        if let Some(t) = self.ticker.lock().take() {
+            let _ = t.join();
+        }
+        let traces = self.assembler.shutdown();
+        let n = traces.len();
+        self.enqueue(traces);
+        self.wait_idle(Duration::from_secs(120));
+        let workers: Vec<_> = self.workers.lock().drain(..).collect();
+        for _ in &workers {
+            let _ = self.tx.send(Job::Stop);
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        self.metrics.sync_assembler(&self.assembler.stats());
+        n
+    }
+
+    /// Waits until every queued trace is evaluated and stored, at most `limit`.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    fn tick_loop(&self) {
+        let mut last_prune: Option<Instant> = None;
+        while self.ticking.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(100));
+            let expired = self.assembler.poll_expired();
+            self.enqueue(expired);
+            self.metrics.sync_assembler(&self.assembler.stats());
+            if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_prune = Some(Instant::now());
+                self.prune();
+            }
+        }
+    }
+
+    fn prune(&self) {
+        let Some((max, retention)) = self.retention() else {
+            return;
+        };
+        let cutoff = now_unix_nanos().saturating_sub(retention) as i64;
+        match self.store.prune(max, cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned old violations"),
+            Err(e) => tracing::error!(error = %e, "pruning violations failed"),
+        }
+    }
+
+    fn retention(&self) -> Option<(u64, u64)> {
+        Some(self.retention)
+    }
+
+    fn work(&self) {
+        while let Ok(job) = self.rx.recv() {
+            let mut batch = match job {
+                Job::Stop => return,
+                Job::Traces(t) => t,
+            };
+            let mut stop = false;
+            // Take what else is queued, up to a bound, to store in one transaction.
+            while batch.len() < 256 {
+                match self.rx.try_recv() {
+                    Ok(Job::Traces(t)) => batch.extend(t),
+                    Ok(Job::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn process(&self, traces: Vec<CompletedTrace>) {
+        let set = self.registry.current();
+        let now = now_unix_nanos();
+        let count = traces.len() as u64;
+        let mut spans = 0u64;
+        let mut violations: Vec<Violation> = Vec::new();
+        for t in traces {
+            spans += t.spans.len() as u64;
+            let ctx = TraceContext {
+                completion_reason: t.reason,
+                partial: t.partial,
+                now_unix_nanos: now,
+            };
+            let reason = t.reason;
+            let trace = Trace::new(t.spans);
+            let started = Instant::now();
+            let eval = set.evaluate(&trace, ctx);
+            self.metrics
+                .evaluation_duration
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .traces_evaluated
+                .get_or_create(&CompletionLabel {
+                    completion_reason: reason.as_str().to_owned(),
+                })
+                .inc();
+            for e in &eval.errors {
+                self.metrics
+                    .rule_evaluation_errors
+                    .get_or_create(&RuleLabel {
+                        rule_id: e.rule_id.clone(),
+                    })
+                    .inc();
+                tracing::warn!(rule_id = %e.rule_id, trace_id = %e.trace_id, error = ?e.error, "rule evaluation failed");
+            }
+            for v in &eval.violations {
+                self.metrics
+                    .violations
+                    .get_or_create(&ViolationLabel {
+                        rule_id: v.rule_id.clone(),
+                        severity: v.severity.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+            violations.extend(eval.violations);
+        }
+        if !violations.is_empty() {
+            if let Err(e) = self.store.insert_violations(&violations) {
+                self.metrics
+                    .violations_store_failed
+                    .inc_by(violations.len() as u64);
+                tracing::error!(error = %e, count = violations.len(), "storing violations failed");
+            } else {
+                self.violations_stored.notify_one();
+            }
+        }
+        self.pending_spans.fetch_sub(spans, Ordering::AcqRel);
+        self.metrics
+            .pending_evaluation_spans
+            .set(self.pending_spans.load(Ordering::Relaxed) as i64);
+        self.in_flight.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+/// Truncates strings (also inside arrays and key-value lists) longer than `max` bytes, at a
+/// character boundary.
+fn truncate_value(v: &mut AttrValue, max: usize, count: &mut u64) {
+    match v {
+        AttrValue::Str(s) if s.len() > max => {
+            let mut cut = max;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            *s = s[..cut].into();
+            *count += 1;
+        }
+        AttrValue::Bytes(b) if b.len() > max => {
+            *b = b[..max].into();
+            *count += 1;
+        }
+        AttrValue::Array(items) => {
+            for i in items.iter_mut() {
+                truncate_value(i, max, count);
+            }
+        }
+        AttrValue::KvList(items) => {
+            for (_, i) in items.iter_mut() {
+                truncate_value(i, max, count);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let mut n = 0;
+        let mut v = AttrValue::Str("ééé".into());
+        truncate_value(&mut v, 3, &mut n);
+        assert_eq!(v, AttrValue::Str("é".into()));
+        let mut v =
+            AttrValue::Array(vec![AttrValue::Str("abcdef".into()), AttrValue::Int(1)].into());
+        truncate_value(&mut v, 4, &mut n);
+        assert_eq!(
+            v,
+            AttrValue::Array(vec![AttrValue::Str("abcd".into()), AttrValue::Int(1)].into())
+        );
+        assert_eq!(n, 2);
+    }
+}

@@ -1,0 +1,735 @@
+//! Storage of rules, violations and the export cursor (SERVER.md §1 "Storage").
+//!
+//! In: rules as created over the API, violations as produced by evaluation. Out: the same,
+//! read back with filters and cursors; violations in insertion order for the exporter.
+//!
+//! Two backends behind [`Store`]: [`SqliteStore`] (rusqlite, bundled SQLite, WAL mode, schema
+//! migrations numbered by `PRAGMA user_version`; a database newer than this binary is
+//! refused) and [`MemoryStore`]. Every violation gets a sequence number (`seq`) in insertion
+//! order: listings go newest first by `seq`, cursors are `seq`s, and the exporter reads
+//! `seq > cursor` in order. A violation is kept as the exact JSON it was signed as, so its
+//! signature can be checked later against those bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use betrace_core::Violation;
+use betrace_core::rules::Rule;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// A storage failure (I/O, a corrupt database, a refused schema version).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored data is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Schema(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A rule as kept by the server: the rule plus its timestamps (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRule {
+    pub rule: Rule,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One stored violation: its sequence number and its JSON object as signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredViolation {
+    pub seq: i64,
+    pub json: serde_json::Value,
+}
+
+/// Filters of a violation listing. Times are Unix nanoseconds, both bounds inclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViolationQuery {
+    pub rule_id: Option<String>,
+    /// Upper case (`HIGH`).
+    pub severity: Option<String>,
+    /// Lowercase hex.
+    pub trace_id: Option<String>,
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    /// Only violations with `seq < before`.
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// Rules, violations and export cursors.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `memory` (the health route's `metadata.storage`).
+    fn kind(&self) -> &'static str;
+    /// Every rule stored, by id.
+    fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError>;
+    /// Inserts or replaces a rule.
+    fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError>;
+    /// Removes a rule; false when there was none.
+    fn delete_rule(&self, id: &str) -> Result<bool, StoreError>;
+    /// Appends violations in order (one transaction).
+    fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError>;
+    /// Newest first; at most `q.limit`, plus whether more match.
+    fn list_violations(
+        &self,
+        q: &ViolationQuery,
+    ) -> Result<(Vec<StoredViolation>, bool), StoreError>;
+    /// One violation by id.
+    fn get_violation(&self, id: &str) -> Result<Option<StoredViolation>, StoreError>;
+    /// Up to `limit` violations with `seq > after`, oldest first.
+    fn violations_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredViolation>, StoreError>;
+    /// Violations with `seq > after`.
+    fn count_after(&self, after: i64) -> Result<u64, StoreError>;
+    /// The export cursor `name` (0 when never set).
+    fn cursor(&self, name: &str) -> Result<i64, StoreError>;
+    fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError>;
+    /// Deletes violations created before `older_than_ns`, then the oldest beyond `max`.
+    /// Returns how many were deleted.
+    fn prune(&self, max: u64, older_than_ns: i64) -> Result<u64, StoreError>;
+}
+
+/// Columns kept beside the JSON, for filtering.
+struct Row<'a> {
+    id: &'a str,
+    created_ns: i64,
+    rule_id: &'a str,
+    severity: &'a str,
+    trace_id: &'a str,
+    json: String,
+}
+
+fn row_of(v: &Violation) -> Result<Row<'_>, StoreError> {
+    Ok(Row {
+        id: &v.id,
+        created_ns: created_ns(v),
+        rule_id: &v.rule_id,
+        severity: v.severity.as_str(),
+        trace_id: &v.trace_id,
+        json: serde_json::to_string(v)?,
+    })
+}
+
+/// `createdAt` of a violation in Unix nanoseconds (0 when unreadable).
+pub fn created_ns(v: &Violation) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&v.created_at)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .unwrap_or(0)
+}
+
+/// Schema migrations; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: rules, violations, export cursors.
+    "CREATE TABLE rules (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE violations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        created_ns INTEGER NOT NULL,
+        rule_id TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        trace_id TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX violations_created ON violations (created_ns);
+    CREATE INDEX violations_rule ON violations (rule_id, seq);
+    CREATE INDEX violations_severity ON violations (severity, seq);
+    CREATE INDEX violations_trace ON violations (trace_id, seq);
+    CREATE TABLE export_cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// SQLite storage in WAL mode.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Schema(format!(
+                "{}: the database has schema version {version}, newer than this betrace knows ({SCHEMA_VERSION}); use a newer betrace",
+                path.display()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+}
+
+fn stored(seq: i64, body: &str) -> Result<StoredViolation, StoreError> {
+    Ok(StoredViolation {
+        seq,
+        json: serde_json::from_str(body)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        let conn = self.conn.lock();
+        let mut stmt =
+            conn.prepare("SELECT body, created_at, updated_at FROM rules ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (body, created_at, updated_at) = row?;
+            let value: serde_json::Value = serde_json::from_str(&body)?;
+            let rule = Rule::from_json_value(&value)
+                .map_err(|e| StoreError::Schema(format!("stored rule is invalid: {e}")))?;
+            out.push(StoredRule {
+                rule,
+                created_at,
+                updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        let body = serde_json::to_string(&rule.rule)?;
+        self.conn.lock().execute(
+            "INSERT INTO rules (id, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET body = ?2, created_at = ?3, updated_at = ?4",
+            params![rule.rule.id, body, rule.created_at, rule.updated_at],
+        )?;
+        Ok(())
+    }
+
+    fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .lock()
+            .execute("DELETE FROM rules WHERE id = ?1", params![id])?
+            > 0)
+    }
+
+    fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError> {
+        if violations.is_empty() {
+            return Ok(());
+        }
+        let rows = violations
+            .iter()
+            .map(row_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO violations (id, created_ns, rule_id, severity, trace_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in &rows {
+                stmt.execute(params![
+                    r.id,
+                    r.created_ns,
+                    r.rule_id,
+                    r.severity,
+                    r.trace_id,
+                    r.json
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn list_violations(
+        &self,
+        q: &ViolationQuery,
+    ) -> Result<(Vec<StoredViolation>, bool), StoreError> {
+        let mut sql = String::from("SELECT seq, body FROM violations WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut add = |clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        };
+        if let Some(r) = &q.rule_id {
+            add("rule_id =", r.clone().into());
+        }
+        if let Some(s) = &q.severity {
+            add("severity =", s.clone().into());
+        }
+        if let Some(t) = &q.trace_id {
+            add("trace_id =", t.clone().into());
+        }
+        if let Some(s) = q.start_ns {
+            add("created_ns >=", s.into());
+        }
+        if let Some(e) = q.end_ns {
+            add("created_ns <=", e.into());
+        }
+        if let Some(b) = q.before_seq {
+            add("seq <", b.into());
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit + 1));
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(stored(seq, &body)?);
+        }
+        let more = out.len() > q.limit;
+        out.truncate(q.limit);
+        Ok((out, more))
+    }
+
+    fn get_violation(&self, id: &str) -> Result<Option<StoredViolation>, StoreError> {
+        let conn = self.conn.lock();
+        let row = conn
+            .query_row(
+                "SELECT seq, body FROM violations WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()?;
+        row.map(|(seq, body)| stored(seq, &body)).transpose()
+    }
+
+    fn violations_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredViolation>, StoreError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, body FROM violations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(stored(seq, &body)?);
+        }
+        Ok(out)
+    }
+
+    fn count_after(&self, after: i64) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.lock().query_row(
+            "SELECT COUNT(*) FROM violations WHERE seq > ?1",
+            params![after],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn cursor(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT seq FROM export_cursors WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        self.conn.lock().execute(
+            "INSERT INTO export_cursors (name, seq) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET seq = ?2",
+            params![name, seq],
+        )?;
+        Ok(())
+    }
+
+    fn prune(&self, max: u64, older_than_ns: i64) -> Result<u64, StoreError> {
+        let conn = self.conn.lock();
+        let mut n = conn.execute(
+            "DELETE FROM violations WHERE created_ns < ?1",
+            params![older_than_ns],
+        )? as u64;
+        let count: i64 = conn.query_row("SELECT COUNT(*) FROM violations", [], |r| r.get(0))?;
+        let excess = (count.max(0) as u64).saturating_sub(max);
+        if excess > 0 {
+            n += conn.execute(
+                "DELETE FROM violations WHERE seq IN (SELECT seq FROM violations ORDER BY seq LIMIT ?1)",
+                params![excess as i64],
+            )? as u64;
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    rules: BTreeMap<String, StoredRule>,
+    violations: BTreeMap<i64, MemViolation>,
+    by_id: HashMap<String, i64>,
+    next_seq: i64,
+    cursors: HashMap<String, i64>,
+}
+
+#[derive(Debug)]
+struct MemViolation {
+    created_ns: i64,
+    rule_id: String,
+    severity: &'static str,
+    trace_id: String,
+    json: serde_json::Value,
+}
+
+/// In-process storage (`storage.type: memory`, `--test-mode`).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemInner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn load_rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        Ok(self.inner.lock().rules.values().cloned().collect())
+    }
+
+    fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        self.inner
+            .lock()
+            .rules
+            .insert(rule.rule.id.clone(), rule.clone());
+        Ok(())
+    }
+
+    fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.inner.lock().rules.remove(id).is_some())
+    }
+
+    fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError> {
+        let mut prepared = Vec::with_capacity(violations.len());
+        for v in violations {
+            prepared.push((v, serde_json::to_value(v)?));
+        }
+        let mut m = self.inner.lock();
+        for (v, json) in prepared {
+            if m.by_id.contains_key(&v.id) {
+                continue;
+            }
+            m.next_seq += 1;
+            let seq = m.next_seq;
+            m.by_id.insert(v.id.clone(), seq);
+            m.violations.insert(
+                seq,
+                MemViolation {
+                    created_ns: created_ns(v),
+                    rule_id: v.rule_id.clone(),
+                    severity: v.severity.as_str(),
+                    trace_id: v.trace_id.clone(),
+                    json,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn list_violations(
+        &self,
+        q: &ViolationQuery,
+    ) -> Result<(Vec<StoredViolation>, bool), StoreError> {
+        let m = self.inner.lock();
+        let upper = q.before_seq.unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        for (&seq, v) in m.violations.range(..upper).rev() {
+            let keep = q.rule_id.as_ref().is_none_or(|r| *r == v.rule_id)
+                && q.severity.as_ref().is_none_or(|s| s == v.severity)
+                && q.trace_id.as_ref().is_none_or(|t| *t == v.trace_id)
+                && q.start_ns.is_none_or(|s| v.created_ns >= s)
+                && q.end_ns.is_none_or(|e| v.created_ns <= e);
+            if keep {
+                if out.len() == q.limit {
+                    return Ok((out, true));
+                }
+                out.push(StoredViolation {
+                    seq,
+                    json: v.json.clone(),
+                });
+            }
+        }
+        Ok((out, false))
+    }
+
+    fn get_violation(&self, id: &str) -> Result<Option<StoredViolation>, StoreError> {
+        let m = self.inner.lock();
+        Ok(m.by_id.get(id).and_then(|seq| {
+            m.violations.get(seq).map(|v| StoredViolation {
+                seq: *seq,
+                json: v.json.clone(),
+            })
+        }))
+    }
+
+    fn violations_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredViolation>, StoreError> {
+        let m = self.inner.lock();
+        Ok(m.violations
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(&seq, v)| StoredViolation {
+                seq,
+                json: v.json.clone(),
+            })
+            .collect())
+    }
+
+    fn count_after(&self, after: i64) -> Result<u64, StoreError> {
+        Ok(self
+            .inner
+            .lock()
+            .violations
+            .range(after.saturating_add(1)..)
+            .count() as u64)
+    }
+
+    fn cursor(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.inner.lock().cursors.get(name).copied().unwrap_or(0))
+    }
+
+    fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        self.inner.lock().cursors.insert(name.to_owned(), seq);
+        Ok(())
+    }
+
+    fn prune(&self, max: u64, older_than_ns: i64) -> Result<u64, StoreError> {
+        let mut m = self.inner.lock();
+        let old: Vec<i64> = m
+            .violations
+            .iter()
+            .filter(|(_, v)| v.created_ns < older_than_ns)
+            .map(|(&s, _)| s)
+            .collect();
+        let mut removed = 0u64;
+        for seq in old {
+            if let Some(v) = m.violations.remove(&seq) {
+                remove_id(&mut m.by_id, &v.json);
+                removed += 1;
+            }
+        }
+        while m.violations.len() as u64 > max {
+            let Some((_, v)) = m.violations.pop_first() else {
+                break;
+            };
+            remove_id(&mut m.by_id, &v.json);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+fn remove_id(by_id: &mut HashMap<String, i64>, json: &serde_json::Value) {
+    if let Some(id) = json.get("id").and_then(|i| i.as_str()) {
+        by_id.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use betrace_core::violation::{ClauseTexts, FailedClause, ViolationParts};
+    use betrace_core::{CompletionReason, Severity, TraceId};
+
+    fn violation(rule: &str, sev: Severity, trace: u8, at_ns: u64) -> Violation {
+        Violation::new(
+            ViolationParts {
+                rule_id: rule,
+                rule_name: rule,
+                expression: "x",
+                severity: sev,
+                clauses: ClauseTexts::default(),
+                trace_id: TraceId([trace; 16]),
+                failed_clause: FailedClause::Expression,
+                trigger_spans: vec![],
+                offending_spans: vec![],
+                truncated: false,
+                completion_reason: CompletionReason::Flush,
+                partial: false,
+            },
+            at_ns,
+        )
+    }
+
+    fn exercise(s: &dyn Store) {
+        let base = 1_700_000_000_000_000_000u64;
+        let vs: Vec<Violation> = (0..5)
+            .map(|i| {
+                violation(
+                    if i % 2 == 0 { "a" } else { "b" },
+                    if i < 2 { Severity::High } else { Severity::Low },
+                    i as u8 + 1,
+                    base + i * 1_000_000_000,
+                )
+            })
+            .collect();
+        s.insert_violations(&vs).unwrap();
+        s.insert_violations(&vs[..1]).unwrap(); // duplicate id ignored
+        let q = ViolationQuery {
+            limit: 2,
+            ..Default::default()
+        };
+        let (page, more) = s.list_violations(&q).unwrap();
+        assert!(more);
+        assert_eq!(page[0].json["id"], vs[4].id.as_str());
+        assert_eq!(page[1].json["id"], vs[3].id.as_str());
+        let (page2, more) = s
+            .list_violations(&ViolationQuery {
+                before_seq: Some(page[1].seq),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(!more);
+        assert_eq!(page2.len(), 3);
+        let (a, _) = s
+            .list_violations(&ViolationQuery {
+                rule_id: Some("a".into()),
+                severity: Some("LOW".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(a.len(), 2);
+        let (t, _) = s
+            .list_violations(&ViolationQuery {
+                trace_id: Some(vs[1].trace_id.clone()),
+                start_ns: Some((base + 1_000_000_000) as i64),
+                end_ns: Some((base + 1_000_000_000) as i64),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(s.get_violation(&vs[2].id).unwrap().is_some());
+        assert!(s.get_violation("nope").unwrap().is_none());
+        let after = s.violations_after(0, 3).unwrap();
+        assert_eq!(after.len(), 3);
+        assert_eq!(after[0].json["id"], vs[0].id.as_str());
+        assert_eq!(s.count_after(after[2].seq).unwrap(), 2);
+        assert_eq!(s.cursor("otlp").unwrap(), 0);
+        s.set_cursor("otlp", 3).unwrap();
+        assert_eq!(s.cursor("otlp").unwrap(), 3);
+        // Prune: the first by age, then down to 2.
+        assert_eq!(s.prune(2, (base + 1) as i64).unwrap(), 3);
+        let (rest, _) = s
+            .list_violations(&ViolationQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[1].json["id"], vs[3].id.as_str());
+
+        let r = StoredRule {
+            rule: Rule::new("r1", "x"),
+            created_at: "2024-01-01T00:00:00.000Z".into(),
+            updated_at: "2024-01-01T00:00:00.000Z".into(),
+        };
+        s.put_rule(&r).unwrap();
+        s.put_rule(&r).unwrap();
+        assert_eq!(s.load_rules().unwrap(), vec![r]);
+        assert!(s.delete_rule("r1").unwrap());
+        assert!(!s.delete_rule("r1").unwrap());
+    }
+
+    #[test]
+    fn memory_store() {
+        exercise(&MemoryStore::new());
+    }
+
+    #[test]
+    fn sqlite_store_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/b.db");
+        exercise(&SqliteStore::open(&path).unwrap());
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.cursor("otlp").unwrap(), 3);
+        let mode: String = s
+            .conn
+            .lock()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(c);
+        let e = SqliteStore::open(&path).unwrap_err();
+        assert!(e.to_string().contains("newer than this betrace"), "{e}");
+    }
+}
