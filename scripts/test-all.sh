@@ -55,9 +55,8 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     fi
   done
   if [ -n "$fuzz_failed" ]; then
-    # Reported loudly; a crash input is kept in fuzz/artifacts/ for the next fix.
-    echo "FUZZ FAILURES:$fuzz_failed (inputs in fuzz/artifacts/)"
-    if [ "${BETRACE_FUZZ_STRICT:-0}" = 1 ]; then exit 1; fi
+    echo "error: fuzz targets failed:$fuzz_failed (the crashing inputs are in fuzz/artifacts/)" >&2
+    exit 1
   fi
 else
   echo "skipped: no nightly toolchain (cargo fuzz needs one); the fuzz targets were still built by clippy"
