@@ -8,7 +8,7 @@
 //! `arc-swap`).
 
 use betrace_dsl::bytecode::Program;
-use betrace_dsl::ir::{self, Body, Cond, CountRhs, NameId, Pred, Target};
+use betrace_dsl::requirements::{Need, violation_needs};
 use betrace_dsl::{Diagnostic, Symbols};
 use rayon::prelude::*;
 
@@ -110,13 +110,6 @@ pub fn now_unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Something a trace must contain for a rule to be violated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Need {
-    Name(NameId),
-    Service(Box<str>),
-}
-
 #[derive(Debug)]
 struct CompiledRule {
     rule: Rule,
@@ -153,7 +146,9 @@ impl RuleSet {
         for rule in rules {
             match betrace_dsl::check_source(&rule.expression, &mut symbols) {
                 Ok(ir) => {
-                    needs.push(necessary_names(&ir.body, &mut symbols));
+                    needs.push(violation_needs(&ir.body, &mut |name| {
+                        Some(symbols.intern_span_name(name))
+                    }));
                     let (when, always, never) = clause_texts(&rule.expression);
                     compiled.push(CompiledRule {
                         program: betrace_dsl::lower::lower(ir),
@@ -431,176 +426,4 @@ fn clause_texts(source: &str) -> (Option<String>, Option<String>, Option<String>
         }
     }
     out
-}
-
-/// Span names or services of which at least one must be present for the rule to be violated,
-/// or `None` when the rule can fire on any trace. Conservative: `None` whenever unsure.
-fn necessary_names(body: &Body, symbols: &mut Symbols) -> Option<Vec<Need>> {
-    match body {
-        // Violation iff when ∧ (¬always ∨ never).
-        Body::Block { when: Some(w), .. } => cond_needs(w, symbols),
-        Body::Block {
-            when: None,
-            always: None,
-            never: Some(n),
-        } => cond_needs(n, symbols),
-        Body::Block { when: None, .. } => None,
-        Body::SpanScoped(p) | Body::TraceScoped(p) => pred_needs(p, symbols),
-    }
-}
-
-fn cond_needs(c: &Cond, symbols: &mut Symbols) -> Option<Vec<Need>> {
-    match c {
-        Cond::Exists(sel) => selection_needs(sel, symbols),
-        Cond::And(items) => items
-            .iter()
-            .filter_map(|i| cond_needs(i, symbols))
-            .min_by_key(|v| v.len()),
-        Cond::Or(items) => {
-            let mut all = Vec::new();
-            for i in items {
-                all.extend(cond_needs(i, symbols)?);
-            }
-            Some(all)
-        }
-        Cond::Count {
-            lhs,
-            op,
-            rhs: CountRhs::Int(k),
-        } => {
-            // With no span of the name the count is 0; if `0 op k` is false, one is needed.
-            if op.holds(0.cmp(k)) {
-                None
-            } else {
-                selection_needs(lhs, symbols)
-            }
-        }
-        Cond::Trace(t) => trace_needs(t, symbols),
-        Cond::Not(_) | Cond::Count { .. } => None,
-    }
-}
-
-fn trace_needs(t: &ir::TraceTerm, symbols: &mut Symbols) -> Option<Vec<Need>> {
-    use betrace_dsl::ir::{CmpOp, Literal, TraceField, TraceTerm};
-    match t {
-        TraceTerm::Has(p) => pred_needs(p, symbols),
-        TraceTerm::Field {
-            field: TraceField::RootName,
-            op: CmpOp::Eq,
-            value: Literal::Str(name),
-        } => Some(vec![Need::Name(symbols.intern_span_name(name))]),
-        TraceTerm::Field {
-            field: TraceField::RootService,
-            op: CmpOp::Eq,
-            value: Literal::Str(service),
-        } => Some(vec![Need::Service(service.clone())]),
-        _ => None,
-    }
-}
-
-fn selection_needs(sel: &ir::Selection, symbols: &mut Symbols) -> Option<Vec<Need>> {
-    match sel.target {
-        Target::Name(n) => Some(vec![Need::Name(n)]),
-        // `*.where(p)`: what `p` needs of the selected span.
-        Target::Any => sel
-            .filters
-            .iter()
-            .filter_map(|p| pred_needs(p, symbols))
-            .min_by_key(|v| v.len()),
-    }
-}
-
-fn pred_needs(p: &Pred, symbols: &mut Symbols) -> Option<Vec<Need>> {
-    use betrace_dsl::ir::{CmpOp, Intrinsic, Literal, Operand};
-    match p {
-        Pred::And(items) => items
-            .iter()
-            .filter_map(|i| pred_needs(i, symbols))
-            .min_by_key(|v| v.len()),
-        Pred::Or(items) => {
-            let mut all = Vec::new();
-            for i in items {
-                all.extend(pred_needs(i, symbols)?);
-            }
-            Some(all)
-        }
-        Pred::Compare {
-            lhs,
-            op: CmpOp::Eq,
-            rhs,
-        } => match (lhs, rhs) {
-            (Operand::Intrinsic(Intrinsic::Name), Operand::Literal(Literal::Str(name)))
-            | (Operand::Literal(Literal::Str(name)), Operand::Intrinsic(Intrinsic::Name)) => {
-                Some(vec![Need::Name(symbols.intern_span_name(name))])
-            }
-            (Operand::Intrinsic(Intrinsic::Service), Operand::Literal(Literal::Str(s)))
-            | (Operand::Literal(Literal::Str(s)), Operand::Intrinsic(Intrinsic::Service)) => {
-                Some(vec![Need::Service(s.clone())])
-            }
-            _ => None,
-        },
-        Pred::Trace(t) => trace_needs(t, symbols),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::span::{Resource, SpanKind, StatusCode, TraceId};
-    use std::sync::Arc;
-
-    fn span(trace: u8, id: u8, name: &str, start: u64) -> Span {
-        Span {
-            trace_id: TraceId([trace; 16]),
-            span_id: SpanId([id; 8]),
-            parent_span_id: None,
-            name: name.into(),
-            kind: SpanKind::Internal,
-            start_time_unix_nano: start,
-            end_time_unix_nano: start + 10,
-            status_code: StatusCode::Unset,
-            status_message: String::new(),
-            attributes: Vec::new(),
-            resource: Arc::new(Resource::with_service("shop")),
-            scope_name: "".into(),
-        }
-    }
-
-    #[test]
-    fn evaluate_spans_groups_by_trace_in_order_of_first_appearance() {
-        let rules = RuleSet::compile(
-            vec![
-                Rule::new("needs-audit", "when { payment } always { audit }"),
-                Rule::new("no-refund", "when { payment } never { refund }"),
-            ],
-            EngineOptions::default(),
-        )
-        .unwrap();
-        let spans = vec![
-            span(2, 1, "payment", 5),
-            span(1, 2, "payment", 1),
-            span(2, 3, "refund", 6),
-            span(1, 4, "audit", 2),
-        ];
-        let out = rules.evaluate_spans(spans, TraceContext::direct());
-        let got: Vec<(&str, &str)> = out
-            .violations
-            .iter()
-            .map(|v| (v.trace_id.as_str(), v.rule_id.as_str()))
-            .collect();
-        let t2 = TraceId([2; 16]).to_hex();
-        assert_eq!(
-            got,
-            vec![(t2.as_str(), "needs-audit"), (t2.as_str(), "no-refund")]
-        );
-        assert!(out.errors.is_empty());
-        assert_eq!(out.rules_run, 4);
-        assert!(
-            rules
-                .evaluate_spans(Vec::new(), TraceContext::direct())
-                .violations
-                .is_empty()
-        );
-    }
 }

@@ -352,6 +352,15 @@ impl Violation {
         }
     }
 
+    /// The message without its `rule "name" (id, SEVERITY): ` head, for reports that show
+    /// the rule already; the whole message when it does not start with that head.
+    pub fn message_detail(&self) -> &str {
+        let prefix = message_prefix(&self.rule_name, &self.rule_id, self.severity);
+        self.message
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(&self.message)
+    }
+
     /// `createdAt` as Unix nanoseconds, `None` when it is not RFC 3339 or out of range.
     pub fn created_at_unix_nanos(&self) -> Option<u64> {
         chrono::DateTime::parse_from_rfc3339(&self.created_at)
@@ -361,14 +370,18 @@ impl Violation {
     }
 }
 
-fn compose_message(p: &ViolationParts<'_>) -> String {
-    let mut out = format!("rule \"{}\"", p.rule_name);
-    if p.rule_name != p.rule_id {
-        out.push_str(&format!(" ({}, {})", p.rule_id, p.severity));
+/// `rule "name" (id, SEVERITY): ` — the head of every message (the id only when it differs
+/// from the name).
+fn message_prefix(rule_name: &str, rule_id: &str, severity: Severity) -> String {
+    if rule_name != rule_id {
+        format!("rule \"{rule_name}\" ({rule_id}, {severity}): ")
     } else {
-        out.push_str(&format!(" ({})", p.severity));
+        format!("rule \"{rule_name}\" ({severity}): ")
     }
-    out.push_str(": ");
+}
+
+fn compose_message(p: &ViolationParts<'_>) -> String {
+    let mut out = message_prefix(p.rule_name, p.rule_id, p.severity);
     let mut parts: Vec<String> = Vec::new();
     match p.failed_clause {
         FailedClause::Always | FailedClause::Never => {
@@ -471,6 +484,18 @@ mod tests {
             name: name.into(),
             service: "shop".into(),
         }
+    }
+
+    #[test]
+    fn message_detail_drops_the_head_only() {
+        let v = Violation::new(parts(FailedClause::Always), 0);
+        assert!(v.message.starts_with("rule \""));
+        assert!(v.message.ends_with(v.message_detail()));
+        assert!(!v.message_detail().starts_with("rule \""));
+        let mut odd = parts(FailedClause::Always);
+        odd.rule_name = "weird): name";
+        let w = Violation::new(odd, 0);
+        assert_eq!(w.message_detail(), v.message_detail());
     }
 
     fn parts(failed: FailedClause) -> ViolationParts<'static> {

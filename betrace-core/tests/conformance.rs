@@ -10,51 +10,17 @@
 
 mod reference;
 
+#[path = "../../testing/conformance.rs"]
+mod conformance;
+
 use betrace_core::{
     EvalOptions, FailedClause, Outcome, PreparedTrace, Trace, evaluate, spans_from_simple_json,
 };
 use betrace_dsl::{Symbols, check_source};
 use serde_json::Value;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/conformance/dsl.jsonl"
-);
-
 /// Default `max_span_refs` (DSL.md §3.6).
 const MAX_SPAN_REFS: usize = 100;
-
-fn corpus() -> Vec<Value> {
-    let text = std::fs::read_to_string(CORPUS).unwrap_or_else(|e| {
-        panic!(
-            "the DSL conformance corpus is missing at {CORPUS} ({e}).\n\
-             It lives in the shared specification tree beside the repository \
-             (shared/conformance/dsl.jsonl); check it out next to the repository root, \
-             as CI does, and run the tests again."
-        )
-    });
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{CORPUS}:{}: {e}", i + 1)))
-        .collect()
-}
-
-fn rule_text(case: &Value) -> String {
-    if let Some(r) = case["rule"].as_str() {
-        return r.to_owned();
-    }
-    let g = &case["generate"];
-    format!(
-        "{}{}{}",
-        g["prefix"].as_str().unwrap_or(""),
-        g["repeat"]
-            .as_str()
-            .unwrap_or("")
-            .repeat(g["times"].as_u64().unwrap_or(0) as usize),
-        g["suffix"].as_str().unwrap_or("")
-    )
-}
 
 fn clause_name(c: Option<FailedClause>) -> Value {
     match c {
@@ -83,7 +49,7 @@ fn as_expect(trace: &Trace, o: &Outcome) -> Value {
 
 /// Runs one case; `Err` describes how it failed.
 fn run_case(case: &Value) -> Result<(), String> {
-    let text = rule_text(case);
+    let text = conformance::rule_text(case);
     let expect = &case["expect"];
     let mut symbols = Symbols::new();
     let compiled = check_source(&text, &mut symbols);
@@ -158,8 +124,7 @@ fn run_case(case: &Value) -> Result<(), String> {
 
 #[test]
 fn every_conformance_case_through_vm_and_reference() {
-    let cases = corpus();
-    assert!(cases.len() > 200, "the corpus looks truncated");
+    let cases = conformance::cases();
     let mut failures = Vec::new();
     let mut evaluated = 0;
     for case in &cases {

@@ -7,6 +7,9 @@
     reason = "test helpers fail the test on unexpected input"
 )]
 
+#[path = "../../testing/conformance.rs"]
+mod conformance;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,35 +32,12 @@ use serde_json::{Value, json};
 // ---------------------------------------------------------------------------------------------
 // Conformance corpus
 
-fn conformance_path() -> String {
-    std::env::var("BETRACE_CONFORMANCE").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/conformance/dsl.jsonl"
-        )
-        .to_owned()
-    })
-}
-
 #[test]
 fn conformance_spans_decode_as_the_corpus_says() {
-    let path = conformance_path();
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "SKIPPED: conformance corpus not found at {path} (set BETRACE_CONFORMANCE to the \
-             path of dsl.jsonl)"
-        );
-        return;
-    };
     let mut cases = 0;
     let mut malformed = 0;
     let mut span_input = 0;
-    for (line_no, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let case: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}:{}: {e}", line_no + 1));
+    for case in conformance::cases() {
         let id = case["id"].as_str().unwrap_or("?").to_owned();
         let result = spans_from_simple_json(&case["spans"]);
         cases += 1;

@@ -20,6 +20,7 @@ pub mod ir;
 pub mod lexer;
 pub mod lower;
 pub mod parser;
+pub mod requirements;
 
 pub use codes::Code;
 pub use diagnostic::{Diagnostic, DiagnosticJson, TextRange, render};

@@ -33,7 +33,7 @@ pub fn lower(rule: ir::Rule) -> Program {
     l.body(&body);
     let mut p = l.finish(regexes);
     if !p.is_trap() {
-        p.required_names = required_for_violation(&body);
+        p.required_names = crate::requirements::required_names(&body);
     }
     p
 }
@@ -119,65 +119,6 @@ fn fused_entry(p: &Pred) -> Option<(Entry, bool)> {
         _ => return None,
     };
     Some((entry, true))
-}
-
-/// Names of which some span must exist for the rule to fire (see
-/// [`Program::required_names`]). Block form: a violation needs `when`, and — when there is no
-/// `always` — `never`; the expression forms give no such set.
-fn required_for_violation(body: &Body) -> Option<Vec<NameId>> {
-    let Body::Block {
-        when,
-        always,
-        never,
-    } = body
-    else {
-        return None;
-    };
-    let mut names = when
-        .as_ref()
-        .and_then(required)
-        .or_else(|| match (always, never) {
-            (None, Some(n)) => required(n),
-            _ => None,
-        })?;
-    names.sort_unstable();
-    names.dedup();
-    Some(names)
-}
-
-/// Names of which some span must exist for `c` to hold, when such a set is known.
-fn required(c: &Cond) -> Option<Vec<NameId>> {
-    let name = |sel: &Selection| match sel.target {
-        Target::Name(n) => Some(n),
-        Target::Any => None,
-    };
-    match c {
-        Cond::Exists(sel) => name(sel).map(|n| vec![n]),
-        Cond::Count { lhs, op, rhs } => {
-            // Only a comparison that is false when every count is 0 needs a span.
-            let holds_at_zero = match rhs {
-                CountRhs::Int(k) => op.holds(0.cmp(k)),
-                CountRhs::Count(_) => op.holds(std::cmp::Ordering::Equal),
-            };
-            if holds_at_zero {
-                return None;
-            }
-            let mut names = vec![name(lhs)?];
-            if let CountRhs::Count(sel) = rhs {
-                names.push(name(sel)?);
-            }
-            Some(names)
-        }
-        Cond::And(cs) => cs.iter().find_map(required),
-        Cond::Or(cs) => {
-            let mut names = Vec::new();
-            for c in cs {
-                names.extend(required(c)?);
-            }
-            Some(names)
-        }
-        Cond::Not(_) | Cond::Trace(_) => None,
-    }
 }
 
 type Label = u32;
@@ -1314,10 +1255,7 @@ mod tests {
         let some = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(names("when { a.where(x > 1) } always { b }"), some(&["a"]));
         assert_eq!(names("when { a and (b or c) } always { d }"), some(&["a"]));
-        assert_eq!(
-            names("when { (b or c) and a } always { d }"),
-            some(&["b", "c"])
-        );
+        assert_eq!(names("when { (b or c) and a } always { d }"), some(&["a"]));
         assert_eq!(names("when { not a } always { d }"), None);
         assert_eq!(names("when { a or *.where(x) } always { d }"), None);
         assert_eq!(names("always { d }"), None);

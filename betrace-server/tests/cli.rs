@@ -2,6 +2,9 @@
 //! the examples through `betrace check`, and `validate`, `fmt`, `verify`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../testing/conformance.rs"]
+mod conformance;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,47 +23,17 @@ fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("betrace runs")
 }
 
-fn corpus() -> Vec<Value> {
-    let path = root().join("../shared/conformance/dsl.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the conformance corpus is missing at {} ({e}); it lives in shared/conformance beside the repository",
-            path.display()
-        )
-    });
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
-
-fn rule_text(case: &Value) -> String {
-    if let Some(r) = case["rule"].as_str() {
-        return r.to_string();
-    }
-    let g = &case["generate"];
-    format!(
-        "{}{}{}",
-        g["prefix"].as_str().unwrap_or(""),
-        g["repeat"]
-            .as_str()
-            .unwrap_or("")
-            .repeat(g["times"].as_u64().unwrap_or(0) as usize),
-        g["suffix"].as_str().unwrap_or("")
-    )
-}
-
 #[test]
 fn conformance_corpus_through_betrace_test() {
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
-    for case in corpus() {
+    for case in conformance::cases() {
         let id = case["id"].as_str().unwrap().to_string();
         let spans = dir.path().join(format!("{id}.json"));
         std::fs::write(&spans, serde_json::to_string(&case["spans"]).unwrap()).unwrap();
         let out = run(betrace()
             .args(["test", "--format", "json", "--expression"])
-            .arg(rule_text(&case))
+            .arg(conformance::rule_text(&case))
             .arg("--spans")
             .arg(&spans));
         let stdout = String::from_utf8_lossy(&out.stdout);

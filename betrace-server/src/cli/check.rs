@@ -105,14 +105,8 @@ pub fn run(rules_path: &Path, fail_on: &str, format: CheckFormat, traces: &[Path
 
 fn print_text(rules: &RuleSet, violations: &[Violation], files: usize, traces: usize) {
     for v in violations {
-        // The message opens with `rule "name" (id, SEVERITY): `; the first line shows those.
-        let detail = v
-            .message
-            .split_once("): ")
-            .map(|(_, d)| d)
-            .unwrap_or(&v.message);
         println!("{:<8} {} — {}", v.severity.as_str(), v.rule_id, v.rule_name);
-        println!("    {detail}");
+        println!("    {}", v.message_detail());
         println!(
             "    trace {}  failed clause: {}",
             v.trace_id, v.failed_clause
