@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::prepared::PreparedTrace;
 use crate::rules::Rule;
-use crate::span::{Span, SpanId};
+use crate::span::Span;
 use crate::trace::{SpanIndex, Trace, group_by_trace};
 use crate::violation::{
     ClauseTexts, CompletionReason, FailedClause, SpanRef, Violation, ViolationParts,
@@ -393,7 +393,7 @@ pub fn test_expression(
     let ids = |list: &[SpanIndex]| -> Vec<String> {
         list.iter()
             .take(options.max_span_refs)
-            .map(|&i| span_hex(trace.span(i).span_id))
+            .map(|&i| trace.span(i).span_id.to_hex())
             .collect()
     };
     Ok(TestOutcome {
@@ -402,10 +402,6 @@ pub fn test_expression(
         trigger_spans: ids(&outcome.trigger_spans),
         offending_spans: ids(&outcome.offending_spans),
     })
-}
-
-fn span_hex(id: SpanId) -> String {
-    id.to_hex()
 }
 
 /// The body texts of a block rule's clauses (for violation messages).

@@ -31,6 +31,29 @@ pub struct TraceEvaluation {
     pub evaluation: Evaluation,
 }
 
+/// Evaluates a trace the assembler released, its completion reason and partiality copied into
+/// the violations, `createdAt` = `now_unix_nanos`.
+pub fn evaluate_completed(
+    rules: &RuleSet,
+    completed: CompletedTrace,
+    now_unix_nanos: u64,
+) -> TraceEvaluation {
+    let ctx = TraceContext {
+        completion_reason: completed.reason,
+        partial: completed.partial,
+        now_unix_nanos,
+    };
+    let trace_id = completed.trace_id;
+    let trace = completed.into_trace();
+    TraceEvaluation {
+        trace_id,
+        completion_reason: ctx.completion_reason,
+        partial: ctx.partial,
+        span_count: trace.len(),
+        evaluation: rules.evaluate(&trace, ctx),
+    }
+}
+
 /// A batch the assembler did not take (back-pressure or shutdown); the spans are handed back
 /// and counted as dropped by the assembler.
 #[derive(Debug)]
@@ -112,22 +135,7 @@ impl StreamEngine {
         }
         let rules = self.rules.load_full();
         let now = now_unix_nanos();
-        let one = |c: CompletedTrace| {
-            let ctx = TraceContext {
-                completion_reason: c.reason,
-                partial: c.partial,
-                now_unix_nanos: now,
-            };
-            let trace_id = c.trace_id;
-            let trace = c.into_trace();
-            TraceEvaluation {
-                trace_id,
-                completion_reason: ctx.completion_reason,
-                partial: ctx.partial,
-                span_count: trace.len(),
-                evaluation: rules.evaluate(&trace, ctx),
-            }
-        };
+        let one = |c: CompletedTrace| evaluate_completed(&rules, c, now);
         if completed.len() == 1 {
             completed.into_iter().map(one).collect()
         } else {

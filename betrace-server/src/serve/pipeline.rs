@@ -20,8 +20,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
-use betrace_core::engine::{TraceContext, now_unix_nanos};
-use betrace_core::{AttrValue, Span, Trace, Violation};
+use betrace_core::engine::now_unix_nanos;
+use betrace_core::stream::evaluate_completed;
+use betrace_core::{AttrValue, Span, Violation};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
@@ -326,15 +327,9 @@ impl Pipeline {
         let mut violations: Vec<Violation> = Vec::new();
         for t in traces {
             spans += t.spans.len() as u64;
-            let ctx = TraceContext {
-                completion_reason: t.reason,
-                partial: t.partial,
-                now_unix_nanos: now,
-            };
             let reason = t.reason;
-            let trace = Trace::new(t.spans);
             let started = Instant::now();
-            let eval = set.evaluate(&trace, ctx);
+            let eval = evaluate_completed(&set, t, now).evaluation;
             self.metrics
                 .evaluation_duration
                 .observe(started.elapsed().as_secs_f64());
