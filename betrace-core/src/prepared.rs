@@ -28,6 +28,8 @@ pub struct PreparedTrace<'t> {
     /// `name_spans[name_start[id]..name_start[id + 1]]`: spans named `id`, in trace order.
     name_start: Vec<u32>,
     name_spans: Vec<SpanIndex>,
+    /// Bit `id % 64` of word `id / 64`: some span is named `id`.
+    present: Vec<u64>,
     /// `0..len`, the source of loops over every span.
     all: Vec<SpanIndex>,
     /// `parent_of[i]`: the parent of span `i` in the trace, `NONE` when it has none.
@@ -197,9 +199,19 @@ impl<'t> PreparedTrace<'t> {
             .position(|s| s.parent_span_id.is_none())
             .map(|i| i as SpanIndex);
 
+        let mut present = vec![0u64; names.div_ceil(64)];
+        for (id, w) in name_start.windows(2).enumerate() {
+            if w[1] > w[0]
+                && let Some(word) = present.get_mut(id / 64)
+            {
+                *word |= 1 << (id % 64);
+            }
+        }
+
         PreparedTrace {
             trace,
             name_of,
+            present,
             name_start,
             name_spans,
             all: (0..n as SpanIndex).collect(),
@@ -257,6 +269,22 @@ impl<'t> PreparedTrace<'t> {
             (Some(&a), Some(&b)) => self.name_spans.get(a as usize..b as usize).unwrap_or(&[]),
             _ => &[],
         }
+    }
+
+    /// Whether some span is named `name` (false for an id not from this rule set's symbols).
+    #[inline]
+    pub fn has_named(&self, name: NameId) -> bool {
+        let id = name.0 as usize;
+        self.present
+            .get(id / 64)
+            .is_some_and(|w| w >> (id % 64) & 1 == 1)
+    }
+
+    /// Word `i` of the presence bitset: bit `id % 64` of word `id / 64` is set when some span
+    /// is named `id`; 0 past the end.
+    #[inline]
+    pub fn presence_word(&self, i: u32) -> u64 {
+        self.present.get(i as usize).copied().unwrap_or(0)
     }
 
     /// The number of spans named `name` (0 for an id not from this rule set's symbols).

@@ -16,8 +16,10 @@
 //! in a trace with parent-link cycles.
 
 use betrace_dsl::bytecode::{
-    Addr, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest, Verdict, WitnessList,
+    Addr, AttrRef, CountOperand, Entry, Find, Front, Instr, Program, RelTest, TRACE_LEVEL_COUNTERS,
+    Verdict, WitnessList,
 };
+use betrace_dsl::gate::{Atom, Counted, CountedRhs, Gate};
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
 use smallvec::SmallVec;
 
@@ -60,6 +62,16 @@ pub struct Outcome {
     pub offending_spans: Vec<SpanIndex>,
 }
 
+impl Outcome {
+    /// The outcome of a trace that does not violate the rule.
+    pub const CONFORMS: Outcome = Outcome {
+        violated: false,
+        failed_clause: None,
+        trigger_spans: Vec::new(),
+        offending_spans: Vec::new(),
+    };
+}
+
 /// Why an evaluation produced no outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EvalError {
@@ -81,16 +93,177 @@ const NO_SPAN: SpanIndex = SpanIndex::MAX;
 
 /// Evaluates `program` against `trace` (DSL.md §3). The trace must have been prepared with the
 /// symbols the program's rule was compiled against.
+#[inline]
 pub fn evaluate(
     program: &Program,
     trace: &PreparedTrace<'_>,
     options: &EvalOptions,
 ) -> Result<Outcome, EvalError> {
-    if let Some(names) = program.required_names()
-        && names.iter().all(|&n| trace.count_named(n) == 0)
-    {
-        return Ok(Outcome::default());
+    match program.front() {
+        Front::Gate(gate) => {
+            if let Some(outcome) = by_gate(program, gate, trace, options.instruction_budget) {
+                return outcome;
+            }
+        }
+        Front::Screen(names) => {
+            if !names.iter().any(|&n| trace.has_named(n)) {
+                return Ok(Outcome::CONFORMS);
+            }
+        }
+        Front::Run => {}
     }
+    run_program(program, trace, options)
+}
+
+/// Decides through the program's [`Gate`]: evaluates its atoms and charges the steps the
+/// decision code would take. `None` when the budget does not cover them; the machine then
+/// reports where it runs out.
+#[inline(always)]
+fn by_gate(
+    program: &Program,
+    gate: &Gate,
+    trace: &PreparedTrace<'_>,
+    budget: u64,
+) -> Option<Result<Outcome, EvalError>> {
+    let (verdict, steps) = match gate.window() {
+        Some(w) => w.decide(trace.presence_word(w.word)),
+        None => gate.decide(|a| atom_holds(a, trace)),
+    };
+    let left = budget.checked_sub(u64::from(steps))?;
+    Some(match verdict {
+        Verdict::Conforms => Ok(Outcome::CONFORMS),
+        v => run_machine(program, trace, left, Some(v)),
+    })
+}
+
+/// Whether a gate atom holds for `trace`.
+#[inline(always)]
+fn atom_holds(atom: &Atom, trace: &PreparedTrace<'_>) -> bool {
+    let count = |c: Counted| match c {
+        Counted::Name(n) => trace.count_named(n),
+        Counted::All => trace.len(),
+    };
+    match *atom {
+        Atom::Has(n) => trace.has_named(n),
+        Atom::Count { lhs, op, rhs } => {
+            let a = to_i64(count(lhs));
+            let b = match rhs {
+                CountedRhs::Int(v) => v,
+                CountedRhs::Count(c) => to_i64(count(c)),
+            };
+            op.holds(a.cmp(&b))
+        }
+    }
+}
+
+/// [`evaluate`] past the required-names check: a trace-level decision runs in its own small
+/// loop, and the full machine is built only for other programs and for the witness pass.
+#[inline(never)]
+fn run_program(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    options: &EvalOptions,
+) -> Result<Outcome, EvalError> {
+    let mut budget = options.instruction_budget;
+    let verdict = if program.trace_level_decision() {
+        match decide_trace_level(program, trace, &mut budget)? {
+            Verdict::Conforms => return Ok(Outcome::CONFORMS),
+            v => Some(v),
+        }
+    } else {
+        None
+    };
+    run_machine(program, trace, budget, verdict)
+}
+
+/// Runs the decision code of a program whose [`Program::trace_level_decision`] holds: no
+/// loop slots, value registers or current span. Counts steps exactly as the full machine does.
+#[inline(always)]
+fn decide_trace_level(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    budget: &mut u64,
+) -> Result<Verdict, EvalError> {
+    let code = program.code();
+    let mut storage = [0i64; TRACE_LEVEL_COUNTERS];
+    let counts = storage
+        .get_mut(..program.count_regs())
+        .ok_or(EvalError::MalformedProgram { pc: 0 })?;
+    let mut pc: Addr = 0;
+    loop {
+        let at = pc;
+        let bad = EvalError::MalformedProgram { pc: at };
+        let &ins = code.get(at as usize).ok_or(bad)?;
+        if *budget == 0 {
+            return Err(EvalError::BudgetExceeded { pc: at });
+        }
+        *budget -= 1;
+        pc += 1;
+        let (holds, on, target) = match ins {
+            Instr::Jump { target } => {
+                pc = target;
+                continue;
+            }
+            Instr::Halt { verdict } => return Ok(verdict),
+            Instr::HasName { name, on, target } => {
+                let id = *program.name_at(name).ok_or(bad)?;
+                (trace.has_named(id), on, target)
+            }
+            Instr::Find { find, on, target } => {
+                let f = program.find_at(find).ok_or(bad)?;
+                (
+                    search(program, trace, f, budget, at, false)? > 0,
+                    on,
+                    target,
+                )
+            }
+            Instr::CountName { reg, name } => {
+                let id = *program.name_at(name).ok_or(bad)?;
+                *counts.get_mut(usize::from(reg)).ok_or(bad)? = to_i64(trace.count_named(id));
+                continue;
+            }
+            Instr::CountAll { reg } => {
+                *counts.get_mut(usize::from(reg)).ok_or(bad)? = to_i64(trace.len());
+                continue;
+            }
+            Instr::CountFind { reg, find } => {
+                let f = program.find_at(find).ok_or(bad)?;
+                let n = search(program, trace, f, budget, at, true)?;
+                *counts.get_mut(usize::from(reg)).ok_or(bad)? = n;
+                continue;
+            }
+            Instr::CountCmp { test, on, target } => {
+                let t = *program.count_cmp_at(test).ok_or(bad)?;
+                let a = *counts.get(usize::from(t.reg)).ok_or(bad)?;
+                let b = match t.rhs {
+                    CountOperand::Int(v) => v,
+                    CountOperand::Reg(r) => *counts.get(usize::from(r)).ok_or(bad)?,
+                };
+                (t.op.holds(a.cmp(&b)), on, target)
+            }
+            Instr::TraceField { test, on, target } => {
+                let t = program.field_at(test).ok_or(bad)?;
+                let v = trace_field(trace, t.field);
+                let holds = value::compare(&v, t.op, &Value::from_literal(&t.value));
+                (holds, on, target)
+            }
+            _ => return Err(bad),
+        };
+        if holds == on {
+            pc = target;
+        }
+    }
+}
+
+/// The full machine: runs the decision code unless `decided` already holds its verdict, then,
+/// for a violation, the witness code.
+#[inline(never)]
+fn run_machine(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    budget: u64,
+    decided: Option<Verdict>,
+) -> Result<Outcome, EvalError> {
     // Scratch state lives in this frame and is lent to the machine; registers are built only
     // when the program has any.
     let mut frames: SmallVec<[Frame<'_>; 4]> = SmallVec::new();
@@ -116,11 +289,15 @@ pub fn evaluate(
         frames: &mut frames,
         values,
         counts,
-        budget: options.instruction_budget,
+        budget,
         witnesses: None,
     };
-    let failed = match m.run(0)? {
-        Verdict::Conforms => return Ok(Outcome::default()),
+    let verdict = match decided {
+        Some(v) => v,
+        None => m.run(0)?,
+    };
+    let failed = match verdict {
+        Verdict::Conforms => return Ok(Outcome::CONFORMS),
         Verdict::Always => FailedClause::Always,
         Verdict::Never => FailedClause::Never,
         Verdict::Expression => FailedClause::Expression,
@@ -826,5 +1003,112 @@ fn in_list(v: &Value<'_>, items: &[Literal], negated: bool) -> bool {
         value::not_in_list(v, items)
     } else {
         value::in_list(v, items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shortcuts — gate, trace-level loop — against the full machine, at every budget.
+
+    use std::sync::Arc;
+
+    use betrace_dsl::ir::Symbols;
+    use betrace_dsl::lower::lower;
+
+    use super::*;
+    use crate::span::{Resource, SpanId, SpanKind, StatusCode, TraceId};
+    use crate::trace::Trace;
+
+    const RULES: &[&str] = &[
+        "when { payment } always { fraud_check }",
+        "when { payment } always { fraud_check } never { bypass }",
+        "when { payment or bypass } never { fraud_check and not bypass }",
+        "when { count(http_request) != count(http_response) } never { orphaned }",
+        "when { count(http_request) > 1 } always { count(http_response) >= count(http_request) }",
+        "when { count(payment) > 0 and count(http_request) == 2 } always { bypass }",
+        "when { payment.where(amount > 1000) } always { fraud_check } never { bypass }",
+        "when { count(payment.where(amount > 1000)) >= 1 } always { fraud_check }",
+        "when { payment } always { fraud_check.where(amount > 1) }",
+        "when { trace.span_count > 2 } always { payment }",
+        "span.name == \"payment\" and amount > 1000",
+        "when { a } always { b and c and d and e }",
+        "when { count(payment) > 1 or count(bypass) > 0 } always { count(http_request) > count(payment) }",
+    ];
+
+    const TRACES: &[&[&str]] = &[
+        &[],
+        &["payment"],
+        &["payment", "fraud_check"],
+        &["payment", "bypass"],
+        &["payment", "fraud_check", "bypass"],
+        &["http_request", "http_response"],
+        &["http_request", "http_request", "http_response", "orphaned"],
+        &["http_request", "http_request", "payment", "bypass"],
+        &["a", "b", "c", "d", "e"],
+        &["x", "y", "z"],
+    ];
+
+    fn trace(names: &[&str]) -> Trace {
+        let resource = Arc::new(Resource::with_service("svc"));
+        Trace::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| Span {
+                    trace_id: TraceId([1; 16]),
+                    span_id: SpanId((i as u64 + 1).to_be_bytes()),
+                    parent_span_id: None,
+                    name: (*name).into(),
+                    kind: SpanKind::Internal,
+                    start_time_unix_nano: 1_000 * i as u64,
+                    end_time_unix_nano: 1_000 * i as u64 + 500,
+                    status_code: StatusCode::Unset,
+                    status_message: String::new(),
+                    attributes: vec![("amount".into(), AttrValue::Int(1000 + 500 * i as i64))],
+                    resource: Arc::clone(&resource),
+                    scope_name: "".into(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn shortcuts_agree_with_the_full_machine_at_every_budget() {
+        let mut gated = 0;
+        let mut trace_level = 0;
+        for source in RULES {
+            let mut symbols = Symbols::new();
+            let rule = betrace_dsl::check_source(source, &mut symbols).unwrap();
+            let program = lower(rule);
+            eprintln!(
+                "{source}: gate {} trace-level {}\n{}",
+                program.gate().is_some(),
+                program.trace_level_decision(),
+                program.disassemble(&symbols)
+            );
+            gated += usize::from(program.gate().is_some());
+            trace_level += usize::from(program.trace_level_decision());
+            for names in TRACES {
+                let t = trace(names);
+                let prepared = PreparedTrace::new(&t, &symbols);
+                for budget in 0..40 {
+                    let full = run_machine(&program, &prepared, budget, None);
+                    let options = EvalOptions {
+                        instruction_budget: budget,
+                    };
+                    let at = format!("{source} over {names:?} with budget {budget}");
+                    assert_eq!(run_program(&program, &prepared, &options), full, "{at}");
+                    if let Some(gate) = program.gate()
+                        && let Some(by_gate) = by_gate(&program, gate, &prepared, budget)
+                    {
+                        assert_eq!(by_gate, full, "{at}");
+                    }
+                    if full.is_ok() {
+                        assert_eq!(evaluate(&program, &prepared, &options), full, "{at}");
+                    }
+                }
+            }
+        }
+        assert_eq!((gated, trace_level), (7, 12));
     }
 }

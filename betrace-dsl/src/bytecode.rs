@@ -383,7 +383,28 @@ pub struct Program {
     pub(crate) pool: Vec<Entry>,
     pub(crate) regexes: Vec<Regex>,
     pub(crate) required_names: Option<Vec<NameId>>,
+    pub(crate) trace_level: bool,
+    pub(crate) front: Front,
 }
+
+/// What the VM checks before it runs a program (see [`Program::front`]).
+#[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the gate is held inline so that deciding follows no pointer; one per program"
+)]
+pub enum Front {
+    /// Run the program.
+    Run,
+    /// A trace without any of these span names conforms ([`Program::required_names`]);
+    /// otherwise run the program.
+    Screen(Box<[NameId]>),
+    /// The decision is the gate's table (see [`crate::gate`]).
+    Gate(crate::gate::Gate),
+}
+
+/// Most counters a trace-level decision may use ([`Program::trace_level_decision`]).
+pub const TRACE_LEVEL_COUNTERS: usize = 8;
 
 impl Program {
     /// An empty program of the given form (the lowering fills it).
@@ -399,6 +420,8 @@ impl Program {
             pool: Vec::new(),
             regexes: Vec::new(),
             required_names: None,
+            trace_level: false,
+            front: Front::Run,
         }
     }
 
@@ -447,6 +470,55 @@ impl Program {
     pub fn required_names(&self) -> Option<&[NameId]> {
         self.required_names.as_deref()
     }
+    /// True when the decision code only asks questions about the trace as a whole — span
+    /// names, counts, fused searches ([`Instr::Find`], [`Instr::CountFind`]) and `trace.`
+    /// fields — and so needs no loop slot, value register or current span, and at most
+    /// [`TRACE_LEVEL_COUNTERS`] counters. The VM decides such programs in a smaller loop.
+    pub fn trace_level_decision(&self) -> bool {
+        self.trace_level
+    }
+
+    /// The decision as a table over a few constant-time facts, when it is one (see
+    /// [`crate::gate`]).
+    pub fn gate(&self) -> Option<&crate::gate::Gate> {
+        match &self.front {
+            Front::Gate(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The cheapest way to a decision: the gate when there is one, else the required-names
+    /// screen when there is one, else running the program.
+    pub fn front(&self) -> &Front {
+        &self.front
+    }
+
+    /// Computes [`Program::trace_level_decision`] and [`Program::gate`] from the finished
+    /// code.
+    pub(crate) fn classify_decision(&mut self) {
+        self.front = match (crate::gate::Gate::build(self), &self.required_names) {
+            (Some(g), _) => Front::Gate(g),
+            (None, Some(names)) => Front::Screen(names.clone().into()),
+            (None, None) => Front::Run,
+        };
+        let decision = self.code.get(..self.witness_entry as usize).unwrap_or(&[]);
+        self.trace_level = self.count_regs as usize <= TRACE_LEVEL_COUNTERS
+            && decision.iter().all(|i| {
+                matches!(
+                    i,
+                    Instr::Jump { .. }
+                        | Instr::Halt { .. }
+                        | Instr::HasName { .. }
+                        | Instr::Find { .. }
+                        | Instr::CountName { .. }
+                        | Instr::CountAll { .. }
+                        | Instr::CountFind { .. }
+                        | Instr::CountCmp { .. }
+                        | Instr::TraceField { .. }
+                )
+            });
+    }
+
     /// True when the rule could not be encoded (the operand pool outgrew its 16-bit index, or
     /// loops nested deeper than 255) and the program consists of a single [`Instr::Trap`].
     /// Rules accepted by the checker (≤ 64 KiB, nesting ≤ 64, DSL.md §3.7) never trap.

@@ -16,6 +16,7 @@ pub mod check;
 pub mod codes;
 pub mod diagnostic;
 pub mod format;
+pub mod gate;
 pub mod ir;
 pub mod lexer;
 pub mod lower;

@@ -34,6 +34,7 @@ pub fn lower(rule: ir::Rule) -> Program {
     let mut p = l.finish(regexes);
     if !p.is_trap() {
         p.required_names = crate::requirements::required_names(&body);
+        p.classify_decision();
     }
     p
 }

@@ -1,0 +1,328 @@
+//! Decision tables for rules whose decision depends only on a few constant-time facts about
+//! the trace.
+//!
+//! Many rules decide on span names and counts alone: `when { payment } always { fraud_check }`
+//! asks whether two names occur, `when { count(a) != count(b) } never { c }` compares two counts
+//! and asks about one name. For such a program the lowering lists those facts (*atoms*, at
+//! most [`GATE_ATOMS`]) and runs the decision code once for every combination of their truth
+//! values, recording the verdict and the number of steps the code takes to reach it (DSL.md
+//! §3.7). The VM then evaluates the atoms and reads the verdict from the table, without
+//! dispatching instructions; the budget is charged the recorded steps, so the result —
+//! including a budget error, which the VM reports by running the code — is exactly the
+//! bytecode's.
+
+use crate::bytecode::{CountOperand, Instr, Program, Verdict};
+use crate::ir::{CmpOp, NameId};
+
+/// Most atoms in a [`Gate`]; its table has `2^GATE_ATOMS` rows.
+pub const GATE_ATOMS: usize = 4;
+
+/// A span count the decision code reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// Spans named `name` (`count(name)`).
+    Name(NameId),
+    /// Every span of the trace.
+    All,
+}
+
+/// Right side of a count comparison atom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountedRhs {
+    Int(i64),
+    Count(Counted),
+}
+
+/// A fact about the trace that takes constant time to establish on a prepared trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Atom {
+    /// Some span is named `name`.
+    Has(NameId),
+    /// `lhs op rhs`.
+    Count {
+        lhs: Counted,
+        op: CmpOp,
+        rhs: CountedRhs,
+    },
+}
+
+/// The decision of a program as a function of its atoms (see the module documentation).
+/// Held inline, so that deciding follows no pointer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gate {
+    atoms: [Atom; GATE_ATOMS],
+    len: u8,
+    /// Row `bits` (bit `i` set when atom `i` holds): the verdict and the steps taken.
+    table: [(Verdict, u32); 1 << GATE_ATOMS],
+    window: Option<Window>,
+}
+
+/// Most name ids a [`Window`] spans.
+pub const WINDOW_BITS: u32 = 6;
+
+/// A gate whose atoms are all name tests, on names whose ids lie within [`WINDOW_BITS`]
+/// consecutive ids of one 64-bit word of a presence bitset (bit `id % 64` of word `id / 64`
+/// set when some span is named `id`) — the usual case, as a rule's names are interned
+/// together. The verdict is then read from a table indexed by those bits as they stand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Index of the bitset word.
+    pub word: u32,
+    /// Id of the window's lowest name, modulo 64.
+    pub shift: u32,
+    table: [(Verdict, u32); 1 << WINDOW_BITS],
+}
+
+impl Window {
+    /// The verdict and steps, given the bitset word [`Window::word`] (0 when the bitset
+    /// has no such word).
+    #[inline(always)]
+    pub fn decide(&self, word: u64) -> (Verdict, u32) {
+        self.table[(word >> self.shift) as usize % (1 << WINDOW_BITS)]
+    }
+}
+
+/// Longest path through decision code that a gate accepts, in steps.
+const MAX_STEPS: u32 = 4096;
+
+impl Gate {
+    /// The atoms, in the order of the table's bits.
+    pub fn atoms(&self) -> &[Atom] {
+        self.atoms.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// The table over a window of the presence bitset, when the atoms allow one.
+    #[inline(always)]
+    pub fn window(&self) -> Option<&Window> {
+        self.window.as_ref()
+    }
+
+    /// The verdict and the number of steps of the decision code, given whether each atom
+    /// holds.
+    #[inline]
+    pub fn decide(&self, mut holds: impl FnMut(&Atom) -> bool) -> (Verdict, u32) {
+        let mut bits = 0usize;
+        for (i, a) in self.atoms().iter().enumerate() {
+            bits |= usize::from(holds(a)) << i;
+        }
+        self.table[bits % (1 << GATE_ATOMS)]
+    }
+
+    /// The gate of `p`'s decision code, when it is made only of name tests, span counts and
+    /// count comparisons with at most [`GATE_ATOMS`] tests, and every path ends in a `Halt`.
+    pub(crate) fn build(p: &Program) -> Option<Gate> {
+        let decision = p.code().get(..p.witness_entry() as usize)?;
+        let mut counters: Vec<Option<Counted>> = vec![None; p.count_regs()];
+        let mut tests: Vec<Option<TestAt>> = vec![None; decision.len()];
+        let mut atoms = Vec::new();
+        for (addr, ins) in decision.iter().enumerate() {
+            let mut read = [None; 2];
+            let atom = match *ins {
+                Instr::Jump { .. } | Instr::Halt { .. } => continue,
+                Instr::CountName { reg, name } => {
+                    let id = *p.name_at(name)?;
+                    *counters.get_mut(usize::from(reg))? = Some(Counted::Name(id));
+                    continue;
+                }
+                Instr::CountAll { reg } => {
+                    *counters.get_mut(usize::from(reg))? = Some(Counted::All);
+                    continue;
+                }
+                Instr::HasName { name, .. } => Atom::Has(*p.name_at(name)?),
+                Instr::CountCmp { test, .. } => {
+                    let t = p.count_cmp_at(test)?;
+                    let counted = |reg: u8| counters.get(usize::from(reg)).copied().flatten();
+                    let lhs = counted(t.reg)?;
+                    read[0] = Some((t.reg, lhs));
+                    let rhs = match t.rhs {
+                        CountOperand::Int(v) => CountedRhs::Int(v),
+                        CountOperand::Reg(r) => {
+                            let c = counted(r)?;
+                            read[1] = Some((r, c));
+                            CountedRhs::Count(c)
+                        }
+                    };
+                    Atom::Count { lhs, op: t.op, rhs }
+                }
+                _ => return None,
+            };
+            if atoms.len() == GATE_ATOMS {
+                return None;
+            }
+            *tests.get_mut(addr)? = Some(TestAt {
+                atom: atoms.len(),
+                counters: read,
+            });
+            atoms.push(atom);
+        }
+        let mut table = [(Verdict::Conforms, 0); 1 << GATE_ATOMS];
+        for (bits, row) in table.iter_mut().enumerate().take(1 << atoms.len()) {
+            *row = run(p, decision, &tests, bits)?;
+        }
+        let window = window(&atoms, &table);
+        let len = atoms.len() as u8;
+        let mut inline = [Atom::Has(NameId(0)); GATE_ATOMS];
+        for (slot, a) in inline.iter_mut().zip(atoms) {
+            *slot = a;
+        }
+        Some(Gate {
+            atoms: inline,
+            len,
+            table,
+            window,
+        })
+    }
+}
+
+/// The window of `atoms`, when they are all name tests within [`WINDOW_BITS`] ids of one word.
+fn window(atoms: &[Atom], table: &[(Verdict, u32); 1 << GATE_ATOMS]) -> Option<Window> {
+    let ids = atoms
+        .iter()
+        .map(|a| match a {
+            Atom::Has(n) => Some(n.0),
+            Atom::Count { .. } => None,
+        })
+        .collect::<Option<Vec<u32>>>()?;
+    let (lo, hi) = (*ids.iter().min()?, *ids.iter().max()?);
+    if lo / 64 != hi / 64 || hi - lo >= WINDOW_BITS {
+        return None;
+    }
+    let mut rows = [(Verdict::Conforms, 0); 1 << WINDOW_BITS];
+    for (v, row) in rows.iter_mut().enumerate() {
+        let bits = ids
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, id)| b | (v >> (id - lo) & 1) << i);
+        *row = *table.get(bits)?;
+    }
+    Some(Window {
+        word: lo / 64,
+        shift: lo % 64,
+        table: rows,
+    })
+}
+
+/// The test at an address of the decision code: its atom, and the counters the atom assumes
+/// (the last assignment before the test in code order).
+#[derive(Clone, Copy)]
+struct TestAt {
+    atom: usize,
+    counters: [Option<(u8, Counted)>; 2],
+}
+
+/// Runs the decision code with atom `i` giving bit `i` of `bits`. `None` when a path loops,
+/// leaves the decision code, or reaches a comparison whose counters hold other counts than
+/// its atom assumes.
+fn run(
+    p: &Program,
+    decision: &[Instr],
+    tests: &[Option<TestAt>],
+    bits: usize,
+) -> Option<(Verdict, u32)> {
+    let count_regs = p.count_regs();
+    let mut counters: Vec<Option<Counted>> = vec![None; count_regs];
+    let mut pc = 0usize;
+    let mut steps = 0u32;
+    loop {
+        steps += 1;
+        if steps > MAX_STEPS {
+            return None;
+        }
+        pc = match *decision.get(pc)? {
+            Instr::Halt { verdict } => return Some((verdict, steps)),
+            Instr::Jump { target } => target as usize,
+            Instr::CountName { reg, name } => {
+                *counters.get_mut(usize::from(reg))? = Some(Counted::Name(*p.name_at(name)?));
+                pc + 1
+            }
+            Instr::CountAll { reg } => {
+                *counters.get_mut(usize::from(reg))? = Some(Counted::All);
+                pc + 1
+            }
+            Instr::CountCmp { on, target, .. } | Instr::HasName { on, target, .. } => {
+                let t = (*tests.get(pc)?)?;
+                for (reg, assumed) in t.counters.into_iter().flatten() {
+                    if *counters.get(usize::from(reg))? != Some(assumed) {
+                        return None;
+                    }
+                }
+                if (bits >> t.atom & 1 == 1) == on {
+                    target as usize
+                } else {
+                    pc + 1
+                }
+            }
+            _ => return None,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Symbols;
+    use crate::lower::lower;
+
+    fn gate(source: &str) -> (Option<Gate>, Symbols) {
+        let mut symbols = Symbols::new();
+        let rule = crate::check_source(source, &mut symbols).unwrap();
+        (lower(rule).gate().cloned(), symbols)
+    }
+
+    #[test]
+    fn name_tests_become_a_table() {
+        let (g, s) = gate("when { payment } always { fraud_check }");
+        let g = g.unwrap();
+        let id = |n: &str| s.span_name_id(n).unwrap();
+        assert_eq!(
+            g.atoms(),
+            &[Atom::Has(id("payment")), Atom::Has(id("fraud_check"))]
+        );
+        let decide = |payment: bool, fraud: bool| {
+            g.decide(|a| match a {
+                Atom::Has(n) if *n == id("payment") => payment,
+                _ => fraud,
+            })
+        };
+        let w = g.window().unwrap();
+        assert_eq!((w.word, w.shift), (0, 0));
+        assert_eq!(w.decide(0b01), (Verdict::Always, 3));
+        assert_eq!(w.decide(0b11 | 0b1100), (Verdict::Conforms, 3));
+        assert_eq!(decide(false, false), (Verdict::Conforms, 2));
+        assert_eq!(decide(false, true), (Verdict::Conforms, 2));
+        assert_eq!(decide(true, false), (Verdict::Always, 3));
+        assert_eq!(decide(true, true), (Verdict::Conforms, 3));
+    }
+
+    #[test]
+    fn counts_become_atoms() {
+        let (g, s) =
+            gate("when { count(http_request) != count(http_response) } never { orphaned }");
+        let g = g.unwrap();
+        let id = |n: &str| s.span_name_id(n).unwrap();
+        assert_eq!(
+            g.atoms(),
+            &[
+                Atom::Count {
+                    lhs: Counted::Name(id("http_request")),
+                    op: CmpOp::Ne,
+                    rhs: CountedRhs::Count(Counted::Name(id("http_response"))),
+                },
+                Atom::Has(id("orphaned")),
+            ]
+        );
+        assert_eq!(g.decide(|_| true), (Verdict::Never, 5));
+    }
+
+    #[test]
+    fn searches_and_loops_have_no_gate() {
+        for source in [
+            "when { payment.where(amount > 1000) } always { fraud_check }",
+            "when { payment } always { fraud_check.where(score < 0.3) }",
+            "span.name == \"x\"",
+            "when { a } always { b and c and d and e }",
+        ] {
+            assert_eq!(gate(source).0, None, "{source}");
+        }
+    }
+}
