@@ -300,6 +300,7 @@ impl<'t> PreparedTrace<'t> {
     /// Attribute `key` of span `i` in `scope` (DSL.md §3.4: a bare name looks in the span's
     /// attributes, then its resource's). `None` when absent or when `key` is not referenced by
     /// the rule set.
+    #[inline]
     pub fn attribute(&self, i: SpanIndex, key: KeyId, scope: AttrScope) -> Option<&'t AttrValue> {
         match scope {
             AttrScope::Span => self.span_attribute(i, key),
@@ -310,6 +311,7 @@ impl<'t> PreparedTrace<'t> {
         }
     }
 
+    #[inline]
     fn span_attribute(&self, i: SpanIndex, key: KeyId) -> Option<&'t AttrValue> {
         let i = i as usize;
         let (a, b) = (*self.attr_start.get(i)?, *self.attr_start.get(i + 1)?);

@@ -16,10 +16,10 @@
 //! in a trace with parent-link cycles.
 
 use betrace_dsl::bytecode::{
-    Addr, AttrRef, CountOperand, Entry, Find, Front, Instr, Program, RelTest, TRACE_LEVEL_COUNTERS,
+    Addr, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest, TRACE_LEVEL_COUNTERS,
     Verdict, WitnessList,
 };
-use betrace_dsl::gate::{Atom, Counted, CountedRhs, Gate};
+use betrace_dsl::gate::{Atom, Counted, CountedRhs, Gate, Window};
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
 use smallvec::SmallVec;
 
@@ -99,20 +99,54 @@ pub fn evaluate(
     trace: &PreparedTrace<'_>,
     options: &EvalOptions,
 ) -> Result<Outcome, EvalError> {
-    match program.front() {
-        Front::Gate(gate) => {
-            if let Some(outcome) = by_gate(program, gate, trace, options.instruction_budget) {
-                return outcome;
-            }
+    let budget = options.instruction_budget;
+    let (word, mask) = program.screen_word();
+    if mask != 0 {
+        if trace.presence_word(word) & mask == 0 {
+            return Ok(Outcome::CONFORMS);
         }
-        Front::Screen(names) => {
-            if !names.iter().any(|&n| trace.has_named(n)) {
-                return Ok(Outcome::CONFORMS);
-            }
+    } else if let Some(w) = program.window() {
+        let word = trace.presence_word(w.word);
+        if w.conforms_within(word, budget) {
+            return Ok(Outcome::CONFORMS);
         }
-        Front::Run => {}
+        return by_window(program, w, word, trace, budget);
+    } else if let Some(gate) = program.gate() {
+        if let Some(outcome) = by_gate(program, gate, trace, budget) {
+            return outcome;
+        }
+    } else if let Some(names) = program.required_names()
+        && !names.iter().any(|&n| trace.has_named(n))
+    {
+        return Ok(Outcome::CONFORMS);
     }
     run_program(program, trace, options)
+}
+
+/// The rest of [`evaluate`] for a program with a [`Window`] whose row for `word` is not a
+/// conforming one within `budget`.
+#[inline(never)]
+fn by_window(
+    program: &Program,
+    w: &Window,
+    word: u64,
+    trace: &PreparedTrace<'_>,
+    budget: u64,
+) -> Result<Outcome, EvalError> {
+    let (verdict, steps) = w.row(word);
+    if let Some(left) = budget.checked_sub(u64::from(steps)) {
+        return match verdict {
+            Verdict::Conforms => Ok(Outcome::CONFORMS),
+            v => run_machine(program, trace, left, Some(v)),
+        };
+    }
+    run_program(
+        program,
+        trace,
+        &EvalOptions {
+            instruction_budget: budget,
+        },
+    )
 }
 
 /// Decides through the program's [`Gate`]: evaluates its atoms and charges the steps the
@@ -125,10 +159,7 @@ fn by_gate(
     trace: &PreparedTrace<'_>,
     budget: u64,
 ) -> Option<Result<Outcome, EvalError>> {
-    let (verdict, steps) = match gate.window() {
-        Some(w) => w.decide(trace.presence_word(w.word)),
-        None => gate.decide(|a| atom_holds(a, trace)),
-    };
+    let (verdict, steps) = gate.decide(|a| atom_holds(a, trace));
     let left = budget.checked_sub(u64::from(steps))?;
     Some(match verdict {
         Verdict::Conforms => Ok(Outcome::CONFORMS),

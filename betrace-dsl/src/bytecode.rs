@@ -384,23 +384,9 @@ pub struct Program {
     pub(crate) regexes: Vec<Regex>,
     pub(crate) required_names: Option<Vec<NameId>>,
     pub(crate) trace_level: bool,
-    pub(crate) front: Front,
-}
-
-/// What the VM checks before it runs a program (see [`Program::front`]).
-#[derive(Clone, Debug, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the gate is held inline so that deciding follows no pointer; one per program"
-)]
-pub enum Front {
-    /// Run the program.
-    Run,
-    /// A trace without any of these span names conforms ([`Program::required_names`]);
-    /// otherwise run the program.
-    Screen(Box<[NameId]>),
-    /// The decision is the gate's table (see [`crate::gate`]).
-    Gate(crate::gate::Gate),
+    pub(crate) gate: Option<crate::gate::Gate>,
+    pub(crate) window: Option<crate::gate::Window>,
+    pub(crate) screen_word: (u32, u64),
 }
 
 /// Most counters a trace-level decision may use ([`Program::trace_level_decision`]).
@@ -421,7 +407,9 @@ impl Program {
             regexes: Vec::new(),
             required_names: None,
             trace_level: false,
-            front: Front::Run,
+            gate: None,
+            window: None,
+            screen_word: (0, 0),
         }
     }
 
@@ -480,27 +468,39 @@ impl Program {
 
     /// The decision as a table over a few constant-time facts, when it is one (see
     /// [`crate::gate`]).
+    #[inline(always)]
     pub fn gate(&self) -> Option<&crate::gate::Gate> {
-        match &self.front {
-            Front::Gate(g) => Some(g),
-            _ => None,
-        }
+        self.gate.as_ref()
     }
 
-    /// The cheapest way to a decision: the gate when there is one, else the required-names
-    /// screen when there is one, else running the program.
-    pub fn front(&self) -> &Front {
-        &self.front
+    /// The gate as a table over a few bits of the presence bitset, when its atoms allow one
+    /// (see [`crate::gate::Window`]).
+    #[inline(always)]
+    pub fn window(&self) -> Option<&crate::gate::Window> {
+        self.window.as_ref()
     }
 
-    /// Computes [`Program::trace_level_decision`] and [`Program::gate`] from the finished
-    /// code.
+    /// For a program without a gate, [`Program::required_names`] as `(word, mask)` when all
+    /// their ids lie in word `word` of a presence bitset (bit `id % 64` of word `id / 64` set
+    /// when some span is named `id`): a trace whose word has none of the bits of `mask`
+    /// conforms. `mask` is 0 when there is no such word.
+    #[inline(always)]
+    pub fn screen_word(&self) -> (u32, u64) {
+        self.screen_word
+    }
+
+    /// Computes [`Program::trace_level_decision`], [`Program::gate`], [`Program::window`] and
+    /// [`Program::screen_word`] from the finished code.
     pub(crate) fn classify_decision(&mut self) {
-        self.front = match (crate::gate::Gate::build(self), &self.required_names) {
-            (Some(g), _) => Front::Gate(g),
-            (None, Some(names)) => Front::Screen(names.clone().into()),
-            (None, None) => Front::Run,
-        };
+        self.gate = crate::gate::Gate::build(self);
+        let names = self.required_names.as_deref().unwrap_or(&[]);
+        self.window = self.gate.as_ref().and_then(crate::gate::Window::of_gate);
+        if self.gate.is_none()
+            && let Some(word) = names.first().map(|n| n.0 / 64)
+            && names.iter().all(|n| n.0 / 64 == word)
+        {
+            self.screen_word = (word, names.iter().fold(0, |m, n| m | 1 << (n.0 % 64)));
+        }
         let decision = self.code.get(..self.witness_entry as usize).unwrap_or(&[]);
         self.trace_level = self.count_regs as usize <= TRACE_LEVEL_COUNTERS
             && decision.iter().all(|i| {

@@ -54,31 +54,100 @@ pub struct Gate {
     len: u8,
     /// Row `bits` (bit `i` set when atom `i` holds): the verdict and the steps taken.
     table: [(Verdict, u32); 1 << GATE_ATOMS],
-    window: Option<Window>,
 }
 
 /// Most name ids a [`Window`] spans.
 pub const WINDOW_BITS: u32 = 6;
 
-/// A gate whose atoms are all name tests, on names whose ids lie within [`WINDOW_BITS`]
-/// consecutive ids of one 64-bit word of a presence bitset (bit `id % 64` of word `id / 64`
-/// set when some span is named `id`) — the usual case, as a rule's names are interned
-/// together. The verdict is then read from a table indexed by those bits as they stand.
+/// A gate read from a few bits of one 64-bit word of a presence bitset (bit `id % 64` of word
+/// `id / 64` set when some span is named `id`): when every atom is a name test and the names'
+/// ids lie within [`WINDOW_BITS`] consecutive ids of one word — the usual case, as a rule's
+/// names are interned together — the verdict is read from a table indexed by those bits as
+/// they stand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
     /// Index of the bitset word.
     pub word: u32,
     /// Id of the window's lowest name, modulo 64.
     pub shift: u32,
-    table: [(Verdict, u32); 1 << WINDOW_BITS],
+    /// Rows packed as `verdict code << 32 | steps` (Conforms is code 0), so that a row is at
+    /// most a budget ≤ [`ROW_LIMIT`] exactly when it decides "conforms" within that many
+    /// steps.
+    table: [u64; 1 << WINDOW_BITS],
 }
 
+/// Budgets are compared with packed rows after clamping to this value.
+pub const ROW_LIMIT: u64 = u32::MAX as u64;
+
 impl Window {
-    /// The verdict and steps, given the bitset word [`Window::word`] (0 when the bitset
-    /// has no such word).
+    /// True when the row for the bitset word [`Window::word`] (0 when the bitset has no such
+    /// word) decides "conforms" in at most `budget` steps.
     #[inline(always)]
-    pub fn decide(&self, word: u64) -> (Verdict, u32) {
+    pub fn conforms_within(&self, word: u64, budget: u64) -> bool {
+        self.packed(word) <= budget.min(ROW_LIMIT)
+    }
+
+    /// The verdict and steps for the bitset word [`Window::word`].
+    #[inline]
+    pub fn row(&self, word: u64) -> (Verdict, u32) {
+        let p = self.packed(word);
+        let verdict = match p >> 32 {
+            0 => Verdict::Conforms,
+            1 => Verdict::Always,
+            2 => Verdict::Never,
+            _ => Verdict::Expression,
+        };
+        (verdict, p as u32)
+    }
+
+    #[inline(always)]
+    fn packed(&self, word: u64) -> u64 {
         self.table[(word >> self.shift) as usize % (1 << WINDOW_BITS)]
+    }
+
+    fn pack((verdict, steps): (Verdict, u32)) -> u64 {
+        let code: u64 = match verdict {
+            Verdict::Conforms => 0,
+            Verdict::Always => 1,
+            Verdict::Never => 2,
+            Verdict::Expression => 3,
+        };
+        code << 32 | u64::from(steps)
+    }
+
+    /// The window of a gate whose atoms are all name tests within [`WINDOW_BITS`] ids of one
+    /// word.
+    pub(crate) fn of_gate(gate: &Gate) -> Option<Window> {
+        let ids = gate
+            .atoms()
+            .iter()
+            .map(|a| match a {
+                Atom::Has(n) => Some(n.0),
+                Atom::Count { .. } => None,
+            })
+            .collect::<Option<Vec<u32>>>()?;
+        Window::build(&ids, |bits| gate.table[bits])
+    }
+
+    /// `row(bits)` gives the row for names `ids` present as bit `i` of `bits` says.
+    fn build(ids: &[u32], row: impl Fn(usize) -> (Verdict, u32)) -> Option<Window> {
+        let (lo, hi) = (*ids.iter().min()?, *ids.iter().max()?);
+        if lo / 64 != hi / 64 || hi - lo >= WINDOW_BITS || ids.len() > GATE_ATOMS {
+            return None;
+        }
+        let mut table = [0; 1 << WINDOW_BITS];
+        for (v, r) in table.iter_mut().enumerate() {
+            let bits = ids
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, id)| b | (v >> (id - lo) & 1) << i);
+            *r = Window::pack(row(bits));
+        }
+        Some(Window {
+            word: lo / 64,
+            shift: lo % 64,
+            table,
+        })
     }
 }
 
@@ -89,12 +158,6 @@ impl Gate {
     /// The atoms, in the order of the table's bits.
     pub fn atoms(&self) -> &[Atom] {
         self.atoms.get(..usize::from(self.len)).unwrap_or(&[])
-    }
-
-    /// The table over a window of the presence bitset, when the atoms allow one.
-    #[inline(always)]
-    pub fn window(&self) -> Option<&Window> {
-        self.window.as_ref()
     }
 
     /// The verdict and the number of steps of the decision code, given whether each atom
@@ -159,7 +222,6 @@ impl Gate {
         for (bits, row) in table.iter_mut().enumerate().take(1 << atoms.len()) {
             *row = run(p, decision, &tests, bits)?;
         }
-        let window = window(&atoms, &table);
         let len = atoms.len() as u8;
         let mut inline = [Atom::Has(NameId(0)); GATE_ATOMS];
         for (slot, a) in inline.iter_mut().zip(atoms) {
@@ -169,37 +231,8 @@ impl Gate {
             atoms: inline,
             len,
             table,
-            window,
         })
     }
-}
-
-/// The window of `atoms`, when they are all name tests within [`WINDOW_BITS`] ids of one word.
-fn window(atoms: &[Atom], table: &[(Verdict, u32); 1 << GATE_ATOMS]) -> Option<Window> {
-    let ids = atoms
-        .iter()
-        .map(|a| match a {
-            Atom::Has(n) => Some(n.0),
-            Atom::Count { .. } => None,
-        })
-        .collect::<Option<Vec<u32>>>()?;
-    let (lo, hi) = (*ids.iter().min()?, *ids.iter().max()?);
-    if lo / 64 != hi / 64 || hi - lo >= WINDOW_BITS {
-        return None;
-    }
-    let mut rows = [(Verdict::Conforms, 0); 1 << WINDOW_BITS];
-    for (v, row) in rows.iter_mut().enumerate() {
-        let bits = ids
-            .iter()
-            .enumerate()
-            .fold(0, |b, (i, id)| b | (v >> (id - lo) & 1) << i);
-        *row = *table.get(bits)?;
-    }
-    Some(Window {
-        word: lo / 64,
-        shift: lo % 64,
-        table: rows,
-    })
 }
 
 /// The test at an address of the decision code: its atom, and the counters the atom assumes
@@ -284,10 +317,12 @@ mod tests {
                 _ => fraud,
             })
         };
-        let w = g.window().unwrap();
+        let w = Window::of_gate(&g).unwrap();
         assert_eq!((w.word, w.shift), (0, 0));
-        assert_eq!(w.decide(0b01), (Verdict::Always, 3));
-        assert_eq!(w.decide(0b11 | 0b1100), (Verdict::Conforms, 3));
+        assert_eq!(w.row(0b01), (Verdict::Always, 3));
+        assert_eq!(w.row(0b11 | 0b1100), (Verdict::Conforms, 3));
+        assert!(w.conforms_within(0b11, 3) && w.conforms_within(0b11, u64::MAX));
+        assert!(!w.conforms_within(0b11, 2) && !w.conforms_within(0b01, u64::MAX));
         assert_eq!(decide(false, false), (Verdict::Conforms, 2));
         assert_eq!(decide(false, true), (Verdict::Conforms, 2));
         assert_eq!(decide(true, false), (Verdict::Always, 3));

@@ -361,16 +361,18 @@ impl CmpOp {
     }
 
     /// Whether `ord` (left compared with right) satisfies the operator.
+    #[inline]
     pub fn holds(self, ord: std::cmp::Ordering) -> bool {
-        use std::cmp::Ordering::*;
-        match self {
-            CmpOp::Eq => ord == Equal,
-            CmpOp::Ne => ord != Equal,
-            CmpOp::Lt => ord == Less,
-            CmpOp::Le => ord != Greater,
-            CmpOp::Gt => ord == Greater,
-            CmpOp::Ge => ord != Less,
-        }
+        // Bit 0: holds for Less, bit 1: for Equal, bit 2: for Greater.
+        let accepts: u8 = match self {
+            CmpOp::Eq => 0b010,
+            CmpOp::Ne => 0b101,
+            CmpOp::Lt => 0b001,
+            CmpOp::Le => 0b011,
+            CmpOp::Gt => 0b100,
+            CmpOp::Ge => 0b110,
+        };
+        accepts >> (ord as i8 + 1) & 1 == 1
     }
 }
 
