@@ -19,7 +19,7 @@ use betrace_dsl::bytecode::{
     Addr, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest, TRACE_LEVEL_COUNTERS,
     Verdict, WitnessList,
 };
-use betrace_dsl::gate::{Atom, Counted, CountedRhs, Gate, Window};
+use betrace_dsl::gate::{Atom, Counted, CountedRhs, Row};
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
 use smallvec::SmallVec;
 
@@ -106,15 +106,17 @@ pub fn evaluate(
             return Ok(Outcome::CONFORMS);
         }
     } else if let Some(w) = program.window() {
-        let word = trace.presence_word(w.word);
-        if w.conforms_within(word, budget) {
+        let row = w.row(trace.presence_word(w.word));
+        if row.conforms_within(budget) {
             return Ok(Outcome::CONFORMS);
         }
-        return by_window(program, w, word, trace, budget);
+        return by_row(program, row, trace, budget);
     } else if let Some(gate) = program.gate() {
-        if let Some(outcome) = by_gate(program, gate, trace, budget) {
-            return outcome;
+        let row = gate.decide(|a| atom_holds(a, trace));
+        if row.conforms_within(budget) {
+            return Ok(Outcome::CONFORMS);
         }
+        return by_row(program, row, trace, budget);
     } else if let Some(names) = program.required_names()
         && !names.iter().any(|&n| trace.has_named(n))
     {
@@ -123,48 +125,29 @@ pub fn evaluate(
     run_program(program, trace, options)
 }
 
-/// The rest of [`evaluate`] for a program with a [`Window`] whose row for `word` is not a
-/// conforming one within `budget`.
+/// The rest of [`evaluate`] for a program whose gate gave `row`, when that row is not
+/// "conforms" within `budget`: a violation decided within the budget runs the witness code;
+/// otherwise the machine runs and reports where the budget runs out.
 #[inline(never)]
-fn by_window(
+fn by_row(
     program: &Program,
-    w: &Window,
-    word: u64,
+    row: Row,
     trace: &PreparedTrace<'_>,
     budget: u64,
 ) -> Result<Outcome, EvalError> {
-    let (verdict, steps) = w.row(word);
-    if let Some(left) = budget.checked_sub(u64::from(steps)) {
-        return match verdict {
-            Verdict::Conforms => Ok(Outcome::CONFORMS),
-            v => run_machine(program, trace, left, Some(v)),
-        };
+    let (verdict, steps) = row.get();
+    match budget.checked_sub(u64::from(steps)) {
+        Some(left) if verdict != Verdict::Conforms => {
+            run_machine(program, trace, left, Some(verdict))
+        }
+        _ => run_program(
+            program,
+            trace,
+            &EvalOptions {
+                instruction_budget: budget,
+            },
+        ),
     }
-    run_program(
-        program,
-        trace,
-        &EvalOptions {
-            instruction_budget: budget,
-        },
-    )
-}
-
-/// Decides through the program's [`Gate`]: evaluates its atoms and charges the steps the
-/// decision code would take. `None` when the budget does not cover them; the machine then
-/// reports where it runs out.
-#[inline(always)]
-fn by_gate(
-    program: &Program,
-    gate: &Gate,
-    trace: &PreparedTrace<'_>,
-    budget: u64,
-) -> Option<Result<Outcome, EvalError>> {
-    let (verdict, steps) = gate.decide(|a| atom_holds(a, trace));
-    let left = budget.checked_sub(u64::from(steps))?;
-    Some(match verdict {
-        Verdict::Conforms => Ok(Outcome::CONFORMS),
-        v => run_machine(program, trace, left, Some(v)),
-    })
 }
 
 /// Whether a gate atom holds for `trace`.
@@ -1129,10 +1112,22 @@ mod tests {
                     };
                     let at = format!("{source} over {names:?} with budget {budget}");
                     assert_eq!(run_program(&program, &prepared, &options), full, "{at}");
-                    if let Some(gate) = program.gate()
-                        && let Some(by_gate) = by_gate(&program, gate, &prepared, budget)
-                    {
+                    if let Some(gate) = program.gate() {
+                        let row = gate.decide(|a| atom_holds(a, &prepared));
+                        let by_gate = if row.conforms_within(budget) {
+                            Ok(Outcome::CONFORMS)
+                        } else {
+                            by_row(&program, row, &prepared, budget)
+                        };
                         assert_eq!(by_gate, full, "{at}");
+                    }
+                    if let Some(w) = program.window() {
+                        let row = w.row(prepared.presence_word(w.word));
+                        assert_eq!(
+                            row,
+                            program.gate().unwrap().decide(|a| atom_holds(a, &prepared)),
+                            "{at}"
+                        );
                     }
                     if full.is_ok() {
                         assert_eq!(evaluate(&program, &prepared, &options), full, "{at}");

@@ -46,14 +46,53 @@ pub enum Atom {
     },
 }
 
+/// A verdict and the steps the decision code takes to reach it, packed as `verdict code << 32
+/// | steps` (Conforms is code 0), so that it is at most a budget ≤ [`ROW_LIMIT`] exactly when
+/// it is "conforms" within that many steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row(u64);
+
+/// Budgets are compared with rows after clamping to this value.
+pub const ROW_LIMIT: u64 = u32::MAX as u64;
+
+impl Row {
+    fn new(verdict: Verdict, steps: u32) -> Row {
+        let code: u64 = match verdict {
+            Verdict::Conforms => 0,
+            Verdict::Always => 1,
+            Verdict::Never => 2,
+            Verdict::Expression => 3,
+        };
+        Row(code << 32 | u64::from(steps))
+    }
+
+    /// True when the row is "conforms" in at most `budget` steps.
+    #[inline(always)]
+    pub fn conforms_within(self, budget: u64) -> bool {
+        self.0 <= budget.min(ROW_LIMIT)
+    }
+
+    /// The verdict and the steps.
+    #[inline]
+    pub fn get(self) -> (Verdict, u32) {
+        let verdict = match self.0 >> 32 {
+            0 => Verdict::Conforms,
+            1 => Verdict::Always,
+            2 => Verdict::Never,
+            _ => Verdict::Expression,
+        };
+        (verdict, self.0 as u32)
+    }
+}
+
 /// The decision of a program as a function of its atoms (see the module documentation).
 /// Held inline, so that deciding follows no pointer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gate {
     atoms: [Atom; GATE_ATOMS],
     len: u8,
-    /// Row `bits` (bit `i` set when atom `i` holds): the verdict and the steps taken.
-    table: [(Verdict, u32); 1 << GATE_ATOMS],
+    /// Row `bits`: bit `i` set when atom `i` holds.
+    table: [Row; 1 << GATE_ATOMS],
 }
 
 /// Most name ids a [`Window`] spans.
@@ -70,49 +109,14 @@ pub struct Window {
     pub word: u32,
     /// Id of the window's lowest name, modulo 64.
     pub shift: u32,
-    /// Rows packed as `verdict code << 32 | steps` (Conforms is code 0), so that a row is at
-    /// most a budget ≤ [`ROW_LIMIT`] exactly when it decides "conforms" within that many
-    /// steps.
-    table: [u64; 1 << WINDOW_BITS],
+    table: [Row; 1 << WINDOW_BITS],
 }
 
-/// Budgets are compared with packed rows after clamping to this value.
-pub const ROW_LIMIT: u64 = u32::MAX as u64;
-
 impl Window {
-    /// True when the row for the bitset word [`Window::word`] (0 when the bitset has no such
-    /// word) decides "conforms" in at most `budget` steps.
+    /// The row for the bitset word [`Window::word`] (0 when the bitset has no such word).
     #[inline(always)]
-    pub fn conforms_within(&self, word: u64, budget: u64) -> bool {
-        self.packed(word) <= budget.min(ROW_LIMIT)
-    }
-
-    /// The verdict and steps for the bitset word [`Window::word`].
-    #[inline]
-    pub fn row(&self, word: u64) -> (Verdict, u32) {
-        let p = self.packed(word);
-        let verdict = match p >> 32 {
-            0 => Verdict::Conforms,
-            1 => Verdict::Always,
-            2 => Verdict::Never,
-            _ => Verdict::Expression,
-        };
-        (verdict, p as u32)
-    }
-
-    #[inline(always)]
-    fn packed(&self, word: u64) -> u64 {
+    pub fn row(&self, word: u64) -> Row {
         self.table[(word >> self.shift) as usize % (1 << WINDOW_BITS)]
-    }
-
-    fn pack((verdict, steps): (Verdict, u32)) -> u64 {
-        let code: u64 = match verdict {
-            Verdict::Conforms => 0,
-            Verdict::Always => 1,
-            Verdict::Never => 2,
-            Verdict::Expression => 3,
-        };
-        code << 32 | u64::from(steps)
     }
 
     /// The window of a gate whose atoms are all name tests within [`WINDOW_BITS`] ids of one
@@ -130,18 +134,18 @@ impl Window {
     }
 
     /// `row(bits)` gives the row for names `ids` present as bit `i` of `bits` says.
-    fn build(ids: &[u32], row: impl Fn(usize) -> (Verdict, u32)) -> Option<Window> {
+    fn build(ids: &[u32], row: impl Fn(usize) -> Row) -> Option<Window> {
         let (lo, hi) = (*ids.iter().min()?, *ids.iter().max()?);
         if lo / 64 != hi / 64 || hi - lo >= WINDOW_BITS || ids.len() > GATE_ATOMS {
             return None;
         }
-        let mut table = [0; 1 << WINDOW_BITS];
+        let mut table = [Row(0); 1 << WINDOW_BITS];
         for (v, r) in table.iter_mut().enumerate() {
             let bits = ids
                 .iter()
                 .enumerate()
                 .fold(0, |b, (i, id)| b | (v >> (id - lo) & 1) << i);
-            *r = Window::pack(row(bits));
+            *r = row(bits);
         }
         Some(Window {
             word: lo / 64,
@@ -163,7 +167,7 @@ impl Gate {
     /// The verdict and the number of steps of the decision code, given whether each atom
     /// holds.
     #[inline]
-    pub fn decide(&self, mut holds: impl FnMut(&Atom) -> bool) -> (Verdict, u32) {
+    pub fn decide(&self, mut holds: impl FnMut(&Atom) -> bool) -> Row {
         let mut bits = 0usize;
         for (i, a) in self.atoms().iter().enumerate() {
             bits |= usize::from(holds(a)) << i;
@@ -218,9 +222,10 @@ impl Gate {
             });
             atoms.push(atom);
         }
-        let mut table = [(Verdict::Conforms, 0); 1 << GATE_ATOMS];
+        let mut table = [Row(0); 1 << GATE_ATOMS];
         for (bits, row) in table.iter_mut().enumerate().take(1 << atoms.len()) {
-            *row = run(p, decision, &tests, bits)?;
+            let (verdict, steps) = run(p, decision, &tests, bits)?;
+            *row = Row::new(verdict, steps);
         }
         let len = atoms.len() as u8;
         let mut inline = [Atom::Has(NameId(0)); GATE_ATOMS];
@@ -316,13 +321,14 @@ mod tests {
                 Atom::Has(n) if *n == id("payment") => payment,
                 _ => fraud,
             })
+            .get()
         };
         let w = Window::of_gate(&g).unwrap();
         assert_eq!((w.word, w.shift), (0, 0));
-        assert_eq!(w.row(0b01), (Verdict::Always, 3));
-        assert_eq!(w.row(0b11 | 0b1100), (Verdict::Conforms, 3));
-        assert!(w.conforms_within(0b11, 3) && w.conforms_within(0b11, u64::MAX));
-        assert!(!w.conforms_within(0b11, 2) && !w.conforms_within(0b01, u64::MAX));
+        assert_eq!(w.row(0b01).get(), (Verdict::Always, 3));
+        assert_eq!(w.row(0b11 | 0b1100).get(), (Verdict::Conforms, 3));
+        assert!(w.row(0b11).conforms_within(3) && w.row(0b11).conforms_within(u64::MAX));
+        assert!(!w.row(0b11).conforms_within(2) && !w.row(0b01).conforms_within(u64::MAX));
         assert_eq!(decide(false, false), (Verdict::Conforms, 2));
         assert_eq!(decide(false, true), (Verdict::Conforms, 2));
         assert_eq!(decide(true, false), (Verdict::Always, 3));
@@ -346,7 +352,7 @@ mod tests {
                 Atom::Has(id("orphaned")),
             ]
         );
-        assert_eq!(g.decide(|_| true), (Verdict::Never, 5));
+        assert_eq!(g.decide(|_| true).get(), (Verdict::Never, 5));
     }
 
     #[test]
