@@ -285,13 +285,6 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    vm.bench_function("floor", |b| {
-        b.iter(|| {
-            let outcome: Result<betrace_core::Outcome, betrace_core::EvalError> =
-                Ok(betrace_core::Outcome::CONFORMS);
-            black_box(&outcome);
-        })
-    });
     vm.finish();
 
     let mut reference = c.benchmark_group("vm_reference");

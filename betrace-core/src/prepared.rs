@@ -300,7 +300,7 @@ impl<'t> PreparedTrace<'t> {
     /// Attribute `key` of span `i` in `scope` (DSL.md §3.4: a bare name looks in the span's
     /// attributes, then its resource's). `None` when absent or when `key` is not referenced by
     /// the rule set.
-    #[inline]
+    #[inline(always)]
     pub fn attribute(&self, i: SpanIndex, key: KeyId, scope: AttrScope) -> Option<&'t AttrValue> {
         match scope {
             AttrScope::Span => self.span_attribute(i, key),

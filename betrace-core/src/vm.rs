@@ -874,26 +874,72 @@ fn search(
     at: Addr,
     count_all: bool,
 ) -> Result<i64, EvalError> {
-    let bad = EvalError::MalformedProgram { pc: at };
     let list = match f.name {
         Some(id) => trace.spans_named(id),
         None => trace.all(),
     };
+    // The usual filter, one comparison of an attribute with an integer, is chosen once here
+    // rather than per span.
+    if let [(t, want)] = *f.tests
+        && let Some(Entry::AttrCmp(c)) = program.pool().get(usize::from(t))
+        && let Literal::Int(k) = c.value
+    {
+        let lit = Value::Int(k);
+        return scan(list, budget, at, count_all, |x| {
+            let holds = match trace.attribute(x, c.attr.key, c.attr.scope) {
+                Some(AttrValue::Int(v)) => value::compare_ints(*v, c.op, k),
+                other => value::compare(&Value::from_opt_attr(other), c.op, &lit),
+            };
+            Ok(holds == want)
+        });
+    }
+    search_any(program, trace, f, list, budget, at, count_all)
+}
+
+/// [`search`] with any fused tests.
+#[inline(never)]
+fn search_any(
+    program: &Program,
+    trace: &PreparedTrace<'_>,
+    f: &Find,
+    list: &[SpanIndex],
+    budget: &mut u64,
+    at: Addr,
+    count_all: bool,
+) -> Result<i64, EvalError> {
+    let bad = EvalError::MalformedProgram { pc: at };
+    scan(list, budget, at, count_all, |x| {
+        for &(t, want) in f.tests.iter() {
+            let entry = program.pool().get(usize::from(t)).ok_or(bad)?;
+            if fused_test(program, trace, entry, x).ok_or(bad)? != want {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// Visits `list` in order, one budget step per span, counting the spans `keep` accepts;
+/// stops at the first unless `count_all`.
+#[inline(always)]
+fn scan(
+    list: &[SpanIndex],
+    budget: &mut u64,
+    at: Addr,
+    count_all: bool,
+    mut keep: impl FnMut(SpanIndex) -> Result<bool, EvalError>,
+) -> Result<i64, EvalError> {
     let mut n = 0i64;
-    'spans: for &x in list {
+    for &x in list {
         if *budget == 0 {
             return Err(EvalError::BudgetExceeded { pc: at });
         }
         *budget -= 1;
-        for &(t, want) in f.tests.iter() {
-            let entry = program.pool().get(usize::from(t)).ok_or(bad)?;
-            if fused_test(program, trace, entry, x).ok_or(bad)? != want {
-                continue 'spans;
+        if keep(x)? {
+            n += 1;
+            if !count_all {
+                break;
             }
-        }
-        n += 1;
-        if !count_all {
-            break;
         }
     }
     Ok(n)
