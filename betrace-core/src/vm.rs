@@ -5,11 +5,23 @@
 //! trace violates the rule, which clause failed, and the trigger and offending spans (DSL.md
 //! §3.1, §3.6, §7.1–§7.3) — or a typed [`EvalError`].
 //!
-//! A trace without any of the program's required span names conforms at once. Otherwise the
-//! machine runs the program's decision code; it allocates nothing (unless a rule needs more
-//! than four registers or loop slots) and compares no strings except where the rule itself
-//! compares strings. Only for a violation does it run the witness code, which collects the
-//! span lists. Loops live in a fixed set of slots and relation walks are iterative, so nothing
+//! The decision is reached by the cheapest of four routes, chosen when the rule is lowered:
+//! - a trace without any of the program's required span names conforms at once (one word of
+//!   the trace's name-presence bitset, [`PreparedTrace::presence_word`], when the names share
+//!   a word; [`Program::screen_word`]);
+//! - a decision made only of name tests and counts is read from a table
+//!   ([`betrace_dsl::gate`]): indexed by a few bits of the presence bitset ([`Program::window`])
+//!   or by the atoms' truth values ([`Program::gate`]);
+//! - a decision made only of trace-level instructions (names, counts, fused searches, `trace.`
+//!   fields; [`Program::trace_level_decision`]) runs in a small loop without loop slots or
+//!   registers;
+//! - any other runs in the full machine, which allocates nothing (unless a rule needs more
+//!   than four registers or loop slots) and compares no strings except where the rule itself
+//!   compares strings.
+//!
+//! All four give the same verdict and charge the same steps (the required-names screen charges
+//! none); only for a violation does the machine run the witness code, which collects the span
+//! lists. Loops live in a fixed set of slots and relation walks are iterative, so nothing
 //! recurses per span or per ancestor. Every executed instruction counts against
 //! [`EvalOptions::instruction_budget`] (DSL.md §3.7), and so does every span a fused search
 //! (`Skip`, `Find`, `CountFind`) visits and every parent link a `has_descendant` test follows
