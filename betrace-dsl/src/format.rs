@@ -7,7 +7,7 @@
 
 use crate::ast::{Arg, Expr, ExprKind, Number, NumberValue, RuleAst, Suffix};
 
-/// Longest clause line before a clause body is broken across lines.
+/// Longest clause line, in characters, kept on one line; a longer clause is broken.
 const MAX_LINE: usize = 100;
 
 /// The canonical text of a rule.
@@ -22,7 +22,8 @@ pub fn format_ast(ast: &RuleAst) -> String {
                 }
                 let kw = c.kind.as_str();
                 let body = expr(&c.body);
-                if kw.len() + body.len() + 6 <= MAX_LINE {
+                // `{kw} { {body} }`
+                if kw.len() + body.chars().count() + 5 <= MAX_LINE {
                     out.push_str(&format!("{kw} {{ {body} }}"));
                 } else {
                     out.push_str(kw);
@@ -185,5 +186,25 @@ fn number(n: &Number) -> String {
             }
             format!("{sign}{ns}ns")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clauses_up_to_the_line_limit_stay_on_one_line() {
+        // `always { ` + body + ` }` is 11 characters around the body.
+        let rule = |n: usize| format!("when {{ a }} always {{ {} and b }}", "x".repeat(n));
+        let one_line = crate::format(&rule(100 - 11 - 6)).unwrap();
+        let last = one_line.lines().last().unwrap();
+        assert_eq!(last.chars().count(), 100, "{one_line}");
+        let broken = crate::format(&rule(100 - 11 - 5)).unwrap();
+        assert_eq!(broken.lines().count(), 5, "{broken}");
+        // Characters, not bytes: a string of 40 two-byte letters is 40 characters.
+        let wide = format!(
+            "when {{ a }} always {{ b.where(c == \"{}\") }}",
+            "é".repeat(40)
+        );
+        assert_eq!(crate::format(&wide).unwrap().lines().count(), 2);
     }
 }
