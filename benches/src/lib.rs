@@ -237,6 +237,9 @@ pub fn bench_ingest(c: &mut Criterion, allocator: &str) {
     g.bench_function("decode_otlp_proto_only", |b| {
         b.iter(|| black_box(decode_otlp_protobuf(black_box(&proto)).map(|d| d.spans.len())))
     });
+    g.bench_function("decode_otlp_json_only", |b| {
+        b.iter(|| black_box(decode_otlp_json(black_box(&json)).map(|d| d.spans.len())))
+    });
     g.finish();
 }
 

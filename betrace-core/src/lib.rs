@@ -18,6 +18,7 @@ pub mod assemble;
 pub mod engine;
 pub mod input;
 pub mod otlp;
+mod otlp_json;
 pub mod prepared;
 pub mod rules;
 pub mod sign;

@@ -251,6 +251,9 @@ fn check_depth(depth: usize) -> Result<(), (String, String)> {
 /// Parses OTLP/JSON bytes (the body of OTLP/HTTP `application/json`, one
 /// `ExportTraceServiceRequest`) and converts them with [`decode_otlp_json_value`].
 pub fn decode_otlp_json(bytes: &[u8]) -> Result<Decoded, OtlpError> {
+    if let Some(decoded) = crate::otlp_json::decode(bytes) {
+        return Ok(decoded);
+    }
     let value: Value = serde_json::from_slice(bytes)?;
     decode_otlp_json_value(&value)
 }
@@ -614,6 +617,13 @@ const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// `bytesValue` as the protobuf JSON mapping reads it.
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    BASE64_STANDARD
+        .decode(text)
+        .or_else(|_| BASE64_URL_SAFE.decode(text))
+}
+
 /// One OTLP/JSON `AnyValue`; `None` when no value is set.
 fn json_any_value(
     v: &Value,
@@ -669,9 +679,7 @@ fn json_any_value(
         }
         Which::Bytes => match value {
             Value::String(s) => AttrValue::Bytes(
-                BASE64_STANDARD
-                    .decode(s)
-                    .or_else(|_| BASE64_URL_SAFE.decode(s))
+                decode_base64(s)
                     .map_err(|e| (String::new(), format!("`{key}` is not base64: {e}")))?
                     .into_boxed_slice(),
             ),

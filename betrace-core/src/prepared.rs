@@ -135,10 +135,14 @@ impl<'t> PreparedTrace<'t> {
 
         let mut name_of = Vec::with_capacity(n);
         let mut name_start = vec![0u32; names + 1];
+        let mut present = vec![0u64; names.div_ceil(64)];
         for s in spans {
             let id = symbols.span_name_id(&s.name).map_or(NONE, |id| id.0);
             if let Some(c) = name_start.get_mut(id as usize) {
                 *c += 1;
+            }
+            if let Some(word) = present.get_mut(id as usize / 64) {
+                *word |= 1 << (id % 64);
             }
             name_of.push(id);
         }
@@ -198,15 +202,6 @@ impl<'t> PreparedTrace<'t> {
             .iter()
             .position(|s| s.parent_span_id.is_none())
             .map(|i| i as SpanIndex);
-
-        let mut present = vec![0u64; names.div_ceil(64)];
-        for (id, w) in name_start.windows(2).enumerate() {
-            if w[1] > w[0]
-                && let Some(word) = present.get_mut(id / 64)
-            {
-                *word |= 1 << (id % 64);
-            }
-        }
 
         PreparedTrace {
             trace,

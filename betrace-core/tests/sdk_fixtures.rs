@@ -63,7 +63,17 @@ fn decode(path: &Path) -> Vec<Span> {
     let decoded = if path.extension().unwrap() == "pb" {
         decode_otlp_protobuf(&bytes).unwrap()
     } else {
-        decode_otlp_json(&bytes).unwrap()
+        let decoded = decode_otlp_json(&bytes).unwrap();
+        // The typed fast path and the `serde_json::Value` decoder agree on real exporter bodies.
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let reference = betrace_core::decode_otlp_json_value(&value).unwrap();
+        assert_eq!(
+            format!("{decoded:?}"),
+            format!("{reference:?}"),
+            "{}",
+            path.display()
+        );
+        decoded
     };
     assert!(
         decoded.rejected.is_empty(),

@@ -1,0 +1,485 @@
+//! OTLP/JSON read straight into typed structures, without building a `serde_json::Value`.
+//!
+//! This is the fast path of [`crate::otlp::decode_otlp_json`]: it accepts only the plain shape
+//! of a request (each field once, every value of its expected JSON type, every span valid) and
+//! answers `None` for anything else, in which case the caller decodes through
+//! `serde_json::Value` — the reference decoder, which names each problem. Whenever this path
+//! answers, its spans are exactly the ones the reference decoder produces (a test compares the
+//! two on every OTLP/JSON fixture).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use crate::input::{
+    Decoded, KeyInterner, MAX_VALUE_DEPTH, dedup_attributes, span_kind_from_name,
+    status_code_from_name,
+};
+use crate::otlp::decode_base64;
+use crate::span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
+
+/// The spans of an OTLP/JSON `ExportTraceServiceRequest`, or `None` when the body is not in
+/// the plain shape this path reads (see the module documentation).
+pub(crate) fn decode(bytes: &[u8]) -> Option<Decoded> {
+    let request: Request<'_> = serde_json::from_slice(bytes).ok()?;
+    let mut keys = KeyInterner::default();
+    let mut out = Decoded::default();
+    for rs in request.resource_spans.unwrap_or_default() {
+        let attributes = match rs.resource.and_then(|r| r.attributes) {
+            Some(kvs) => key_values(kvs, 0, true, &mut keys)?,
+            None => Vec::new(),
+        };
+        let resource = Arc::new(Resource { attributes });
+        for ss in rs.scope_spans.unwrap_or_default() {
+            let scope_name = keys.intern(ss.scope.and_then(|s| s.name).as_deref().unwrap_or(""));
+            for s in ss.spans.unwrap_or_default() {
+                out.spans.push(span(s, &resource, &scope_name, &mut keys)?);
+            }
+        }
+    }
+    Some(out)
+}
+
+fn span(
+    s: JsonSpan<'_>,
+    resource: &Arc<Resource>,
+    scope_name: &Arc<str>,
+    keys: &mut KeyInterner,
+) -> Option<Span> {
+    let trace_id = TraceId(hex_id::<16>(s.trace_id?.as_ref())?);
+    let span_id = SpanId(hex_id::<8>(s.span_id?.as_ref())?);
+    if trace_id.0 == [0; 16] || span_id.0 == [0; 8] {
+        return None;
+    }
+    let parent_span_id = match s.parent_span_id.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(SpanId(hex_id::<8>(text)?)).filter(|id| id.0 != [0; 8]),
+    };
+    let kind = match s.kind {
+        None => SpanKind::Unspecified,
+        Some(Enum::Number(n)) => SpanKind::from_otlp(n)?,
+        Some(Enum::Name(name)) => span_kind_from_name(&name)?,
+    };
+    let (status_code, status_message) = match s.status {
+        None => (StatusCode::Unset, String::new()),
+        Some(st) => (
+            match st.code {
+                None => StatusCode::Unset,
+                Some(Enum::Number(n)) => StatusCode::from_otlp(n)?,
+                Some(Enum::Name(name)) => status_code_from_name(&name)?,
+            },
+            st.message.map(Cow::into_owned).unwrap_or_default(),
+        ),
+    };
+    let attributes = match s.attributes {
+        Some(kvs) => key_values(kvs, 0, true, keys)?,
+        None => Vec::new(),
+    };
+    Some(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        name: s.name.map(Cow::into_owned).unwrap_or_default(),
+        kind,
+        start_time_unix_nano: s.start_time_unix_nano.map_or(0, |n| n.0),
+        end_time_unix_nano: s.end_time_unix_nano.map_or(0, |n| n.0),
+        status_code,
+        status_message,
+        attributes,
+        resource: Arc::clone(resource),
+        scope_name: Arc::clone(scope_name),
+    })
+}
+
+/// `N` bytes from `2N` hex digits, either case.
+fn hex_id<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut id = [0u8; N];
+    (text.len() == 2 * N && hex::decode_to_slice(text, &mut id).is_ok()).then_some(id)
+}
+
+/// Key-values with a value set (top-level lists made unique by key, as the reference does).
+fn key_values(
+    kvs: Vec<JsonKeyValue<'_>>,
+    depth: usize,
+    top: bool,
+    keys: &mut KeyInterner,
+) -> Option<Attributes> {
+    let mut out = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        let Some(value) = kv.value else { continue };
+        if let Some(v) = any_value(value, depth, keys)? {
+            out.push((keys.intern(kv.key.as_deref().unwrap_or("")), v));
+        }
+    }
+    Some(if top { dedup_attributes(out) } else { out })
+}
+
+/// `Some(None)` for an `AnyValue` with no value set; `None` when it has several or a value
+/// the reference decoder would reject.
+fn any_value(
+    v: JsonAnyValue<'_>,
+    depth: usize,
+    keys: &mut KeyInterner,
+) -> Option<Option<AttrValue>> {
+    let set = usize::from(v.string_value.is_some())
+        + usize::from(v.bool_value.is_some())
+        + usize::from(v.int_value.is_some())
+        + usize::from(v.double_value.is_some())
+        + usize::from(v.bytes_value.is_some())
+        + usize::from(v.array_value.is_some())
+        + usize::from(v.kvlist_value.is_some());
+    if set > 1 {
+        return None;
+    }
+    Some(Some(if let Some(s) = v.string_value {
+        AttrValue::Str(s.as_ref().into())
+    } else if let Some(b) = v.bool_value {
+        AttrValue::Bool(b)
+    } else if let Some(i) = v.int_value {
+        AttrValue::Int(i.0)
+    } else if let Some(d) = v.double_value {
+        AttrValue::Float(d.0)
+    } else if let Some(b) = v.bytes_value {
+        AttrValue::Bytes(decode_base64(&b).ok()?.into_boxed_slice())
+    } else if let Some(a) = v.array_value {
+        if depth >= MAX_VALUE_DEPTH {
+            return None;
+        }
+        let items = a.values.unwrap_or_default();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(v) = any_value(item, depth + 1, keys)? {
+                out.push(v);
+            }
+        }
+        AttrValue::Array(out.into_boxed_slice())
+    } else if let Some(l) = v.kvlist_value {
+        if depth >= MAX_VALUE_DEPTH {
+            return None;
+        }
+        match l.values {
+            None => AttrValue::KvList(Box::default()),
+            Some(kvs) => AttrValue::KvList(key_values(kvs, depth + 1, false, keys)?.into()),
+        }
+    } else {
+        return Some(None);
+    }))
+}
+
+// ---- the request shape (lowerCamelCase keys, snake_case accepted as aliases)
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    #[serde(borrow, alias = "resource_spans")]
+    resource_spans: Option<Vec<ResourceSpans<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceSpans<'a> {
+    #[serde(borrow)]
+    resource: Option<JsonResource<'a>>,
+    #[serde(borrow, alias = "scope_spans")]
+    scope_spans: Option<Vec<ScopeSpans<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct JsonResource<'a> {
+    #[serde(borrow)]
+    attributes: Option<Vec<JsonKeyValue<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeSpans<'a> {
+    #[serde(borrow)]
+    scope: Option<Scope<'a>>,
+    #[serde(borrow)]
+    spans: Option<Vec<JsonSpan<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Scope<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSpan<'a> {
+    #[serde(borrow, alias = "trace_id")]
+    trace_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "span_id")]
+    span_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "parent_span_id")]
+    parent_span_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Enum<'a>>,
+    #[serde(alias = "start_time_unix_nano")]
+    start_time_unix_nano: Option<Nanos>,
+    #[serde(alias = "end_time_unix_nano")]
+    end_time_unix_nano: Option<Nanos>,
+    #[serde(borrow)]
+    status: Option<Status<'a>>,
+    #[serde(borrow)]
+    attributes: Option<Vec<JsonKeyValue<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Status<'a> {
+    #[serde(borrow)]
+    code: Option<Enum<'a>>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct JsonKeyValue<'a> {
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<JsonAnyValue<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonAnyValue<'a> {
+    #[serde(borrow, alias = "string_value")]
+    string_value: Option<Cow<'a, str>>,
+    #[serde(alias = "bool_value")]
+    bool_value: Option<bool>,
+    #[serde(alias = "int_value")]
+    int_value: Option<Int64>,
+    #[serde(alias = "double_value")]
+    double_value: Option<Double>,
+    #[serde(borrow, alias = "bytes_value")]
+    bytes_value: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "array_value")]
+    array_value: Option<Values<JsonAnyValue<'a>>>,
+    #[serde(borrow, alias = "kvlist_value")]
+    kvlist_value: Option<Values<JsonKeyValue<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Values<T> {
+    values: Option<Vec<T>>,
+}
+
+/// An enum as its number or its name.
+enum Enum<'a> {
+    Number(i64),
+    Name(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Enum<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Enum<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an enum number or name")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(Enum::Number(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                i64::try_from(n)
+                    .map(Enum::Number)
+                    .map_err(|_| E::custom("enum number out of range"))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Enum::Name(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Enum::Name(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Nanoseconds: a non-negative JSON integer or a string of decimal digits.
+struct Nanos(u64);
+
+impl<'de> Deserialize<'de> for Nanos {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Nanos;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("nanoseconds")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Nanos, E> {
+                Ok(Nanos(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Nanos, E> {
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(E::custom("not a string of digits"));
+                }
+                s.parse().map(Nanos).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A protobuf JSON int64 as an integer or a decimal string (other spellings go to the
+/// reference decoder).
+struct Int64(i64);
+
+impl<'de> Deserialize<'de> for Int64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Int64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 64-bit integer")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Int64, E> {
+                Ok(Int64(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Int64, E> {
+                i64::try_from(n).map(Int64).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Int64, E> {
+                s.parse().map(Int64).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A protobuf JSON double as a number, a finite numeric string, or `"NaN"`, `"Infinity"`,
+/// `"-Infinity"`.
+struct Double(f64);
+
+impl<'de> Deserialize<'de> for Double {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Double;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a double")
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Double, E> {
+                Ok(Double(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Double, E> {
+                Ok(Double(n as f64))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Double, E> {
+                Ok(Double(n as f64))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Double, E> {
+                match s {
+                    "NaN" => Ok(Double(f64::NAN)),
+                    "Infinity" => Ok(Double(f64::INFINITY)),
+                    "-Infinity" => Ok(Double(f64::NEG_INFINITY)),
+                    text => text
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .map(Double)
+                        .ok_or_else(|| E::custom("not a double")),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::decode_otlp_json_value;
+
+    /// The reference decoder's result for `body`.
+    fn reference(body: &[u8]) -> Option<Decoded> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        decode_otlp_json_value(&value).ok()
+    }
+
+    #[test]
+    fn recorded_sdk_bodies_take_the_fast_path_and_match_the_reference() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/traces");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            if path.extension().is_none_or(|e| e != "json")
+                || !body.starts_with(b"{\"resourceSpans\"")
+            {
+                continue;
+            }
+            let fast = decode(&body).unwrap_or_else(|| panic!("{}: no fast path", path.display()));
+            assert_eq!(Some(fast), reference(&body), "{}", path.display());
+            read += 1;
+        }
+        assert!(read >= 10, "only {read} OTLP/JSON examples");
+    }
+
+    const SPAN: &str =
+        r#""traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174""#;
+
+    fn body(span_fields: &str) -> String {
+        format!(
+            r#"{{"resource_spans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scope_spans":[{{"scope":{{"name":"lib"}},"spans":[{{{SPAN}{span_fields}}}]}}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn plain_shapes_match_the_reference() {
+        for fields in [
+            "",
+            r#","parentSpanId":null,"name":"a\"b\u00e9","kind":2"#,
+            r#","parent_span_id":"","kind":"SPAN_KIND_CLIENT","status":{"code":2,"message":"x"}"#,
+            r#","parentSpanId":"0000000000000000","startTimeUnixNano":"1700000000000000000","end_time_unix_nano":1700000000000000500"#,
+            r#","status":{"code":"STATUS_CODE_OK"},"events":[{"name":"e"}],"flags":1"#,
+            r#","attributes":[{"key":"a","value":{"arrayValue":{}}},{"key":"b","value":{"kvlistValue":{"values":[{"key":"c","value":{"intValue":"7"}}]}}}]"#,
+            r#","attributes":[{"key":"d","value":{"doubleValue":"NaN"}},{"key":"e","value":{"double_value":1}},{"key":"f","value":{"bytesValue":"aGk="}}]"#,
+            r#","attributes":[{"key":"g","value":{}},{"key":"h"},{"key":"a","value":{"boolValue":true}},{"key":"a","value":{"stringValue":"later"}}]"#,
+            r#","attributes":[{"key":"n","value":{"arrayValue":{"values":[{"intValue":1},{},{"stringValue":"s","intValue":null}]}}}]"#,
+        ] {
+            let text = body(fields);
+            let fast = decode(text.as_bytes());
+            assert!(fast.is_some(), "{text}");
+            // Compared as text: NaN is not equal to itself.
+            assert_eq!(
+                format!("{fast:?}"),
+                format!("{:?}", reference(text.as_bytes())),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_the_reference() {
+        for fields in [
+            r#","name":5"#,
+            r#","kind":9"#,
+            r#","kind":1.0"#,
+            r#","parentSpanId":"abc""#,
+            r#","startTimeUnixNano":-1"#,
+            r#","startTimeUnixNano":"1e9""#,
+            r#","name":"a","name":"b""#,
+            r#","attributes":[{"key":"a","value":{"stringValue":"s","intValue":1}}]"#,
+            r#","attributes":[{"key":"a","value":{"intValue":1.0}}]"#,
+            r#","attributes":[{"key":"a","value":{"bytesValue":"*"}}]"#,
+            r#","attributes":[{"key":"a","value":"plain"}]"#,
+            r#","status":{"code":3}"#,
+        ] {
+            let text = body(fields);
+            assert_eq!(decode(text.as_bytes()), None, "{text}");
+        }
+        let zero = body("").replace("eee19b7ec3c1b174", "0000000000000000");
+        assert_eq!(decode(zero.as_bytes()), None);
+        assert_eq!(decode(b"{\"resourceSpans\": 5}"), None);
+        assert_eq!(decode(b"[]"), None);
+    }
+}
