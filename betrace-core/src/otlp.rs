@@ -249,7 +249,10 @@ fn check_depth(depth: usize) -> Result<(), (String, String)> {
 }
 
 /// Parses OTLP/JSON bytes (the body of OTLP/HTTP `application/json`, one
-/// `ExportTraceServiceRequest`) and converts them with [`decode_otlp_json_value`].
+/// `ExportTraceServiceRequest`). A request in the plain shape (each field once, values of their
+/// expected JSON types, every span valid — what SDK exporters send) is read straight into typed
+/// structures; any other is parsed to a `serde_json::Value` and converted with
+/// [`decode_otlp_json_value`], which names each problem. Both give the same spans.
 pub fn decode_otlp_json(bytes: &[u8]) -> Result<Decoded, OtlpError> {
     if let Some(decoded) = crate::otlp_json::decode(bytes) {
         return Ok(decoded);
