@@ -9,13 +9,17 @@
 //! §3.7). The VM then evaluates the atoms and reads the verdict from the table, without
 //! dispatching instructions; the budget is charged the recorded steps, so the result —
 //! including a budget error, which the VM reports by running the code — is exactly the
-//! bytecode's.
+//! bytecode's. When the atoms are name tests on nearby name ids, a [`Window`] indexes the table
+//! directly by bits of the trace's name-presence bitset.
 
 use crate::bytecode::{CountOperand, Instr, Program, Verdict};
 use crate::ir::{CmpOp, NameId};
 
 /// Most atoms in a [`Gate`]; its table has `2^GATE_ATOMS` rows.
 pub const GATE_ATOMS: usize = 4;
+
+/// Longest path through decision code that a gate accepts, in steps.
+const MAX_STEPS: u32 = 4096;
 
 /// A span count the decision code reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,9 +158,6 @@ impl Window {
         })
     }
 }
-
-/// Longest path through decision code that a gate accepts, in steps.
-const MAX_STEPS: u32 = 4096;
 
 impl Gate {
     /// The atoms, in the order of the table's bits.
