@@ -24,6 +24,9 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "cargo doc (broken links and markup are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 step "cargo test"
 mkdir -p target
 export BETRACE_PYTHON="$PWD/.venv/bin/python"

@@ -1,7 +1,7 @@
 //! Abstract syntax tree (DSL.md §2), as written, before name resolution and typing.
 //!
 //! In: produced by [`crate::parser`]. Out: consumed by [`crate::check`] and
-//! [`crate::format`]. Every node carries its byte range; equality ignores ranges so tests
+//! [`crate::format()`]. Every node carries its byte range; equality ignores ranges so tests
 //! compare shapes (`parse(format(r)) == parse(r)`). Operator aliases are normalised here
 //! (`&&` is `and`, `=~` is `matches`, `!~` is `not matches`). `and`/`or` chains are flat
 //! vectors and postfix chains (`a.b.where(…)`) are flat suffix lists, so the tree is only as

@@ -1,6 +1,6 @@
 //! Errors thrown to JavaScript (BINDINGS.md, Node), mapped in one place.
 //!
-//! In: [`Failure`], what went wrong as plain Rust data (`Send`, so an `evaluateAsync` task can
+//! In: `Failure`, what went wrong as plain Rust data (`Send`, so an `evaluateAsync` task can
 //! carry it back to the JavaScript thread). Out: an `Error` object whose `message` is the
 //! rendered report and which carries a stable `code` and the details as properties:
 //!

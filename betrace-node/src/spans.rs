@@ -4,11 +4,11 @@
 //! JS `ReadableSpan` objects (SDK 2.x, also the 1.x field names), simple-JSON span objects
 //! (ENGINE.md §2 item 2), OTLP/JSON `ExportTraceServiceRequest` objects or `Buffer`s /
 //! `Uint8Array`s of OTLP protobuf, mixed; or one such request, buffer, span, or a
-//! `{spans: [...]}` object. Out: [`SpanInput`], everything read from JavaScript that must be
+//! `{spans: [...]}` object. Out: `SpanInput`, everything read from JavaScript that must be
 //! read on the JavaScript thread (SDK spans are converted there, plain data is copied as
-//! JSON, buffers as bytes), which [`SpanInput::decode`] turns into spans on any thread with
+//! JSON, buffers as bytes), which `SpanInput::decode` turns into spans on any thread with
 //! the decoders of `betrace-core`. Every malformed span is reported, each as a
-//! [`SpanProblem`] naming its position and field.
+//! `SpanProblem` naming its position and field.
 //!
 //! A `ReadableSpan` is recognised by its `spanContext` method and read as the OTLP exporter of
 //! the JS SDK (`@opentelemetry/otlp-transformer`) would encode it, so that a span evaluates the

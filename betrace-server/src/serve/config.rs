@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// Storage backend: `sqlite` (default) or `memory`.
     #[arg(long, value_name = "sqlite|memory")]
     pub storage_type: Option<String>,
-    /// SQLite database file (default <data dir>/betrace.db; env BETRACE_STORAGE_PATH).
+    /// SQLite database file (default `betrace.db` in the data directory; env BETRACE_STORAGE_PATH).
     #[arg(long, value_name = "FILE")]
     pub storage_path: Option<PathBuf>,
     /// Data directory for the database and the generated signature key (default
