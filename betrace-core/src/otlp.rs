@@ -38,8 +38,8 @@ use serde_json::{Map, Value};
 
 use crate::input::simple_json::{json_kind, parse_nanos, quote_str};
 use crate::input::{
-    Decoded, KeyInterner, MAX_VALUE_DEPTH, SpanError, dedup_attributes, span_kind_from_name,
-    status_code_from_name,
+    Decoded, KeyInterner, MAX_VALUE_DEPTH, SpanError, dedup_attributes, hex_bytes,
+    span_kind_from_name, status_code_from_name,
 };
 use crate::span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
 
@@ -373,13 +373,15 @@ fn json_scope_name(ss: &Map<String, Value>) -> Result<String, FieldError> {
             format!("expected an object, found {}", json_kind(scope)),
         ));
     };
-    match get(scope, "name", "name") {
+    json_string(scope, "name").map_err(|m| ("scope.name".into(), m))
+}
+
+/// The string at `key` (the same in camelCase and snake_case) of `obj`, `""` when absent.
+fn json_string(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
+    match get(obj, key, key) {
         None => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err((
-            "scope.name".into(),
-            format!("expected a string, found {}", json_kind(other)),
-        )),
+        Some(other) => Err(format!("expected a string, found {}", json_kind(other))),
     }
 }
 
@@ -424,16 +426,7 @@ fn json_span(
             id => Some(SpanId(id)),
         },
     };
-    let name = match get(s, "name", "name") {
-        None => String::new(),
-        Some(Value::String(n)) => n.clone(),
-        Some(other) => {
-            return Err(err(
-                "name",
-                format!("expected a string, found {}", json_kind(other)),
-            ));
-        }
-    };
+    let name = json_string(s, "name").map_err(|m| err("name", m))?;
     let kind = match get(s, "kind", "kind") {
         None => SpanKind::Unspecified,
         Some(v) => enum_value(v, span_kind_from_name, SpanKind::from_otlp)
@@ -461,16 +454,7 @@ fn json_span(
                     },
                 )?,
             };
-            let message = match get(st, "message", "message") {
-                None => String::new(),
-                Some(Value::String(m)) => m.clone(),
-                Some(other) => {
-                    return Err(err(
-                        "status.message",
-                        format!("expected a string, found {}", json_kind(other)),
-                    ));
-                }
-            };
+            let message = json_string(st, "message").map_err(|m| err("status.message", m))?;
             (code, message)
         }
         Some(other) => {
@@ -509,15 +493,13 @@ fn hex_id<const N: usize>(v: &Value, what: &str) -> Result<[u8; N], String> {
             json_kind(v)
         ));
     };
-    let mut id = [0u8; N];
-    if text.len() != 2 * N || hex::decode_to_slice(text, &mut id).is_err() {
-        return Err(format!(
+    hex_bytes(text).ok_or_else(|| {
+        format!(
             "{} is not a {what} of {} hex digits",
             quote_str(text),
             2 * N
-        ));
-    }
-    Ok(id)
+        )
+    })
 }
 
 /// An enum given as its number or its name.
@@ -760,20 +742,24 @@ fn json_i64(v: &Value) -> Result<i64, String> {
     }
 }
 
+/// A protobuf JSON double written as a string: a finite number, or `"NaN"`, `"Infinity"`,
+/// `"-Infinity"`.
+pub(crate) fn double_from_text(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        text => text.parse::<f64>().ok().filter(|f| f.is_finite()),
+    }
+}
+
 /// A protobuf JSON double: a number, a numeric string, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
 fn json_f64(v: &Value) -> Result<f64, String> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("`{n}` is not a double")),
-        Value::String(s) => match s.as_str() {
-            "NaN" => Ok(f64::NAN),
-            "Infinity" => Ok(f64::INFINITY),
-            "-Infinity" => Ok(f64::NEG_INFINITY),
-            text => text
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .ok_or_else(|| format!("{} is not a double", quote_str(text))),
-        },
+        Value::String(s) => {
+            double_from_text(s).ok_or_else(|| format!("{} is not a double", quote_str(s)))
+        }
         other => Err(format!(
             "expected a number or a numeric string, found {}",
             json_kind(other)

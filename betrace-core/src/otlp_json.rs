@@ -14,11 +14,12 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::input::simple_json::parse_digits;
 use crate::input::{
-    Decoded, KeyInterner, MAX_VALUE_DEPTH, dedup_attributes, span_kind_from_name,
+    Decoded, KeyInterner, MAX_VALUE_DEPTH, dedup_attributes, hex_bytes, span_kind_from_name,
     status_code_from_name,
 };
-use crate::otlp::decode_base64;
+use crate::otlp::{decode_base64, double_from_text};
 use crate::span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
 
 /// The spans of an OTLP/JSON `ExportTraceServiceRequest`, or `None` when the body is not in
@@ -49,14 +50,14 @@ fn span(
     scope_name: &Arc<str>,
     keys: &mut KeyInterner,
 ) -> Option<Span> {
-    let trace_id = TraceId(hex_id::<16>(s.trace_id?.as_ref())?);
-    let span_id = SpanId(hex_id::<8>(s.span_id?.as_ref())?);
+    let trace_id = TraceId(hex_bytes::<16>(s.trace_id?.as_ref())?);
+    let span_id = SpanId(hex_bytes::<8>(s.span_id?.as_ref())?);
     if trace_id.0 == [0; 16] || span_id.0 == [0; 8] {
         return None;
     }
     let parent_span_id = match s.parent_span_id.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(SpanId(hex_id::<8>(text)?)).filter(|id| id.0 != [0; 8]),
+        Some(text) => Some(SpanId(hex_bytes::<8>(text)?)).filter(|id| id.0 != [0; 8]),
     };
     let kind = match s.kind {
         None => SpanKind::Unspecified,
@@ -92,12 +93,6 @@ fn span(
         resource: Arc::clone(resource),
         scope_name: Arc::clone(scope_name),
     })
-}
-
-/// `N` bytes from `2N` hex digits, either case.
-fn hex_id<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let mut id = [0u8; N];
-    (text.len() == 2 * N && hex::decode_to_slice(text, &mut id).is_ok()).then_some(id)
 }
 
 /// Key-values with a value set (top-level lists made unique by key, as the reference does).
@@ -319,10 +314,7 @@ impl<'de> Deserialize<'de> for Nanos {
                 Ok(Nanos(n))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Nanos, E> {
-                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(E::custom("not a string of digits"));
-                }
-                s.parse().map(Nanos).map_err(E::custom)
+                parse_digits(s).map(Nanos).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -377,17 +369,9 @@ impl<'de> Deserialize<'de> for Double {
                 Ok(Double(n as f64))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Double, E> {
-                match s {
-                    "NaN" => Ok(Double(f64::NAN)),
-                    "Infinity" => Ok(Double(f64::INFINITY)),
-                    "-Infinity" => Ok(Double(f64::NEG_INFINITY)),
-                    text => text
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|f| f.is_finite())
-                        .map(Double)
-                        .ok_or_else(|| E::custom("not a double")),
-                }
+                double_from_text(s)
+                    .map(Double)
+                    .ok_or_else(|| E::custom("not a double"))
             }
         }
         d.deserialize_any(V)

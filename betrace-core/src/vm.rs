@@ -28,8 +28,8 @@
 //! in a trace with parent-link cycles.
 
 use betrace_dsl::bytecode::{
-    Addr, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest, TRACE_LEVEL_COUNTERS,
-    Verdict, WitnessList,
+    Addr, AttrCmp, AttrRef, CountOperand, Entry, Find, Instr, Program, RelTest,
+    TRACE_LEVEL_COUNTERS, Verdict, WitnessList,
 };
 use betrace_dsl::gate::{Atom, Counted, CountedRhs, Row};
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
@@ -232,8 +232,7 @@ fn decide_trace_level(
             }
             Instr::Halt { verdict } => return Ok(verdict),
             Instr::HasName { name, on, target } => {
-                let id = *program.name_at(name).ok_or(bad)?;
-                (trace.has_named(id), on, target)
+                (has_name(program, trace, name).ok_or(bad)?, on, target)
             }
             Instr::Find { find, on, target } => {
                 let f = program.find_at(find).ok_or(bad)?;
@@ -244,8 +243,8 @@ fn decide_trace_level(
                 )
             }
             Instr::CountName { reg, name } => {
-                let id = *program.name_at(name).ok_or(bad)?;
-                *counts.get_mut(usize::from(reg)).ok_or(bad)? = to_i64(trace.count_named(id));
+                *counts.get_mut(usize::from(reg)).ok_or(bad)? =
+                    name_count(program, trace, name).ok_or(bad)?;
                 continue;
             }
             Instr::CountAll { reg } => {
@@ -259,19 +258,10 @@ fn decide_trace_level(
                 continue;
             }
             Instr::CountCmp { test, on, target } => {
-                let t = *program.count_cmp_at(test).ok_or(bad)?;
-                let a = *counts.get(usize::from(t.reg)).ok_or(bad)?;
-                let b = match t.rhs {
-                    CountOperand::Int(v) => v,
-                    CountOperand::Reg(r) => *counts.get(usize::from(r)).ok_or(bad)?,
-                };
-                (t.op.holds(a.cmp(&b)), on, target)
+                (count_cmp(program, counts, test).ok_or(bad)?, on, target)
             }
             Instr::TraceField { test, on, target } => {
-                let t = program.field_at(test).ok_or(bad)?;
-                let v = trace_field(trace, t.field);
-                let holds = value::compare(&v, t.op, &Value::from_literal(&t.value));
-                (holds, on, target)
+                (field_test(program, trace, test).ok_or(bad)?, on, target)
             }
             _ => return Err(bad),
         };
@@ -530,8 +520,7 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
                     test!(trace.name_id(cur) == Some(id), on, target);
                 }
                 Instr::HasName { name, on, target } => {
-                    let id = *get!(program.name_at(name));
-                    test!(trace.count_named(id) > 0, on, target);
+                    test!(get!(has_name(program, trace, name)), on, target);
                 }
                 Instr::AttrCmp { test, on, target } => {
                     let t = get!(program.attr_cmp_at(test));
@@ -586,18 +575,12 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
                     test!(r, on, target);
                 }
                 Instr::TraceField { test, on, target } => {
-                    let t = get!(program.field_at(test));
-                    let v = trace_field(trace, t.field);
-                    test!(
-                        value::compare(&v, t.op, &Value::from_literal(&t.value)),
-                        on,
-                        target
-                    );
+                    test!(get!(field_test(program, trace, test)), on, target);
                 }
 
                 Instr::CountName { reg, name } => {
-                    let id = *get!(program.name_at(name));
-                    *get!(self.counts.get_mut(usize::from(reg))) = to_i64(trace.count_named(id));
+                    let n = get!(name_count(program, trace, name));
+                    *get!(self.counts.get_mut(usize::from(reg))) = n;
                 }
                 Instr::CountAll { reg } => {
                     *get!(self.counts.get_mut(usize::from(reg))) = to_i64(trace.len());
@@ -608,13 +591,7 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
                     *c = c.saturating_add(1);
                 }
                 Instr::CountCmp { test, on, target } => {
-                    let t = *get!(program.count_cmp_at(test));
-                    let a = *get!(self.counts.get(usize::from(t.reg)));
-                    let b = match t.rhs {
-                        CountOperand::Int(v) => v,
-                        CountOperand::Reg(r) => *get!(self.counts.get(usize::from(r))),
-                    };
-                    test!(t.op.holds(a.cmp(&b)), on, target);
+                    test!(get!(count_cmp(program, self.counts, test)), on, target);
                 }
 
                 Instr::LoadConst { dst, konst } => {
@@ -729,13 +706,7 @@ impl<'a, 't: 'a> Machine<'a, 't, '_> {
             Entry::AttrCmp(t) => {
                 let lit = Value::from_literal(&t.value);
                 match t.value {
-                    Literal::Int(k) => go!(|c| {
-                        let r = match trace.attribute(c, t.attr.key, t.attr.scope) {
-                            Some(AttrValue::Int(v)) => value::compare_ints(*v, t.op, k),
-                            other => value::compare(&Value::from_opt_attr(other), t.op, &lit),
-                        };
-                        (r, 0)
-                    }),
+                    Literal::Int(k) => go!(|c| (attr_cmp_int(trace, t, k, c), 0)),
                     _ => go!(|c| (value::compare(&attr(c, &t.attr), t.op, &lit), 0)),
                 }
             }
@@ -896,13 +867,8 @@ fn search(
         && let Some(Entry::AttrCmp(c)) = program.pool().get(usize::from(t))
         && let Literal::Int(k) = c.value
     {
-        let lit = Value::Int(k);
         return scan(list, budget, at, count_all, |x| {
-            let holds = match trace.attribute(x, c.attr.key, c.attr.scope) {
-                Some(AttrValue::Int(v)) => value::compare_ints(*v, c.op, k),
-                other => value::compare(&Value::from_opt_attr(other), c.op, &lit),
-            };
-            Ok(holds == want)
+            Ok(attr_cmp_int(trace, c, k, x) == want)
         });
     }
     search_any(program, trace, f, list, budget, at, count_all)
@@ -969,13 +935,9 @@ fn fused_test(
     let attr = |a: &AttrRef| Value::from_opt_attr(trace.attribute(cur, a.key, a.scope));
     Some(match entry {
         Entry::Name(id) => trace.name_id(cur) == Some(*id),
-        Entry::AttrCmp(t) => match (trace.attribute(cur, t.attr.key, t.attr.scope), &t.value) {
-            (Some(AttrValue::Int(v)), Literal::Int(k)) => value::compare_ints(*v, t.op, *k),
-            (v, _) => value::compare(
-                &Value::from_opt_attr(v),
-                t.op,
-                &Value::from_literal(&t.value),
-            ),
+        Entry::AttrCmp(t) => match t.value {
+            Literal::Int(k) => attr_cmp_int(trace, t, k, cur),
+            _ => value::compare(&attr(&t.attr), t.op, &Value::from_literal(&t.value)),
         },
         Entry::IntrCmp(t) => value::compare(
             &intrinsic(trace, cur, t.intr),
@@ -999,6 +961,16 @@ fn fused_test(
         ),
         _ => return None,
     })
+}
+
+/// [`Entry::AttrCmp`] `t`, whose literal is the integer `k`, on span `x`: an integer attribute
+/// is compared directly, any other value as [`value::compare`] does.
+#[inline(always)]
+fn attr_cmp_int(trace: &PreparedTrace<'_>, t: &AttrCmp, k: i64, x: SpanIndex) -> bool {
+    match trace.attribute(x, t.attr.key, t.attr.scope) {
+        Some(AttrValue::Int(v)) => value::compare_ints(*v, t.op, k),
+        other => value::compare(&Value::from_opt_attr(other), t.op, &Value::Int(k)),
+    }
 }
 
 /// Attribute `attrs[idx]` of span `cur`; `None` for a bad index.
@@ -1032,6 +1004,41 @@ fn intrinsic<'a>(trace: &'a PreparedTrace<'_>, cur: SpanIndex, i: Intrinsic) -> 
         Intrinsic::TraceId => Value::str(trace.trace_id_hex_of(cur)),
         Intrinsic::IsRoot => Value::Bool(s.parent_span_id.is_none()),
     }
+}
+
+// ---- instruction semantics shared by the full machine and the trace-level loop; `None` for
+// an operand the program does not have.
+
+/// [`Instr::HasName`]: some span has pool name `name`.
+#[inline(always)]
+fn has_name(program: &Program, trace: &PreparedTrace<'_>, name: u16) -> Option<bool> {
+    Some(trace.has_named(*program.name_at(name)?))
+}
+
+/// [`Instr::CountName`]: the number of spans with pool name `name`.
+#[inline(always)]
+fn name_count(program: &Program, trace: &PreparedTrace<'_>, name: u16) -> Option<i64> {
+    Some(to_i64(trace.count_named(*program.name_at(name)?)))
+}
+
+/// [`Instr::CountCmp`] `test` over the counters.
+#[inline(always)]
+fn count_cmp(program: &Program, counts: &[i64], test: u16) -> Option<bool> {
+    let t = program.count_cmp_at(test)?;
+    let a = *counts.get(usize::from(t.reg))?;
+    let b = match t.rhs {
+        CountOperand::Int(v) => v,
+        CountOperand::Reg(r) => *counts.get(usize::from(r))?,
+    };
+    Some(t.op.holds(a.cmp(&b)))
+}
+
+/// [`Instr::TraceField`] `test`.
+#[inline(always)]
+fn field_test(program: &Program, trace: &PreparedTrace<'_>, test: u16) -> Option<bool> {
+    let t = program.field_at(test)?;
+    let v = trace_field(trace, t.field);
+    Some(value::compare(&v, t.op, &Value::from_literal(&t.value)))
 }
 
 /// A `trace.` field (DSL.md §3.4).

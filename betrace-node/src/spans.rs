@@ -527,13 +527,12 @@ fn parent_id(value: Unknown<'_>, field: &str) -> Result<Option<SpanId>, ReadErro
 
 /// [`hex_id`] of text already read.
 pub(crate) fn hex_id_text<const N: usize>(text: &str, field: &str) -> Result<[u8; N], Problem> {
-    let mut id = [0u8; N];
-    if text.len() != 2 * N || hex::decode_to_slice(text, &mut id).is_err() {
+    let Some(id) = betrace_core::input::hex_bytes::<N>(text) else {
         return Err(Problem::new(
             field,
             format!("`{text}` is not {} hex digits", 2 * N),
         ));
-    }
+    };
     if id.iter().all(|&b| b == 0) {
         return Err(Problem::new(field, "an id of all zeros is invalid"));
     }

@@ -82,13 +82,19 @@ pub fn trace_id_from_text(text: &str) -> Option<TraceId> {
     if text.is_empty() {
         return None;
     }
-    let mut id = [0u8; 16];
-    if text.len() == 32 && hex::decode_to_slice(text, &mut id).is_ok() {
+    if let Some(id) = hex_bytes(text) {
         return Some(TraceId(id));
     }
-    let digest = Sha256::digest(text.as_bytes());
-    id.copy_from_slice(&digest[..16]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&Sha256::digest(text.as_bytes())[..16]);
     Some(TraceId(id))
+}
+
+/// `N` bytes from exactly `2N` hex digits, either case (an OTLP/JSON id, OTLP "JSON Protobuf
+/// Encoding"); `None` for any other text.
+pub fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut id = [0u8; N];
+    (text.len() == 2 * N && hex::decode_to_slice(text, &mut id).is_ok()).then_some(id)
 }
 
 /// A span id from simple-JSON text (ENGINE.md §2): 16 hex digits (either case) are used as
@@ -98,12 +104,11 @@ pub fn span_id_from_text(text: &str) -> Option<SpanId> {
     if text.is_empty() {
         return None;
     }
-    let mut id = [0u8; 8];
-    if text.len() == 16 && hex::decode_to_slice(text, &mut id).is_ok() {
+    if let Some(id) = hex_bytes(text) {
         return Some(SpanId(id));
     }
-    let digest = Sha256::digest(text.as_bytes());
-    id.copy_from_slice(&digest[..8]);
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&Sha256::digest(text.as_bytes())[..8]);
     Some(SpanId(id))
 }
 

@@ -366,7 +366,7 @@ pub(crate) fn parse_nanos(v: &Value) -> Result<u64, String> {
     }
 }
 
-fn parse_digits(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_digits(s: &str) -> Result<u64, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{} is not a string of digits", quote_str(s)));
     }
