@@ -834,6 +834,73 @@ mod tests {
     }
 
     #[test]
+    fn first_evaluation_json_has_no_new_keys_and_later_ones_do() {
+        let mut v = Violation::new(parts(FailedClause::Always), 0);
+        let plain = serde_json::to_string(&v).unwrap();
+        assert!(!plain.contains("evaluation") && !plain.contains("supersedes"));
+        assert!(!plain.contains("retraction"));
+        v.evaluation = 2;
+        v.supersedes = Some("x".into());
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["evaluation"], 2);
+        assert_eq!(json["supersedes"], "x");
+        assert!(json.get("retraction").is_none());
+        let back: Violation = serde_json::from_value(json).unwrap();
+        assert_eq!(back, v);
+        let old: Violation = serde_json::from_str(&plain).unwrap();
+        assert_eq!(old.evaluation, 1);
+    }
+
+    #[test]
+    fn reconcile_keeps_supersedes_retracts_and_adds() {
+        let earlier_same = Violation::new(parts(FailedClause::Always), 0);
+        let mut p = parts(FailedClause::Always);
+        p.rule_id = "changes";
+        let earlier_changed = Violation::new(p.clone(), 0);
+        p.rule_id = "goes-away";
+        let earlier_gone = Violation::new(p.clone(), 0);
+        let same_again = Violation::new(parts(FailedClause::Always), 5);
+        let mut changed = parts(FailedClause::Always);
+        changed.rule_id = "changes";
+        changed.trigger_spans.push(r("checkout", "6f1c2a3b4c5d6e7f"));
+        let changed = Violation::new(changed, 5);
+        let mut fresh = parts(FailedClause::Never);
+        fresh.rule_id = "new";
+        let fresh = Violation::new(fresh, 5);
+        let out = reconcile(
+            &[earlier_same, earlier_changed.clone(), earlier_gone.clone()],
+            vec![same_again, changed.clone(), fresh.clone()],
+            2,
+            4,
+            CompletionReason::RootComplete,
+            1_714_564_800_000_000_000,
+        );
+        assert_eq!(out.unchanged, 1);
+        assert_eq!(out.records.len(), 3);
+        let [sup, add, retract] = &out.records[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(sup.id, changed.id);
+        assert_eq!(sup.supersedes.as_deref(), Some(earlier_changed.id.as_str()));
+        assert_eq!(sup.evaluation, 2);
+        assert_eq!(add.id, fresh.id);
+        assert_eq!(add.supersedes, None);
+        assert_eq!(add.evaluation, 2);
+        assert!(retract.retraction);
+        assert_eq!(retract.supersedes.as_deref(), Some(earlier_gone.id.as_str()));
+        assert_ne!(retract.id, earlier_gone.id);
+        assert_eq!(retract.created_at, "2024-05-01T12:00:00.000Z");
+        assert_eq!(retract.signature, None);
+        assert_eq!(
+            retract.message,
+            "rule \"large-order-fraud\" (goes-away, HIGH): retracted: evaluation 2 of the whole \
+             trace (4 spans) no longer violates the rule"
+        );
+        let json = serde_json::to_value(retract).unwrap();
+        assert_eq!(json["retraction"], true);
+    }
+
+    #[test]
     fn span_ref_from_span() {
         let span = Span {
             trace_id: TraceId([1; 16]),
