@@ -607,21 +607,6 @@ impl Shard {
     ) -> Option<Released> {
         let p = self.traces.remove(&tid)?;
         self.by_seq.remove(&p.seq);
-        let retainable = l.reevaluate_window > 0
-            && !matches!(
-                reason,
-                CompletionReason::SpanCap | CompletionReason::Evicted | CompletionReason::Shutdown
-            );
-        self.remember(
-            tid,
-            Remembered {
-                at: now,
-                evaluations: p.evaluation,
-                had_root: p.root_arrived,
-                retainable,
-            },
-            l,
-        );
         let n = p.spans.len() as u64;
         c.spans_buffered.fetch_sub(n, Ordering::Relaxed);
         c.traces_buffered.fetch_sub(1, Ordering::Relaxed);
@@ -638,6 +623,23 @@ impl Shard {
             partial = false;
             c.traces_reevaluated.fetch_add(1, Ordering::Relaxed);
         }
+        // Only a whole trace is kept: a partial fragment would pass later for the whole.
+        let retainable = l.reevaluate_window > 0
+            && !partial
+            && !matches!(
+                reason,
+                CompletionReason::SpanCap | CompletionReason::Evicted | CompletionReason::Shutdown
+            );
+        self.remember(
+            tid,
+            Remembered {
+                at: now,
+                evaluations: p.evaluation,
+                had_root: p.root_arrived,
+                retainable,
+            },
+            l,
+        );
         Some((
             p.seq,
             CompletedTrace {
@@ -1291,6 +1293,8 @@ mod tests {
         assert_eq!(out[0].evaluation, 2);
         assert!(out[0].partial);
         assert_eq!(ids(&out[0]), [3]);
+        // Its spans are not the whole trace: not kept.
+        assert!(!a.retain(out[0].trace_id, 2, out[0].spans.clone()));
     }
 
     #[test]
