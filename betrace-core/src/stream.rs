@@ -168,7 +168,9 @@ impl StreamEngine {
         let now = now_unix_nanos();
         let one = |c: CompletedTrace| {
             let (e, spans) = evaluate_completed_keeping(&rules, c, now);
-            let _ = self.assembler.retain(e.trace_id, e.evaluation_number, spans);
+            let _ = self
+                .assembler
+                .retain(e.trace_id, e.evaluation_number, spans);
             e
         };
         if completed.len() == 1 {

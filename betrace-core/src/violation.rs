@@ -246,7 +246,10 @@ pub struct Violation {
     /// Which evaluation of the trace id produced the record: 1 for the first, n for the one
     /// after the (n-1)-th was re-opened by late spans. Serialized only when above 1 (a JSON
     /// integer), so the record of a first evaluation keeps exactly the keys above.
-    #[serde(default = "first_evaluation", skip_serializing_if = "is_first_evaluation")]
+    #[serde(
+        default = "first_evaluation",
+        skip_serializing_if = "is_first_evaluation"
+    )]
     pub evaluation: u32,
     /// The id of the earlier violation of the same rule and trace that this record replaces;
     /// serialized only when set.
@@ -862,7 +865,9 @@ mod tests {
         let same_again = Violation::new(parts(FailedClause::Always), 5);
         let mut changed = parts(FailedClause::Always);
         changed.rule_id = "changes";
-        changed.trigger_spans.push(r("checkout", "6f1c2a3b4c5d6e7f"));
+        changed
+            .trigger_spans
+            .push(r("checkout", "6f1c2a3b4c5d6e7f"));
         let changed = Violation::new(changed, 5);
         let mut fresh = parts(FailedClause::Never);
         fresh.rule_id = "new";
@@ -887,7 +892,10 @@ mod tests {
         assert_eq!(add.supersedes, None);
         assert_eq!(add.evaluation, 2);
         assert!(retract.retraction);
-        assert_eq!(retract.supersedes.as_deref(), Some(earlier_gone.id.as_str()));
+        assert_eq!(
+            retract.supersedes.as_deref(),
+            Some(earlier_gone.id.as_str())
+        );
         assert_ne!(retract.id, earlier_gone.id);
         assert_eq!(retract.created_at, "2024-05-01T12:00:00.000Z");
         assert_eq!(retract.signature, None);

@@ -61,11 +61,16 @@ fn default_timings_wait_for_a_downstream_services_batch() {
             .args(["--endpoint", server.otlp_http.as_deref().unwrap()]),
     );
     let sent: Value = serde_json::from_str(out.trim()).unwrap();
-    let gap = sent["payments_export_s"].as_f64().unwrap() - sent["frontend_export_s"].as_f64().unwrap();
+    let gap =
+        sent["payments_export_s"].as_f64().unwrap() - sent["frontend_export_s"].as_f64().unwrap();
     // The payments batch came later than a 2 s root grace would have waited.
-    assert!(gap > 2.5, "payments exported only {gap} s after the frontend");
+    assert!(
+        gap > 2.5,
+        "payments exported only {gap} s after the frontend"
+    );
     wait_for(Duration::from_secs(40), "both traces evaluated", || {
-        (server.metric("betrace_traces_evaluated_total{completion_reason=\"root_complete\"}") >= 2.0)
+        (server.metric("betrace_traces_evaluated_total{completion_reason=\"root_complete\"}")
+            >= 2.0)
             .then_some(())
     });
     let vs = server.violations("");
@@ -140,7 +145,10 @@ fn a_late_span_retracts_a_violation() {
     // The earlier record is unchanged, its signature still holds; the new one is signed.
     assert_eq!(signed_part(old), first[0]);
     for v in &all {
-        assert!(betrace_core::sign::verify_json(&signed_part(v), KEY.as_bytes()), "{v}");
+        assert!(
+            betrace_core::sign::verify_json(&signed_part(v), KEY.as_bytes()),
+            "{v}"
+        );
     }
     let (status, one) = server.get(&format!("/v1/violations/{first_id}"));
     assert_eq!(status, 200);
@@ -170,7 +178,13 @@ fn late_spans_add_and_supersede_violations_on_the_whole_trace() {
         &server,
         vec![
             span(T1, "00000000000000a1", None, "checkout", "frontend"),
-            span(T1, "00000000000000d1", Some("00000000000000a1"), "debug", "frontend"),
+            span(
+                T1,
+                "00000000000000d1",
+                Some("00000000000000a1"),
+                "debug",
+                "frontend",
+            ),
         ],
     );
     server.flush();
@@ -182,8 +196,20 @@ fn late_spans_add_and_supersede_violations_on_the_whole_trace() {
     send(
         &server,
         vec![
-            span(T1, "00000000000000c3", Some("00000000000000a1"), "refund", "payments"),
-            span(T1, "00000000000000d2", Some("00000000000000a1"), "debug", "payments"),
+            span(
+                T1,
+                "00000000000000c3",
+                Some("00000000000000a1"),
+                "refund",
+                "payments",
+            ),
+            span(
+                T1,
+                "00000000000000d2",
+                Some("00000000000000a1"),
+                "debug",
+                "payments",
+            ),
         ],
     );
     server.flush();
@@ -215,10 +241,19 @@ fn late_spans_add_and_supersede_violations_on_the_whole_trace() {
     // A third delivery of the same spans changes nothing: no new record.
     send(
         &server,
-        vec![span(T1, "00000000000000d2", Some("00000000000000a1"), "debug", "payments")],
+        vec![span(
+            T1,
+            "00000000000000d2",
+            Some("00000000000000a1"),
+            "debug",
+            "payments",
+        )],
     );
     server.flush();
-    assert_eq!(server.violations("?includeSuperseded=true").len(), all.len());
+    assert_eq!(
+        server.violations("?includeSuperseded=true").len(),
+        all.len()
+    );
     assert_eq!(server.metric("betrace_traces_reevaluated_total"), 2.0);
 }
 
@@ -251,10 +286,14 @@ fn violation_spans_exported_back_into_betrace_are_not_evaluated() {
     server.flush();
     assert_eq!(server.violations("").len(), 1);
     // The violation span comes back through the server's own OTLP receiver.
-    wait_for(Duration::from_secs(20), "the violation span to come back", || {
-        (server.metric("betrace_spans_ignored_total{reason=\"own_violation\"}") >= 1.0)
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "the violation span to come back",
+        || {
+            (server.metric("betrace_spans_ignored_total{reason=\"own_violation\"}") >= 1.0)
+                .then_some(())
+        },
+    );
     server.flush();
     assert_eq!(
         server.violations("?includeSuperseded=true").len(),

@@ -56,9 +56,10 @@ pub const SCOPE_NAME: &str = "betrace";
 /// looked at, since a Collector may rewrite it.
 pub fn is_own_violation(span: &betrace_core::Span) -> bool {
     &*span.scope_name == SCOPE_NAME
-        && span.attributes.iter().any(|(k, v)| {
-            &**k == "betrace.violation" && *v == betrace_core::AttrValue::Bool(true)
-        })
+        && span
+            .attributes
+            .iter()
+            .any(|(k, v)| &**k == "betrace.violation" && *v == betrace_core::AttrValue::Bool(true))
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -510,19 +511,30 @@ mod tests {
             1_700_000_000_000_000_000,
         );
         assert_eq!(violation_span(&v).unwrap().parent_span_id, vec![4; 8]);
-        let r = v.retraction_of(2, 1, CompletionReason::RootComplete, 1_700_000_000_000_000_001);
+        let r = v.retraction_of(
+            2,
+            1,
+            CompletionReason::RootComplete,
+            1_700_000_000_000_000_001,
+        );
         let span = violation_span(&r).unwrap();
         let has = |k: &str, want: any_value::Value| {
-            span.attributes
-                .iter()
-                .any(|a| a.key == k && a.value.as_ref().and_then(|v| v.value.clone()) == Some(want.clone()))
+            span.attributes.iter().any(|a| {
+                a.key == k && a.value.as_ref().and_then(|v| v.value.clone()) == Some(want.clone())
+            })
         };
-        assert!(has("betrace.violation.evaluation", any_value::Value::IntValue(2)));
+        assert!(has(
+            "betrace.violation.evaluation",
+            any_value::Value::IntValue(2)
+        ));
         assert!(has(
             "betrace.violation.supersedes",
             any_value::Value::StringValue(v.id.clone())
         ));
-        assert!(has("betrace.violation.retraction", any_value::Value::BoolValue(true)));
+        assert!(has(
+            "betrace.violation.retraction",
+            any_value::Value::BoolValue(true)
+        ));
         assert_eq!(span.status.unwrap().code, status::StatusCode::Unset as i32);
     }
 }

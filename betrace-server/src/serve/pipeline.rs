@@ -31,8 +31,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
-use betrace_core::engine::now_unix_nanos;
 use betrace_core::engine::RuleSet;
+use betrace_core::engine::now_unix_nanos;
 use betrace_core::stream::evaluate_completed_keeping;
 use betrace_core::violation::reconcile;
 use betrace_core::{AttrValue, CompletionReason, Span, TraceId, Violation};
@@ -425,10 +425,7 @@ impl Pipeline {
     /// reconciled with the trace's live stored violations of rules the set evaluates (a
     /// removed or disabled rule's violations stay as they are). When the stored ones cannot be
     /// read, `fresh` as it is.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the facts of one evaluation"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "the facts of one evaluation")]
     fn reconcile(
         &self,
         set: &RuleSet,
@@ -467,7 +464,11 @@ impl Pipeline {
                 betrace_core::sign::sign_in_place(v, key);
             }
             if v.supersedes.is_some() {
-                let label = if v.retraction { "retracted" } else { "superseded" };
+                let label = if v.retraction {
+                    "retracted"
+                } else {
+                    "superseded"
+                };
                 self.metrics
                     .violations_replaced
                     .get_or_create(&ReasonLabel {

@@ -635,9 +635,9 @@ impl Store for MemoryStore {
 
     fn get_violation(&self, id: &str) -> Result<Option<StoredViolation>, StoreError> {
         let m = self.inner.lock();
-        Ok(m.by_id.get(id).and_then(|seq| {
-            m.violations.get(seq).map(|v| v.stored(*seq))
-        }))
+        Ok(m.by_id
+            .get(id)
+            .and_then(|seq| m.violations.get(seq).map(|v| v.stored(*seq))))
     }
 
     fn violations_after(
@@ -816,7 +816,8 @@ mod tests {
         let base = 1_800_000_000_000_000_000u64;
         let first = violation("a", Severity::High, 9, base);
         let other = violation("b", Severity::High, 9, base);
-        s.insert_violations(&[first.clone(), other.clone()]).unwrap();
+        s.insert_violations(&[first.clone(), other.clone()])
+            .unwrap();
         let mut second = violation("a", Severity::High, 9, base + 1);
         second.evaluation = 2;
         second.supersedes = Some(first.id.clone());
@@ -829,7 +830,10 @@ mod tests {
             ..Default::default()
         };
         let (live, _) = s.list_violations(&q).unwrap();
-        let ids: Vec<&str> = live.iter().map(|v| v.json["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = live
+            .iter()
+            .map(|v| v.json["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, [second.id.as_str()]);
         let (all, _) = s
             .list_violations(&ViolationQuery {
