@@ -177,7 +177,8 @@ pub struct AssemblerConfig {
     pub max_remembered_traces: usize,
     /// How long the spans of an evaluated trace are kept (see [`TraceAssembler::retain`]) so
     /// that late spans re-open the whole trace. Default 30 s; `0s` keeps nothing (late spans
-    /// are then evaluated alone, `partial: true`). At most `released_memory`.
+    /// are then evaluated alone, `partial: true`). Late spans are recognised only while the
+    /// trace id is remembered, so a window longer than `released_memory` acts as that.
     #[serde(with = "duration_text")]
     pub reevaluate_window: Duration,
     /// Most spans kept for re-evaluation, all traces together (spread over the shards); the
@@ -228,12 +229,6 @@ impl AssemblerConfig {
         }
         if !(1..=4096).contains(&self.shards) {
             return err("shards", "must be between 1 and 4096");
-        }
-        if self.reevaluate_window > self.released_memory {
-            return err(
-                "reevaluate_window",
-                "must not be longer than `released_memory` (late spans are recognised only while the trace id is remembered)",
-            );
         }
         Ok(())
     }
@@ -812,7 +807,7 @@ impl TraceAssembler {
             max_spans_per_trace: config.max_spans_per_trace,
             released_memory: nanos_of(config.released_memory),
             remembered_per_shard: (config.max_remembered_traces / config.shards).max(1),
-            reevaluate_window: nanos_of(config.reevaluate_window),
+            reevaluate_window: nanos_of(config.reevaluate_window.min(config.released_memory)),
             retained_per_shard: (config.max_retained_spans / config.shards).max(1),
         };
         let shards = (0..config.shards)
@@ -1440,12 +1435,7 @@ mod tests {
         let text = serde_json::to_string(&AssemblerConfig::default()).unwrap();
         assert!(text.contains(r#""root_grace":"7s""#), "{text}");
         assert!(text.contains(r#""reevaluate_window":"30s""#), "{text}");
-        let e = TraceAssembler::new(AssemblerConfig {
-            reevaluate_window: Duration::from_secs(61),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert_eq!(e.field, "reevaluate_window");
+
         assert_eq!(
             serde_json::from_str::<AssemblerConfig>(&text).unwrap(),
             AssemblerConfig::default()

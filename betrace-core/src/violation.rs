@@ -15,9 +15,14 @@
 //!  "offendingSpans":[],"truncated":false,"createdAt":"2024-05-01T12:00:00.123Z","signature":null}
 //! ```
 //!
-//! Every key is always present; `signature` is `null` when the violation is unsigned. A
-//! violation holds no JSON numbers (only strings, booleans, lists and objects), which keeps its
-//! canonical form identical across JSON libraries (see [`crate::sign`]).
+//! Every key above is always present; `signature` is `null` when the violation is unsigned.
+//! A record made by a re-evaluation of its trace (late spans, ENGINE.md §5) adds
+//! `"evaluation": n` (n ≥ 2, a JSON integer), `"supersedes": "<id>"` when it replaces an
+//! earlier violation, and `"retraction": true` when it withdraws it ([`reconcile`]); these
+//! keys are absent otherwise, so a first evaluation's record is what it always was. Apart from
+//! `evaluation`, a violation holds no JSON numbers, and an integer below 2^53 is printed
+//! alike by every JSON library, which keeps the canonical form identical across them (see
+//! [`crate::sign`]).
 
 use std::fmt;
 use std::str::FromStr;

@@ -14,7 +14,8 @@
 //! violations. Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
 //! gRPC `RESOURCE_EXHAUSTED`) when the assembler refuses it (`trace.reject_when_full`) or
 //! when the spans queued for evaluation exceed `trace.max_buffered_spans`, so memory stays
-//! bounded by twice the buffer. Every span received is counted as ignored, rejected,
+//! bounded by twice the buffer plus the spans kept for re-evaluation
+//! (`trace.max_retained_spans`). Every span received is counted as ignored, rejected,
 //! buffered, queued or evaluated.
 //!
 //! **Re-evaluation.** After a trace is evaluated and its violations stored, its spans go back
