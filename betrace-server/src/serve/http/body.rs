@@ -2,15 +2,82 @@
 //! `max_body_bytes`, and a gzip body is inflated only up to `max_decompressed_bytes` — a gzip
 //! bomb is refused without being inflated beyond the limit.
 //!
+//! REST bodies are bounded per route ([`limit`]: axum's `DefaultBodyLimit` plus the name of the
+//! setting) and read with the [`Bounded`] extractor, which answers 413 with the JSON error
+//! shape.
+//!
 //! In: an HTTP body and its headers. Out: the decoded bytes, or a [`BodyError`].
 
 use std::io::Read;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 
+use super::ApiError;
 use crate::serve::config::Limits;
+
+/// The body limit of a route: bytes, and the setting that sets it (for messages).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub bytes: usize,
+    pub key: &'static str,
+}
+
+/// The layers bounding a route's body to `bytes` (`key` names the setting in the 413).
+pub fn limit(
+    bytes: usize,
+    key: &'static str,
+) -> tower::layer::util::Stack<axum::Extension<BodyLimit>, DefaultBodyLimit> {
+    tower::layer::util::Stack::new(
+        axum::Extension(BodyLimit { bytes, key }),
+        DefaultBodyLimit::max(bytes),
+    )
+}
+
+/// A REST request body within the route's [`BodyLimit`]; past it, 413
+/// `{"error": {"code": "payload_too_large", "message"}}` naming the limit and its setting.
+#[derive(Debug)]
+pub struct Bounded(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Bounded {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Bounded, ApiError> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
+        let too_large = |what: String| {
+            let (bytes, key) = limit.map_or((0, "the body limit"), |l| (l.bytes, l.key));
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body {what} more than {key} ({bytes} bytes)"),
+            )
+        };
+        if let (Some(l), Some(len)) = (limit, content_length(req.headers()))
+            && len > l.bytes as u64
+        {
+            return Err(too_large(format!("has {len} bytes,")));
+        }
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Bounded(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(too_large("has".to_owned()))
+            }
+            Err(r) => Err(ApiError::bad_request(format!(
+                "cannot read the request body: {}",
+                r.body_text()
+            ))),
+        }
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
 
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,8 +93,28 @@ pub enum BodyError {
     Encoding(String),
 }
 
-/// Reads the whole body, then inflates it when `Content-Encoding: gzip`.
+/// Reads the whole body (at most `server.max_body_bytes`), then inflates it when
+/// `Content-Encoding: gzip` (at most `server.max_decompressed_bytes`).
 pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Bytes, BodyError> {
+    read_within(
+        headers,
+        body,
+        BodyLimit {
+            bytes: limits.max_body_bytes,
+            key: "server.max_body_bytes",
+        },
+        limits.max_decompressed_bytes,
+    )
+    .await
+}
+
+/// [`read`] with the limit as received given as `limit`.
+pub async fn read_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: BodyLimit,
+    max_decompressed: usize,
+) -> Result<Bytes, BodyError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -38,14 +125,14 @@ pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<By
         "gzip" | "x-gzip" => true,
         other => return Err(BodyError::Encoding(other.to_owned())),
     };
-    let max = limits.max_body_bytes;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let max = limit.bytes;
+    if let Some(len) = content_length(headers)
         && len > max as u64
     {
-        return Err(too_large(len, max));
+        return Err(BodyError::TooLarge(format!(
+            "the request body has {len} bytes, more than {} ({max} bytes)",
+            limit.key
+        )));
     }
     let limited = http_body_util::Limited::new(body, max);
     let bytes = match limited.collect().await {
@@ -55,7 +142,8 @@ pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<By
                 .is_some()
             {
                 return Err(BodyError::TooLarge(format!(
-                    "the request body is larger than server.max_body_bytes ({max} bytes)"
+                    "the request body is larger than {} ({max} bytes)",
+                    limit.key
                 )));
             }
             return Err(BodyError::Invalid(format!(
@@ -64,16 +152,10 @@ pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<By
         }
     };
     if gzip {
-        gunzip(&bytes, limits.max_decompressed_bytes).map(Bytes::from)
+        gunzip(&bytes, max_decompressed).map(Bytes::from)
     } else {
         Ok(bytes)
     }
-}
-
-fn too_large(len: u64, max: usize) -> BodyError {
-    BodyError::TooLarge(format!(
-        "the request body has {len} bytes, more than server.max_body_bytes ({max} bytes)"
-    ))
 }
 
 /// Inflates gzip data, refusing to produce more than `max` bytes.
