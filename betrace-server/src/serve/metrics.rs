@@ -114,7 +114,7 @@ impl Metrics {
         );
         registry.register(
             "betrace_spans_dropped",
-            "Spans accepted (answered 2xx) and lost before evaluation, by reason; refused spans are counted in betrace_spans_rejected only",
+            "Spans accepted (answered 2xx) and not evaluated, by reason (shutdown: evaluation did not finish within 120 s of shutdown); refused spans are counted in betrace_spans_rejected only",
             m.spans_dropped.clone(),
         );
         registry.register(
@@ -194,6 +194,7 @@ impl Metrics {
         for r in REJECT_REASONS {
             m.rejected_init(r);
         }
+        m.dropped("shutdown", 0);
         for r in ["success", "failure", "rejected"] {
             m.exported(r, 0);
         }
@@ -286,6 +287,14 @@ impl Metrics {
                     .get()
             })
             .sum()
+    }
+
+    pub fn dropped(&self, reason: &str, n: u64) {
+        self.spans_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
     }
 
     pub fn exported(&self, result: &str, n: usize) {

@@ -2,9 +2,9 @@
 //! `max_body_bytes`, and a gzip body is inflated only up to `max_decompressed_bytes` — a gzip
 //! bomb is refused without being inflated beyond the limit.
 //!
-//! REST bodies are bounded per route ([`limit`]: axum's `DefaultBodyLimit` plus the name of the
-//! setting) and read with the [`Bounded`] extractor, which answers 413 with the JSON error
-//! shape.
+//! REST bodies are bounded per route ([`bounded`]: a `Content-Length` check, axum's
+//! `DefaultBodyLimit`, and the name of the setting) and read with the [`Bounded`] extractor;
+//! past the limit the answer is 413 with the JSON error shape.
 //!
 //! In: an HTTP body and its headers. Out: the decoded bytes, or a [`BodyError`].
 
@@ -13,9 +13,12 @@ use std::io::Read;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use utoipa_axum::router::OpenApiRouter;
 
-use super::ApiError;
+use super::{ApiError, AppState};
 use crate::serve::config::Limits;
 
 /// The body limit of a route: bytes, and the setting that sets it (for messages).
@@ -25,15 +28,41 @@ pub struct BodyLimit {
     pub key: &'static str,
 }
 
-/// The layers bounding a route's body to `bytes` (`key` names the setting in the 413).
-pub fn limit(
+impl BodyLimit {
+    fn too_large(self, what: String) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body {what} more than {} ({} bytes)",
+                self.key, self.bytes
+            ),
+        )
+    }
+}
+
+/// Bounds the bodies of `router`'s routes to `bytes` (`key` names the setting in the 413): a
+/// `Content-Length` over it is answered before the handler runs, and a body without one is cut
+/// by axum's `DefaultBodyLimit` while [`Bounded`] reads it.
+pub fn bounded(
+    router: OpenApiRouter<AppState>,
     bytes: usize,
     key: &'static str,
-) -> tower::layer::util::Stack<axum::Extension<BodyLimit>, DefaultBodyLimit> {
-    tower::layer::util::Stack::new(
-        axum::Extension(BodyLimit { bytes, key }),
-        DefaultBodyLimit::max(bytes),
-    )
+) -> OpenApiRouter<AppState> {
+    router
+        .layer(axum::middleware::from_fn(check_length))
+        .layer(DefaultBodyLimit::max(bytes))
+        .layer(axum::Extension(BodyLimit { bytes, key }))
+}
+
+async fn check_length(req: Request, next: Next) -> Response {
+    if let Some(limit) = req.extensions().get::<BodyLimit>().copied()
+        && let Some(len) = content_length(req.headers())
+        && len > limit.bytes as u64
+    {
+        return limit.too_large(format!("has {len} bytes,")).into_response();
+    }
+    next.run(req).await
 }
 
 /// A REST request body within the route's [`BodyLimit`]; past it, 413
@@ -46,24 +75,14 @@ impl<S: Send + Sync> FromRequest<S> for Bounded {
 
     async fn from_request(req: Request, state: &S) -> Result<Bounded, ApiError> {
         let limit = req.extensions().get::<BodyLimit>().copied();
-        let too_large = |what: String| {
-            let (bytes, key) = limit.map_or((0, "the body limit"), |l| (l.bytes, l.key));
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body {what} more than {key} ({bytes} bytes)"),
-            )
-        };
-        if let (Some(l), Some(len)) = (limit, content_length(req.headers()))
-            && len > l.bytes as u64
-        {
-            return Err(too_large(format!("has {len} bytes,")));
-        }
         match Bytes::from_request(req, state).await {
             Ok(b) => Ok(Bounded(b)),
-            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(too_large("has".to_owned()))
-            }
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(limit
+                .unwrap_or(BodyLimit {
+                    bytes: 0,
+                    key: "the body limit",
+                })
+                .too_large("has".to_owned())),
             Err(r) => Err(ApiError::bad_request(format!(
                 "cannot read the request body: {}",
                 r.body_text()

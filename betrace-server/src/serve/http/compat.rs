@@ -42,9 +42,9 @@ pub fn v1_router(limits: &Limits) -> OpenApiRouter<AppState> {
     super::rules::router(limits).layer(axum::middleware::from_fn(errors))
 }
 
-/// The `/api/...` dialect.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// The `/api/...` dialect, bodies up to `server.max_api_body_bytes`.
+pub fn router(limits: &Limits) -> OpenApiRouter<AppState> {
+    let routes = OpenApiRouter::new()
         .routes(routes!(legacy_rules, legacy_create))
         .routes(routes!(
             legacy_get,
@@ -55,8 +55,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(legacy_violations))
         .routes(routes!(violation_stats))
         .routes(routes!(stats))
-        .routes(routes!(dashboard))
-        .layer(axum::middleware::from_fn(errors))
+        .routes(routes!(dashboard));
+    super::body::bounded(
+        routes,
+        limits.max_api_body_bytes,
+        "server.max_api_body_bytes",
+    )
+    .layer(axum::middleware::from_fn(errors))
 }
 
 /// Tags every `/api` and `/health` operation `compatibility`, and prefixes the operation ids

@@ -226,19 +226,26 @@ struct ApiDoc;
 
 /// The REST routes with their OpenAPI document.
 fn api_router(limits: &Limits) -> OpenApiRouter<AppState> {
-    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(rules::router(limits))
-        .nest("/api", compat::v1_router(limits))
+    let operations = OpenApiRouter::new()
         .merge(violations::router())
-        .merge(compat::router())
-        .routes(routes!(ingest::otlp_traces))
-        .routes(routes!(ingest::spans))
         .routes(routes!(health))
         .routes(routes!(health_root))
         .routes(routes!(ready))
         .routes(routes!(metrics))
         .routes(routes!(flush))
         .routes(routes!(openapi_json));
+    // OTLP/HTTP and `/v1/spans` read their bodies with their own limits (`body::read`).
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(rules::router(limits))
+        .nest("/api", compat::v1_router(limits))
+        .merge(compat::router(limits))
+        .merge(body::bounded(
+            operations,
+            limits.max_api_body_bytes,
+            "server.max_api_body_bytes",
+        ))
+        .routes(routes!(ingest::otlp_traces))
+        .routes(routes!(ingest::spans));
     compat::tag_openapi(router.get_openapi_mut());
     router
 }
@@ -266,10 +273,7 @@ pub fn main_router(state: AppState, cors_origins: &[String]) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(body::limit(
-            state.limits.max_api_body_bytes,
-            "server.max_api_body_bytes",
-        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 

@@ -20,28 +20,28 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::body::{Bounded, limit};
+use super::body::{Bounded, bounded};
 use super::{ApiError, AppState, Who, blocking, parse_json};
 use crate::serve::config::Limits;
 
 /// The rules routes; import and test take bodies up to `server.max_bulk_body_bytes`, the
-/// others the router-wide `server.max_api_body_bytes`.
+/// others up to `server.max_api_body_bytes`.
 pub fn router(limits: &Limits) -> OpenApiRouter<AppState> {
     let bulk = OpenApiRouter::new()
         .routes(routes!(test_rule))
-        .routes(routes!(import_rules))
-        .layer(limit(
-            limits.max_bulk_body_bytes,
-            "server.max_bulk_body_bytes",
-        ));
-    OpenApiRouter::new()
+        .routes(routes!(import_rules));
+    let api = OpenApiRouter::new()
         .routes(routes!(list_rules, create_rule))
         .routes(routes!(validate))
         .routes(routes!(export_rules))
         .routes(routes!(get_rule, put_rule, patch_rule, delete_rule))
         .routes(routes!(enable_rule))
-        .routes(routes!(disable_rule))
-        .merge(bulk)
+        .routes(routes!(disable_rule));
+    bounded(api, limits.max_api_body_bytes, "server.max_api_body_bytes").merge(bounded(
+        bulk,
+        limits.max_bulk_body_bytes,
+        "server.max_bulk_body_bytes",
+    ))
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, camel: &str, snake: &str) -> Option<&'a str> {
