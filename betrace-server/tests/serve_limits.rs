@@ -499,3 +499,68 @@ fn shutdown_answers_503_while_draining() {
         s.stderr()
     );
 }
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<Any>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+}
+
+/// One span in a trace of its own (trace id bytes all `i`).
+fn trace_request(
+    i: u8,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    let mut r = request_of(10);
+    let span = &mut r.resource_spans[0].scope_spans[0].spans[0];
+    span.trace_id = vec![i.max(1); 16];
+    r
+}
+
+#[test]
+fn grpc_back_pressure_carries_retry_info() {
+    use prost::Message as _;
+    let (s, _dir) = with_config(
+        "trace:\n  max_buffered_spans: 3\n  reject_when_full: true\n  root_grace: 10s\n  idle_timeout: 10s\n",
+    );
+    let addr = s.otlp_grpc.clone().unwrap();
+    let refused = (1..=10u8)
+        .map(|i| grpc_export(&addr, trace_request(i), false))
+        .find_map(Result::err)
+        .expect("a 3-span buffer refuses the 4th trace");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    let status = RpcStatus::decode(refused.details()).unwrap();
+    assert_eq!(status.code, 8);
+    let retry = status
+        .details
+        .iter()
+        .find(|d| d.type_url == "type.googleapis.com/google.rpc.RetryInfo")
+        .expect("RetryInfo detail");
+    let info = RetryInfo::decode(retry.value.as_slice()).unwrap();
+    assert_eq!(info.retry_delay.unwrap().seconds, 1);
+}
