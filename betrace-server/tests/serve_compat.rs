@@ -205,6 +205,9 @@ fn api_rules_dialect() {
     assert_compat_error(&e, "not_found", "payments-ok");
     let (_, list) = s.get("/api/rules");
     assert_eq!(list, json!([]));
+    let (st, e) = s.get("/api/nowhere");
+    assert_eq!(st, 404);
+    assert_compat_error(&e, "not_found", "/api/nowhere");
 }
 
 fn send_python(server: &Server) -> Value {
@@ -382,6 +385,14 @@ fn cors_preflight_for_the_clients_origins() {
             assert!(allowed.contains(h), "{h} not in {allowed}");
         }
     }
+    // Without the token: 401 in this dialect's error shape.
+    let r = reqwest::blocking::Client::new()
+        .get(s.url("/api/rules"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let e: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert_compat_error(&e, "unauthorized", "Bearer");
     // The actual request from the allowed origin, with the token.
     let r = reqwest::blocking::Client::new()
         .get(s.url("/api/rules"))

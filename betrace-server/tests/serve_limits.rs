@@ -169,18 +169,34 @@ fn every_rest_route_bounds_its_body() {
     assert_eq!((st, h["status"].clone()), (200, json!("HEALTHY")));
 }
 
+/// Sends the head of a request announcing `len` body bytes and the first bytes of its body,
+/// then reads the answer: the server must answer without reading the rest.
+fn announce(s: &Server, path: &str, len: usize, start: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let addr = s.http.strip_prefix("http://").unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        c,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n{start}"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 #[test]
 fn default_limits_refuse_a_100_mib_body() {
     let s = Server::test_mode();
-    let huge = "x".repeat(100 * 1024 * 1024);
-    let (st, e) = send_raw(
+    const HUGE: usize = 100 * 1024 * 1024;
+    let (st, e) = announce(
         &s,
-        "POST",
         "/v1/rules",
-        serde_json::to_vec(
-            &json!({"id": "big", "description": huge, "expression": "span.name == \"x\""}),
-        )
-        .unwrap(),
+        HUGE,
+        "{\"id\": \"big\", \"expression\": \"span.name == 1\", \"description\": \"xxxx",
     );
     assert_413(
         st,
@@ -188,28 +204,27 @@ fn default_limits_refuse_a_100_mib_body() {
         "server.max_api_body_bytes (1048576 bytes)",
         "POST /v1/rules",
     );
-    let (st, e) = send_raw(
-        &s,
-        "POST",
-        "/v1/rules/validate",
-        serde_json::to_vec(&json!({"expression": huge})).unwrap(),
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("104857600 bytes"),
+        "{e}"
     );
+    let (st, e) = announce(&s, "/v1/rules/validate", HUGE, "{\"expression\": \"xxxx");
     assert_413(
         st,
         &e,
         "server.max_api_body_bytes",
         "POST /v1/rules/validate",
     );
-    drop(huge);
-    let (st, r) = send_raw(
-        &s,
-        "POST",
-        "/v1/rules",
-        padded(
-            &json!({"id": "ok", "expression": "span.name == \"x\""}),
-            1024 * 1024,
-        ),
-    );
+    let (st, _) = s.get("/v1/rules/big");
+    assert_eq!(st, 404);
+    // Just over and at the default limit.
+    let rule = json!({"id": "ok", "expression": "span.name == \"x\""});
+    let (st, e) = send_raw(&s, "POST", "/v1/rules", padded(&rule, 1024 * 1024 + 1));
+    assert_413(st, &e, "server.max_api_body_bytes", "POST /v1/rules");
+    let (st, r) = send_raw(&s, "POST", "/v1/rules", padded(&rule, 1024 * 1024));
     assert_eq!(st, 201, "{r}");
 }
 

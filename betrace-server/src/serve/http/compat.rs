@@ -37,9 +37,9 @@ pub const MAX_SCAN: usize = 100_000;
 const NS_PER_MS: i64 = 1_000_000;
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
 
-/// `/api/v1/rules…`: the rules routes with this dialect's errors.
+/// `/api/v1/rules…`: the rules routes.
 pub fn v1_router(limits: &Limits) -> OpenApiRouter<AppState> {
-    super::rules::router(limits).layer(axum::middleware::from_fn(errors))
+    super::rules::router(limits)
 }
 
 /// The `/api/...` dialect, bodies up to `server.max_api_body_bytes`.
@@ -61,7 +61,6 @@ pub fn router(limits: &Limits) -> OpenApiRouter<AppState> {
         limits.max_api_body_bytes,
         "server.max_api_body_bytes",
     )
-    .layer(axum::middleware::from_fn(errors))
 }
 
 /// Tags every `/api` and `/health` operation `compatibility`, and prefixes the operation ids
@@ -91,9 +90,12 @@ pub fn tag_openapi(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// Copies `code`, `message` and `diagnostics` of an error body to its top level (as `name`,
-/// `message`, `diagnostics`).
-async fn errors(req: Request, next: Next) -> Response {
+/// Under `/api/`, copies `code`, `message` and `diagnostics` of an error body to its top level
+/// (as `name`, `message`, `diagnostics`); every error is covered, 401, 404 and 503 included.
+pub async fn errors(req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
     let resp = next.run(req).await;
     let status = resp.status();
     let json = resp

@@ -245,7 +245,9 @@ pub fn accept(
     responses(
         (status = 200, description = "`{accepted, rejected, errors: [{index, message}]}`"),
         (status = 400, description = "Not a span list"),
+        (status = 413, description = "Body over server.max_bulk_body_bytes (or, inflated, server.max_decompressed_bytes)"),
         (status = 429, description = "Trace buffer full; Retry-After"),
+        (status = 503, description = "Shutting down; Retry-After"),
     ))]
 pub async fn spans(
     State(st): State<AppState>,

@@ -264,7 +264,8 @@ pub fn main_router(state: AppState, cors_origins: &[String]) -> Router {
     let router = router
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), drain));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), drain))
+        .layer(axum::middleware::from_fn(compat::errors));
     let router = match cors(cors_origins) {
         Some(c) => router.layer(c),
         None => router,
