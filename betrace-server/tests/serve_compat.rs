@@ -84,6 +84,12 @@ fn api_v1_rules_dialect() {
         Some(&json!({"expression": expr, "severity": "LOW"})),
     );
     assert_eq!((st, r["severity"].clone()), (200, json!("LOW")));
+    let (st, r) = s.send(
+        "PATCH",
+        "/api/v1/rules/a",
+        Some(&json!({"tags": ["pay", "eu"]})),
+    );
+    assert_eq!((st, r["tags"].clone()), (200, json!(["pay", "eu"])));
     let (st, r) = s.post("/api/v1/rules/a/disable", &Value::Null);
     assert_eq!((st, r["enabled"].clone()), (200, json!(false)));
     let (st, r) = s.post("/api/v1/rules/a/enable", &Value::Null);
@@ -166,6 +172,9 @@ fn api_rules_dialect() {
         (r["severity"].clone(), r["description"].clone()),
         (json!("low"), json!("changed"))
     );
+    let (st, one) = s.get("/api/rules/payments-ok");
+    assert_eq!((st, one["description"].clone()), (200, json!("changed")));
+    assert_eq!(one["dsl"], "span.name == \"x\"");
     let (st, r) = s.send(
         "PATCH",
         "/api/rules/payments-ok",
