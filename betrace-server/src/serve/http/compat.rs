@@ -320,8 +320,9 @@ fn get<'a>(q: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
     q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty())
 }
 
-/// The store query of `timeRange`, `from`, `to` (`from`/`to` win), `severity`, `rule`;
-/// `default_range` when none of the three times is given.
+/// The store query of `timeRange` (before `to`, default now), `from`, `to` (`from` wins over
+/// `timeRange`), `severity`, `rule`; `default_range` (nanoseconds) when neither `from` nor
+/// `timeRange` is given.
 fn base_query(
     q: &HashMap<String, String>,
     default_range: Option<i64>,
@@ -329,10 +330,7 @@ fn base_query(
     let range = get(q, "timeRange").map(time_range).transpose()?;
     let from = get(q, "from").map(|v| millis("from", v)).transpose()?;
     let to = get(q, "to").map(|v| millis("to", v)).transpose()?;
-    let start = match (
-        from,
-        range.or(if to.is_none() { default_range } else { None }),
-    ) {
+    let start = match (from, range.or(default_range)) {
         (Some(f), _) => Some(f),
         (None, Some(r)) => Some(to.unwrap_or_else(now_ns).saturating_sub(r)),
         (None, None) => None,
