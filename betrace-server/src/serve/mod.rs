@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod storage;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
