@@ -832,10 +832,7 @@ mod tests {
         assert_eq!(ids, ["aa", "bb", "cc"]);
         assert_eq!(got.total_spans, 3);
         let stored = s.get_violation(&v1.id).unwrap().unwrap();
-        assert_eq!(
-            serde_json::to_string(&stored.json).unwrap(),
-            serde_json::to_string(&v1).unwrap()
-        );
+        assert_eq!(stored.json, serde_json::to_value(&v1).unwrap());
         assert!(betrace_core::sign::verify_json(&stored.json, b"k"));
         assert!(s.trace_spans(&"00".repeat(16)).unwrap().is_none());
         // Both violations pruned (by age): the summary goes with them.

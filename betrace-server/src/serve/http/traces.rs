@@ -1,7 +1,7 @@
 //! `GET /api/traces/{traceId}` (COMPAT.md, `/api/...` dialect): a trace that produced
 //! violations, from the span summaries stored beside them ([`crate::serve::summary`]).
 //!
-//! In: a trace id (32 hex digits, any case). Out: `{traceId, spans: [{spanId, parentSpanId,
+//! In: a trace id (32 hex digits, any case). Out: `{traceId, spans: [{traceId, spanId, parentSpanId,
 //! name, serviceName, kind, startTime, endTime, durationMs, status, statusMessage,
 //! attributes}], violations: [...], totalSpans, truncated}` — the spans in the simple-JSON
 //! shape of ENGINE.md §2 (times as Unix-nanosecond strings, `parentSpanId` `""` for a root,
@@ -26,8 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_trace))
 }
 
-fn span_json(s: &SpanSummary) -> Value {
+fn span_json(trace_id: &str, s: &SpanSummary) -> Value {
     json!({
+        "traceId": trace_id,
         "spanId": s.span_id,
         "parentSpanId": s.parent_span_id.as_deref().unwrap_or(""),
         "name": s.name,
@@ -74,7 +75,7 @@ pub async fn get_trace(
     }
     let (list, total, truncated) = match &spans {
         Some(t) => (
-            t.spans.iter().map(span_json).collect::<Vec<_>>(),
+            t.spans.iter().map(|s| span_json(&id, s)).collect::<Vec<_>>(),
             t.total_spans,
             t.truncated,
         ),
