@@ -31,7 +31,7 @@ function h(tag, attrs = {}, ...children) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 function notice(text, kind = "info") {
@@ -445,7 +445,7 @@ async function violationsPage(params) {
     catch (e) { list.replaceChildren(h("p", { class: "error" }, e.message)); return; }
     const rows = page.violations.map((v) => h("tr", { dataset: { id: v.id }, class: "clickable", onclick: () => { location.hash = `#/violations/${v.id}`; } },
       h("td", { class: "nowrap" }, fmtTime(v.createdAt)),
-      h("td", {}, v.ruleId),
+      h("td", { class: "rule" }, v.ruleId),
       h("td", {}, sevBadge(v.severity)),
       h("td", { class: "mono" }, v.traceId),
       h("td", {}, h("a", { href: `#/violations/${v.id}` }, v.message))));
@@ -548,7 +548,7 @@ function waterfall(trace, v) {
     const width = Math.max(0.3, (Number(s.end - s.start) / total) * 100);
     return h("tr", { class: `span-row ${role ? "proving " + role : ""}`, dataset: { spanId: s.spanId } },
       h("td", { class: "span-name", style: `padding-left:${0.5 + depth * 1.1}rem` },
-        s.name, role ? h("span", { class: `tag ${role}` }, role) : null),
+        h("span", { class: "span-label" }, s.name), role ? h("span", { class: `tag ${role}` }, role) : null),
       h("td", {}, s.serviceName),
       h("td", { class: "num" }, ms(s.start - t0)),
       h("td", { class: "num" }, ms(s.end - s.start)),

@@ -5,7 +5,7 @@ read from the line it prints once bound), with a real SQLite data directory. Tra
 with the OpenTelemetry Python SDK (OTLP/HTTP exporter). Screenshots of each page are kept in
 target/ui-screenshots/.
 
-Needs: target/debug/betrace (built by `cargo test`, else built here; BETRACE_BIN to choose),
+Needs: the `betrace` binary (BETRACE_BIN, else target/debug/betrace, built here with cargo),
 /usr/bin/chromium and the `playwright` package (both installed by .ci/setup-deps.sh).
 Playwright never downloads a browser here: it launches /usr/bin/chromium.
 """
@@ -13,6 +13,7 @@ Playwright never downloads a browser here: it launches /usr/bin/chromium.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -45,17 +46,18 @@ TRACE_URL = "http://tempo.example:3000/explore?traceId={traceId}"
 TIMEOUT_MS = 15_000
 
 
+@functools.cache
 def betrace_bin() -> Path:
     if os.environ.get("BETRACE_BIN"):
         return Path(os.environ["BETRACE_BIN"])
-    path = ROOT / "target" / "debug" / "betrace"
-    if not path.exists():
-        subprocess.run(
-            ["cargo", "build", "-p", "betrace-server", "--bin", "betrace"],
-            cwd=ROOT,
-            check=True,
-        )
-    return path
+    # The pages are compiled into the binary: build it so it holds the current ones (a no-op
+    # when it is up to date).
+    subprocess.run(
+        ["cargo", "build", "--quiet", "-p", "betrace-server", "--bin", "betrace"],
+        cwd=ROOT,
+        check=True,
+    )
+    return ROOT / "target" / "debug" / "betrace"
 
 
 class Server:
@@ -243,6 +245,17 @@ def test_rules_violations_waterfall_csv_and_toggle(page, tmp_path):
         assert rows.first.get_attribute("data-id") == vs[0]["id"]
         shot(page, "violations")
 
+        # Paging through `nextCursor`, one violation a page.
+        page.goto(server.base + "/ui/#/violations?limit=1")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-id", vs[0]["id"])
+        expect(page.locator("#prev-page")).to_be_disabled()
+        page.click("#next-page")
+        expect(rows.first).to_have_attribute("data-id", vs[1]["id"])
+        expect(page.locator("#next-page")).to_be_disabled()
+        page.click("#prev-page")
+        expect(rows.first).to_have_attribute("data-id", vs[0]["id"])
+
         # Filter by trace id: one row.
         page.fill("input[name=traceId]", failing[0])
         page.click("#apply-filters")
@@ -259,7 +272,7 @@ def test_rules_violations_waterfall_csv_and_toggle(page, tmp_path):
         assert link.get_attribute("href") == TRACE_URL.replace("{traceId}", failing[0])
         spans = page.locator("#waterfall tbody tr")
         expect(spans).to_have_count(3)
-        names = [n.strip().split()[0] for n in page.locator("#waterfall td.span-name").all_inner_texts()]
+        names = page.locator("#waterfall .span-label").all_inner_texts()
         assert names[0] == "checkout" and sorted(names[1:]) == ["inventory", "payment"], names
         proving = page.locator("#waterfall tr.proving")
         expect(proving).to_have_count(1)
@@ -267,6 +280,7 @@ def test_rules_violations_waterfall_csv_and_toggle(page, tmp_path):
         expect(proving).to_contain_text("offending")
         expect(proving).to_contain_text("error")
         expect(proving).to_contain_text("shop")
+        assert "null" not in page.locator("main").inner_text()
         shot(page, "violation-detail")
         page.locator("main").screenshot(path=str(SHOTS / "violation-detail-main.png"))
 
@@ -345,5 +359,47 @@ def test_rules_file_is_read_only_in_the_ui(page, tmp_path):
         expect(page.locator("#expression")).to_be_disabled()
         expect(page.locator("#save-rule")).to_have_count(0)
         shot(page, "rules-read-only")
+    finally:
+        server.stop()
+
+
+def test_edit_delete_export_import(page, tmp_path):
+    server = Server(tmp_path)
+    try:
+        server.call("POST", "/v1/rules", {"name": "slow", "expression": "never { checkout.where(span.duration > 5s) }", "severity": "low"})
+        page.goto(server.base + "/ui/#/rules")
+        row = page.locator("#rules-table tr[data-rule=slow]")
+        expect(row).to_contain_text("LOW")
+        # Edit: severity and tags over PUT.
+        row.locator("a.button").click()
+        expect(page.locator("#validity")).to_contain_text("valid")
+        page.select_option("select[name=severity]", "CRITICAL")
+        page.fill("input[name=tags]", "perf, checkout")
+        page.click("#save-rule")
+        expect(row).to_contain_text("CRITICAL")
+        r = server.call("GET", "/v1/rules/slow")
+        assert r["severity"] == "CRITICAL" and r["tags"] == ["perf", "checkout"]
+        # Export: the rules file as YAML.
+        with page.expect_download() as dl:
+            page.click("#export-rules")
+        exported = Path(dl.value.path()).read_text()
+        assert "id: slow" in exported and "CRITICAL" in exported, exported
+        # Delete (confirmed), then import the exported file back.
+        page.once("dialog", lambda d: d.accept())
+        row.locator("button.danger").click()
+        expect(page.locator("main")).to_contain_text("No rules yet")
+        poll(lambda: server.call("GET", "/v1/rules")["totalCount"] == 0, "the rule to be deleted")
+        exported_file = tmp_path / "rules.yaml"
+        exported_file.write_text(exported)
+        page.set_input_files("#import-file", str(exported_file))
+        expect(page.locator("#import-results")).to_contain_text("1 created")
+        expect(row).to_contain_text("CRITICAL")
+        assert server.call("GET", "/v1/rules/slow")["tags"] == ["perf", "checkout"]
+        # A rules file with a broken rule: the failure is listed.
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("rules:\n  - id: broken\n    expression: never { x.where( }\n")
+        page.set_input_files("#import-file", str(bad))
+        expect(page.locator("#import-results")).to_contain_text("1 failed")
+        expect(page.locator("#import-results")).to_contain_text("broken")
     finally:
         server.stop()
