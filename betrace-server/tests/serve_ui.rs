@@ -49,14 +49,32 @@ fn pages_are_embedded_open_and_redirected() {
     }
     let r = plain.get(s.url("/ui/")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     let html = r.text().unwrap();
-    assert!(html.contains(r#"<script type="module" src="app.js">"#), "{html}");
+    assert!(
+        html.contains(r#"<script type="module" src="app.js">"#),
+        "{html}"
+    );
     for (file, mime) in [("app.js", "text/javascript"), ("style.css", "text/css")] {
         let r = plain.get(s.url(&format!("/ui/{file}"))).send().unwrap();
         assert_eq!(r.status().as_u16(), 200, "{file}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(mime));
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(mime)
+        );
         assert!(r.text().unwrap().len() > 100, "{file} is empty");
     }
     let r = plain.get(s.url("/ui/nope.js")).send().unwrap();
@@ -148,10 +166,16 @@ fn span_summaries_beside_signed_violations_and_api_traces() {
     assert_eq!((st, e["error"]["code"].clone()), (404, json!("not_found")));
     let (st, e) = s.get("/api/traces/xyz");
     assert_eq!(st, 400);
-    assert!(e["error"]["message"].as_str().unwrap().contains("traceId"), "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("traceId"),
+        "{e}"
+    );
     let (_, doc) = s.get("/v1/openapi.json");
     for p in ["/api/traces/{traceId}", "/v1/ui/config", "/v1/ui/status"] {
-        assert!(doc["paths"].get(p).is_some(), "{p} is not in the OpenAPI document");
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} is not in the OpenAPI document"
+        );
     }
 
     // SQLite: the summaries survive a restart, the signature still verifies.
@@ -165,7 +189,11 @@ fn span_summaries_beside_signed_violations_and_api_traces() {
 #[test]
 fn bad_trace_url_stops_start_up() {
     for (args, env, named) in [
-        (vec!["--ui-trace-url", "http://tempo/explore"], None, "--ui-trace-url"),
+        (
+            vec!["--ui-trace-url", "http://tempo/explore"],
+            None,
+            "--ui-trace-url",
+        ),
         (vec![], Some("ftp://x/{traceId}"), "BETRACE_UI_TRACE_URL"),
     ] {
         let mut cmd = betrace();

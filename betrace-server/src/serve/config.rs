@@ -457,7 +457,9 @@ pub fn parse_trace_url(text: &str) -> Result<String, String> {
             "`{t}` has no `{{traceId}}` placeholder for the trace id"
         ));
     }
-    if t.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>') {
+    if t.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>')
+    {
         return Err(format!("`{t}` contains a space, quote or angle bracket"));
     }
     Ok(t.to_owned())
@@ -950,7 +952,8 @@ impl Builder {
             c.eval_workers = w;
         }
         if let Some((u, source)) = self.ui_trace_url.filter(|(u, _)| !u.trim().is_empty()) {
-            c.ui_trace_url = Some(parse_trace_url(&u).map_err(|e| ConfigError(format!("{source}: {e}")))?);
+            c.ui_trace_url =
+                Some(parse_trace_url(&u).map_err(|e| ConfigError(format!("{source}: {e}")))?);
         }
 
         let open: Vec<SocketAddr> = [Some(c.http_addr), c.otlp_http_addr, c.otlp_grpc_addr]
@@ -1156,14 +1159,20 @@ mod tests {
         );
         let bad = parse_file("ui:\n  trace_url: http://no-placeholder\n", "f").unwrap();
         let err = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&bad)).unwrap_err();
-        assert!(err.0.contains("ui.trace_url") && err.0.contains("{traceId}"), "{err}");
+        assert!(
+            err.0.contains("ui.trace_url") && err.0.contains("{traceId}"),
+            "{err}"
+        );
         let err = Config::resolve(
             &ServeArgs::default(),
             &env(&[("BETRACE_UI_TRACE_URL", "javascript:alert(1)//{traceId}")]),
             None,
         )
         .unwrap_err();
-        assert!(err.0.contains("BETRACE_UI_TRACE_URL") && err.0.contains("http://"), "{err}");
+        assert!(
+            err.0.contains("BETRACE_UI_TRACE_URL") && err.0.contains("http://"),
+            "{err}"
+        );
         assert!(parse_file("ui:\n  colour: red\n", "f").is_err());
     }
 }

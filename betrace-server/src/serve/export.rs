@@ -338,8 +338,9 @@ impl Exporter {
                         Outcome::Rejected(why) => {
                             tracing::error!(reason = %why, count = n, "the OTLP receiver refused violation spans; skipping them");
                             self.metrics.exported("rejected", n);
-                            self.metrics
-                                .export_failed(format!("the OTLP receiver refused {n} violation spans: {why}"));
+                            self.metrics.export_failed(format!(
+                                "the OTLP receiver refused {n} violation spans: {why}"
+                            ));
                         }
                     }
                     cursor = last;

@@ -21,8 +21,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
-use betrace_core::engine::now_unix_nanos;
 use betrace_core::engine::TraceContext;
+use betrace_core::engine::now_unix_nanos;
 use betrace_core::{AttrValue, Span, Violation};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -373,7 +373,10 @@ impl Pipeline {
             violations.extend(eval.violations);
         }
         if !violations.is_empty() {
-            if let Err(e) = self.store.insert_violations_with_spans(&violations, summaries) {
+            if let Err(e) = self
+                .store
+                .insert_violations_with_spans(&violations, summaries)
+            {
                 self.metrics
                     .violations_store_failed
                     .inc_by(violations.len() as u64);

@@ -252,10 +252,16 @@ mod tests {
         assert!(t.spans.iter().any(|s| s.span_id == last));
         assert_eq!(t.spans[0].name, "op-0");
         assert_eq!(t.spans[0].parent_span_id, None);
-        assert_eq!(t.spans[1].parent_span_id.as_deref(), Some(t.spans[0].span_id.as_str()));
+        assert_eq!(
+            t.spans[1].parent_span_id.as_deref(),
+            Some(t.spans[0].span_id.as_str())
+        );
         let s = &t.spans[0];
         assert_eq!(s.attributes.len(), MAX_ATTRIBUTES);
-        assert_eq!(s.attributes["k00"].as_str().map(str::len), Some(MAX_ATTRIBUTE_BYTES));
+        assert_eq!(
+            s.attributes["k00"].as_str().map(str::len),
+            Some(MAX_ATTRIBUTE_BYTES)
+        );
         assert!(s.status_message.len() <= MAX_ATTRIBUTE_BYTES);
         assert_eq!((s.kind.as_str(), s.status.as_str()), ("server", "error"));
     }
@@ -263,7 +269,10 @@ mod tests {
     #[test]
     fn merge_replaces_and_bounds() {
         let a = TraceSpans::of(&Trace::new((0..150).map(|i| span(i, None)).collect()), &[]);
-        let b = TraceSpans::of(&Trace::new((100..300).map(|i| span(i, None)).collect()), &[]);
+        let b = TraceSpans::of(
+            &Trace::new((100..300).map(|i| span(i, None)).collect()),
+            &[],
+        );
         let mut m = a;
         m.merge(b);
         assert_eq!(m.spans.len(), MAX_SPANS);

@@ -75,7 +75,10 @@ pub async fn get_trace(
     }
     let (list, total, truncated) = match &spans {
         Some(t) => (
-            t.spans.iter().map(|s| span_json(&id, s)).collect::<Vec<_>>(),
+            t.spans
+                .iter()
+                .map(|s| span_json(&id, s))
+                .collect::<Vec<_>>(),
             t.total_spans,
             t.truncated,
         ),
