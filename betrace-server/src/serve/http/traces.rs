@@ -1,13 +1,13 @@
 //! `GET /api/traces/{traceId}` (COMPAT.md, `/api/...` dialect): a trace that produced
 //! violations, from the span summaries stored beside them ([`crate::serve::summary`]).
 //!
-//! In: a trace id (32 hex digits, any case). Out: `{traceId, spans: [{traceId, spanId, parentSpanId,
-//! name, serviceName, kind, startTime, endTime, durationMs, status, statusMessage,
-//! attributes}], violations: [...], totalSpans, truncated}` — the spans in the simple-JSON
-//! shape of ENGINE.md §2 (times as Unix-nanosecond strings, `parentSpanId` `""` for a root,
-//! `status` `ok|error|unset`), so they can be sent back to `POST /v1/rules/test`; the
-//! violations as `GET /v1/violations` lists them, newest first (at most 1000). 404 when no
-//! violation of that trace is stored.
+//! In: a trace id (32 hex digits, any case). Out: `{traceId, spans: [{traceId, spanId,
+//! parentSpanId, name, serviceName, kind, startTime, endTime, durationMs, status,
+//! statusMessage, attributes}], violations: [...], totalSpans, truncated}` — the spans in
+//! the simple-JSON shape of ENGINE.md §2 (times as Unix-nanosecond strings, `parentSpanId`
+//! `""` for a root, `status` `ok|error|unset`), so they can be sent back to
+//! `POST /v1/rules/test`; the violations as `GET /v1/violations` lists them, newest first (at
+//! most 1000). 404 when no violation of that trace is stored.
 
 use std::sync::Arc;
 
