@@ -207,3 +207,45 @@ fn bad_trace_url_stops_start_up() {
         assert!(err.contains(named), "{named} not named in: {err}");
     }
 }
+
+#[test]
+fn status_route_reports_the_last_export_error() {
+    // A port nothing listens on: every export attempt fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let s = Server::start(Opts {
+        args: vec![
+            "--test-mode".into(),
+            "--otel-endpoint".into(),
+            endpoint,
+            "--otlp-protocol".into(),
+            "http/protobuf".into(),
+        ],
+        ..Opts::default()
+    });
+    s.create_rule(&json!({"name": "no-payment-errors", "expression": "never { payment.where(span.status == error) }"}));
+    s.post("/v1/spans", &shop_trace());
+    s.flush();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let (st, status) = s.get("/v1/ui/status");
+        assert_eq!(st, 200);
+        if !status["lastExportError"].is_null() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no export error reported: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status["exportEnabled"], true);
+    let err = &status["lastExportError"];
+    assert!(!err["message"].as_str().unwrap().is_empty(), "{err}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(err["at"].as_str().unwrap()).is_ok(),
+        "{err}"
+    );
+    assert!(s.metric("betrace_export_spans_total{result=\"failure\"}") >= 1.0);
+}
