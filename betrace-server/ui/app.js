@@ -183,6 +183,7 @@ async function rulesPage() {
             const on = ev.target.checked;
             try {
               await api.post(`/v1/rules/${encodeURIComponent(r.id)}/${on ? "enable" : "disable"}`);
+              ev.target.nextElementSibling.textContent = on ? "on" : "off";
               notice(`Rule ${r.id} ${on ? "enabled" : "disabled"}`);
             } catch (e) {
               ev.target.checked = !on;
@@ -601,8 +602,8 @@ async function statusPage() {
     show(
       h("div", { class: "toolbar" }, h("h1", {}, "Status"), h("span", { class: "spacer" }), h("span", { class: "muted" }, "from /metrics, every 5 s")),
       h("div", { class: "cards" },
-        table("status-received", "Spans received", by("betrace_spans_received_total", "transport"), "none"),
-        table("status-rejected", "Spans rejected", by("betrace_spans_rejected_total", "reason"), "none"),
+        table("status-received", "Spans received since start", by("betrace_spans_received_total", "transport"), "none"),
+        table("status-rejected", "Spans rejected since start", by("betrace_spans_rejected_total", "reason"), "none"),
         table("status-buffer", "Trace buffer", [
           ["buffered traces", one("betrace_buffered_traces")],
           ["buffered spans", one("betrace_buffered_spans")],
@@ -610,7 +611,7 @@ async function statusPage() {
           ["late spans", one("betrace_late_spans_total")],
           ["rules active", one("betrace_rules_active")],
         ]),
-        table("status-violations", "Violations per rule", by("betrace_violations_total", "rule_id"), "no violations yet"),
+        table("status-violations", "Violations per rule since start", by("betrace_violations_total", "rule_id"), "no violations yet"),
         h("section", { class: "card", id: "status-export" }, h("h2", {}, "Export"),
           h("table", { class: "kv" },
             h("tr", {}, h("th", {}, "enabled"), h("td", {}, st.exportEnabled ? "yes" : "no (no OTLP endpoint)")),

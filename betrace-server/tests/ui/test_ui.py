@@ -263,6 +263,19 @@ def test_rules_violations_waterfall_csv_and_toggle(page, tmp_path):
         assert failing[0] in page.url
         expect(rows.first).to_contain_text(failing[0])
 
+        # A time range after every violation: none; one around them: both.
+        page.goto(server.base + "/ui/#/violations")
+        page.fill("input[name=startTime]", "2099-01-01T00:00:00")
+        page.click("#apply-filters")
+        expect(page.locator("#violations-list")).to_contain_text("No violations match")
+        assert "startTime=2099-01-01" in page.url
+        page.fill("input[name=startTime]", "2000-01-01T00:00:00")
+        page.fill("input[name=endTime]", "2099-01-01T00:00:00")
+        page.click("#apply-filters")
+        expect(rows).to_have_count(2)
+        page.goto(server.base + f"/ui/#/violations?traceId={failing[0]}")
+        expect(rows).to_have_count(1)
+
         # Detail: message, failed clause, signature, the waterfall with the proving span.
         rows.first.click()
         expect(page.locator("#violation-message")).to_contain_text("payment")
@@ -302,6 +315,9 @@ def test_rules_violations_waterfall_csv_and_toggle(page, tmp_path):
         expect(row).to_contain_text(re.compile(r"\d{4}-\d\d-\d\d"))  # last violation
         row.locator("input.toggle").uncheck()
         poll(lambda: server.call("GET", "/v1/rules/payment-errors")["enabled"] is False, "the rule to be disabled")
+        expect(row.locator(".switch")).to_contain_text("off")
+        page.reload()
+        expect(row.locator("input.toggle")).not_to_be_checked()
         shot(page, "rules")
 
         # Status: counts from /metrics.
