@@ -171,7 +171,19 @@ fn span_summaries_beside_signed_violations_and_api_traces() {
         "{e}"
     );
     let (_, doc) = s.get("/v1/openapi.json");
-    for p in ["/api/traces/{traceId}", "/v1/ui/config", "/v1/ui/status"] {
+    let (_, last) = s.get("/v1/ui/last-violations");
+    assert_eq!(
+        last["rules"]["no-payment-errors"]["id"],
+        id.as_str(),
+        "{last}"
+    );
+    assert_eq!(last["rules"].as_object().unwrap().len(), 1);
+    for p in [
+        "/api/traces/{traceId}",
+        "/v1/ui/config",
+        "/v1/ui/status",
+        "/v1/ui/last-violations",
+    ] {
         assert!(
             doc["paths"].get(p).is_some(),
             "{p} is not in the OpenAPI document"

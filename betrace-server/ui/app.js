@@ -153,15 +153,11 @@ const api = {
 // ---- Rules ---------------------------------------------------------------------------------
 
 async function rulesPage() {
-  const [list, cfg] = await Promise.all([api.get("/v1/rules"), loadConfig()]);
+  const [list, cfg, lastByRule] = await Promise.all([
+    api.get("/v1/rules"), loadConfig(), api.get("/v1/ui/last-violations"),
+  ]);
   const rules = list.rules;
-  const last = await Promise.all(
-    rules.map((r) =>
-      api.get(`/v1/violations?ruleId=${encodeURIComponent(r.id)}&limit=1`)
-        .then((v) => v.violations[0] || null)
-        .catch(() => null),
-    ),
-  );
+  const last = rules.map((r) => lastByRule.rules[r.id] || null);
   const importInput = h("input", { type: "file", accept: ".yaml,.yml,.json", hidden: true, id: "import-file", onchange: importRules });
   const banner = cfg.rulesReadOnly
     ? h("p", { class: "banner", id: "read-only-banner" },

@@ -93,6 +93,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The span summaries of a trace that produced a violation.
     fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError>;
+    /// The newest violation of each rule that has one, by rule id.
+    fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError>;
     /// Newest first; at most `q.limit`, plus whether more match.
     fn list_violations(
         &self,
@@ -328,6 +330,23 @@ impl Store for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError> {
+        let conn = self.conn.lock();
+        // One index seek per rule on `violations_rule (rule_id, seq)`.
+        let mut stmt = conn.prepare(
+            "SELECT v.seq, v.body FROM violations v
+             JOIN (SELECT MAX(seq) AS seq FROM violations GROUP BY rule_id) m ON v.seq = m.seq
+             ORDER BY v.rule_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(stored(seq, &body)?);
+        }
+        Ok(out)
     }
 
     fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError> {
@@ -569,6 +588,19 @@ impl Store for MemoryStore {
         Ok(self.inner.lock().traces.get(trace_id).cloned())
     }
 
+    fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError> {
+        let m = self.inner.lock();
+        let mut last: BTreeMap<&str, StoredViolation> = BTreeMap::new();
+        for (&seq, v) in m.violations.iter().rev() {
+            last.entry(v.rule_id.as_str())
+                .or_insert_with(|| StoredViolation {
+                    seq,
+                    json: v.json.clone(),
+                });
+        }
+        Ok(last.into_values().collect())
+    }
+
     fn list_violations(
         &self,
         q: &ViolationQuery,
@@ -719,6 +751,12 @@ mod tests {
             .collect();
         s.insert_violations(&vs).unwrap();
         s.insert_violations(&vs[..1]).unwrap(); // duplicate id ignored
+        let last = s.last_violation_per_rule().unwrap();
+        let ids: Vec<&str> = last
+            .iter()
+            .map(|v| v.json["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [vs[4].id.as_str(), vs[3].id.as_str()]); // rules a, b
         let q = ViolationQuery {
             limit: 2,
             ..Default::default()
@@ -819,6 +857,7 @@ mod tests {
         let mut v1 = violation("a", Severity::High, 1, base);
         betrace_core::sign::sign_in_place(&mut v1, b"k");
         let v2 = violation("a", Severity::High, 2, base + 1);
+        let v2_trace = v2.trace_id.clone();
         let t1 = v1.trace_id.clone();
         s.insert_violations_with_spans(
             std::slice::from_ref(&v1),
@@ -835,6 +874,9 @@ mod tests {
         assert_eq!(stored.json, serde_json::to_value(&v1).unwrap());
         assert!(betrace_core::sign::verify_json(&stored.json, b"k"));
         assert!(s.trace_spans(&"00".repeat(16)).unwrap().is_none());
+        let last = s.last_violation_per_rule().unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].json["traceId"], v2_trace.as_str());
         // Both violations pruned (by age): the summary goes with them.
         assert_eq!(s.prune(10, (base + 2) as i64).unwrap(), 2);
         assert!(s.trace_spans(&t1).unwrap().is_none());

@@ -1,7 +1,8 @@
 //! The web UI (SERVER.md §1; docs/server.md "Web UI"): static pages at `/ui/`, embedded in
 //! the binary, and the two small JSON routes they need beyond the REST API.
 //!
-//! In: `GET /`, `GET /ui`, `GET /ui/{file}`; `GET /v1/ui/config`, `GET /v1/ui/status`.
+//! In: `GET /`, `GET /ui`, `GET /ui/{file}`; `GET /v1/ui/config`, `GET /v1/ui/status`,
+//! `GET /v1/ui/last-violations`.
 //! Out: the HTML, JavaScript and CSS of `betrace-server/ui/` (compiled in with
 //! `include_str!`, so `betrace serve` needs no build step or network to serve them);
 //! `/` and `/ui` redirect to `/ui/`. The pages are open without a token (they hold no data);
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, blocking};
 
 /// What the UI needs to know about this server, fixed at start-up.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +71,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(ui_config))
         .routes(routes!(ui_status))
+        .routes(routes!(last_violations))
 }
 
 async fn to_ui() -> Redirect {
@@ -128,4 +130,22 @@ pub async fn ui_status(State(st): State<AppState>) -> Json<Value> {
         "exportEnabled": st.ui.export_enabled,
         "lastExportError": last,
     }))
+}
+
+/// The newest violation of each rule (the rules page's "last violation" column).
+#[utoipa::path(get, path = "/v1/ui/last-violations", tag = "operations",
+    responses((status = 200, description = "`{rules: {<ruleId>: {id, createdAt, severity}}}`: only rules with a stored violation")))]
+pub async fn last_violations(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = std::sync::Arc::clone(&st.store);
+    let rows = blocking(move || store.last_violation_per_rule()).await??;
+    let mut rules = serde_json::Map::new();
+    for r in rows {
+        if let Some(rule) = r.json["ruleId"].as_str() {
+            rules.insert(
+                rule.to_owned(),
+                json!({"id": r.json["id"], "createdAt": r.json["createdAt"], "severity": r.json["severity"]}),
+            );
+        }
+    }
+    Ok(Json(json!({ "rules": rules })))
 }
