@@ -137,7 +137,9 @@ async function request(path, { method = "GET", body, type = "application/json", 
       return resp;
     }
     const text = await resp.text();
-    const data = text ? JSON.parse(text) : null;
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; }
+    catch { throw new ApiError(resp.status, { error: { message: `HTTP ${resp.status}: the answer is not JSON` } }); }
     if (!resp.ok) throw new ApiError(resp.status, data);
     return data;
   }

@@ -852,7 +852,7 @@ mod tests {
 
     /// Summaries are kept per trace, merged with later fragments, outside the signed JSON, and
     /// pruned with the last violation of their trace.
-    fn summaries(s: &dyn Store) {
+    fn summaries(s: &dyn Store) -> Violation {
         let base = 1_700_000_000_000_000_000u64;
         let mut v1 = violation("a", Severity::High, 1, base);
         betrace_core::sign::sign_in_place(&mut v1, b"k");
@@ -880,6 +880,7 @@ mod tests {
         // Both violations pruned (by age): the summary goes with them.
         assert_eq!(s.prune(10, (base + 2) as i64).unwrap(), 2);
         assert!(s.trace_spans(&t1).unwrap().is_none());
+        v1
     }
 
     #[test]
@@ -891,7 +892,25 @@ mod tests {
     #[test]
     fn sqlite_summaries() {
         let dir = tempfile::tempdir().unwrap();
-        summaries(&SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let v = summaries(&s);
+        // The stored body is the signed serialization, byte for byte.
+        s.insert_violations_with_spans(
+            std::slice::from_ref(&v),
+            vec![summary(&v.trace_id, &["aa"])],
+        )
+        .unwrap();
+        let body: String = s
+            .conn
+            .lock()
+            .query_row(
+                "SELECT body FROM violations WHERE id = ?1",
+                params![v.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(body, serde_json::to_string(&v).unwrap());
+        assert!(!body.contains("\"spans\""));
     }
 
     #[test]
