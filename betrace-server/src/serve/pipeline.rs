@@ -367,8 +367,7 @@ impl Pipeline {
                     .inc();
             }
             if !eval.violations.is_empty() {
-                let refs: Vec<&Violation> = eval.violations.iter().collect();
-                summaries.push(TraceSpans::of(&trace, &refs));
+                summaries.push(TraceSpans::of(&trace, &eval.violations));
             }
             violations.extend(eval.violations);
         }

@@ -67,7 +67,7 @@ pub struct TraceSpans {
 
 impl TraceSpans {
     /// The summaries of `trace`, keeping the spans that `violations` name first.
-    pub fn of(trace: &Trace, violations: &[&Violation]) -> TraceSpans {
+    pub fn of(trace: &Trace, violations: &[Violation]) -> TraceSpans {
         let proving: HashSet<&str> = violations
             .iter()
             .flat_map(|v| v.trigger_spans.iter().chain(&v.offending_spans))
@@ -245,7 +245,7 @@ mod tests {
             name: "op-499".into(),
             service: String::new(),
         }];
-        let t = TraceSpans::of(&trace, &[&v]);
+        let t = TraceSpans::of(&trace, std::slice::from_ref(&v));
         assert_eq!(t.spans.len(), MAX_SPANS);
         assert_eq!(t.total_spans, 500);
         assert!(t.truncated);
