@@ -419,3 +419,25 @@ def test_edit_delete_export_import(page, tmp_path):
         expect(page.locator("#import-results")).to_contain_text("broken")
     finally:
         server.stop()
+
+
+def test_status_shows_the_last_export_error(page, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    server = Server(tmp_path, ["--otel-endpoint", f"http://127.0.0.1:{closed}", "--otlp-protocol", "http/protobuf"])
+    try:
+        server.call("POST", "/v1/rules", {"name": "payment-errors", "expression": FIXED})
+        send_traces(server.otlp, failing=1, passing=0)
+        server.call("POST", "/v1/flush")
+        poll(lambda: server.call("GET", "/v1/ui/status")["lastExportError"], "an export error")
+        page.goto(server.base + "/ui/#/status")
+        expect(page.locator("#last-export-error")).to_contain_text("Last error")
+        expect(page.locator("#status-export")).to_contain_text("yes")
+        failures = page.locator("#status-export tr", has_text="failure").locator("td").inner_text()
+        assert int(failures) >= 1, failures
+        shot(page, "status-export-error")
+    finally:
+        server.stop()
