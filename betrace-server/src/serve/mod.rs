@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod storage;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -211,6 +212,11 @@ async fn serve(config: Config) -> Result<(), String> {
         draining: AtomicBool::new(false),
         limits: config.limits,
         openapi: std::sync::OnceLock::new(),
+        ui: http::ui::UiSettings {
+            trace_url: config.ui_trace_url.clone(),
+            rules_file: config.rules_file.as_ref().map(|p| p.display().to_string()),
+            export_enabled: config.export.is_some(),
+        },
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -39,6 +39,8 @@ pub mod body;
 mod compat;
 pub mod ingest;
 mod rules;
+mod traces;
+pub mod ui;
 mod violations;
 
 /// What every handler shares.
@@ -57,6 +59,7 @@ pub struct Shared {
     pub draining: AtomicBool,
     pub limits: Limits,
     pub openapi: OnceLock<String>,
+    pub ui: ui::UiSettings,
 }
 
 /// Handler state.
@@ -229,6 +232,8 @@ struct ApiDoc;
 fn api_router(limits: &Limits) -> OpenApiRouter<AppState> {
     let operations = OpenApiRouter::new()
         .merge(violations::router())
+        .merge(traces::router())
+        .merge(ui::router())
         .routes(routes!(health))
         .routes(routes!(health_root))
         .routes(routes!(ready))
@@ -263,6 +268,7 @@ pub fn main_router(state: AppState, cors_origins: &[String]) -> Router {
         .openapi
         .set(doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
     let router = router
+        .merge(ui::pages())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn_with_state(state.clone(), drain))
@@ -355,9 +361,9 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(layer.allow_origin(AllowOrigin::list(list)))
 }
 
-/// Paths open without a token (SERVER.md §1 "Security").
+/// Paths open without a token (SERVER.md §1 "Security"), and the static UI pages.
 fn is_open(path: &str) -> bool {
-    matches!(path, "/v1/health" | "/health" | "/v1/ready" | "/metrics")
+    matches!(path, "/v1/health" | "/health" | "/v1/ready" | "/metrics") || ui::is_page(path)
 }
 
 /// True when `headers` carry `Authorization: Bearer <token>` matching `hash`.
