@@ -23,7 +23,7 @@ use crate::assemble::{
 };
 use crate::engine::{Evaluation, RuleSet, TraceContext, now_unix_nanos};
 use crate::span::{Span, TraceId};
-use crate::violation::CompletionReason;
+use crate::violation::{CompletionReason, Violation};
 
 /// The evaluation of one released trace (or late fragment).
 #[derive(Clone, Debug)]
@@ -50,6 +50,20 @@ pub fn evaluate_completed(
     evaluate_completed_keeping(rules, completed, now_unix_nanos).0
 }
 
+/// Sets `evaluation` = `number` on violations of evaluation `number` of their trace and signs
+/// them again with the rule set's key; nothing to do for the first evaluation.
+pub fn number_violations(rules: &RuleSet, violations: &mut [Violation], number: u32) {
+    if number <= 1 {
+        return;
+    }
+    for v in violations {
+        v.evaluation = number;
+        if let Some(key) = &rules.options().signing_key {
+            crate::sign::sign_in_place(v, key);
+        }
+    }
+}
+
 /// [`evaluate_completed`], also handing back the trace's spans (deduplicated) for
 /// [`TraceAssembler::retain`].
 pub fn evaluate_completed_keeping(
@@ -66,14 +80,7 @@ pub fn evaluate_completed_keeping(
     let number = completed.evaluation;
     let trace = completed.into_trace();
     let mut evaluation = rules.evaluate(&trace, ctx);
-    if number > 1 {
-        for v in &mut evaluation.violations {
-            v.evaluation = number;
-            if let Some(key) = &rules.options().signing_key {
-                crate::sign::sign_in_place(v, key);
-            }
-        }
-    }
+    number_violations(rules, &mut evaluation.violations, number);
     let out = TraceEvaluation {
         trace_id,
         completion_reason: ctx.completion_reason,

@@ -11,7 +11,8 @@
 //! cap, eviction), from the background tick every 100 ms (root complete, idle, age), on
 //! [`Pipeline::flush`] and on [`Pipeline::shutdown`] — are queued for a pool of evaluation
 //! threads that evaluate them against the rule set in force at that moment and store the
-//! violations. Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
+//! violations, with the span summaries of each trace that produced one ([`TraceSpans`]).
+//! Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
 //! gRPC `RESOURCE_EXHAUSTED`) when the assembler refuses it (`trace.reject_when_full`) or
 //! when the spans queued for evaluation exceed `trace.max_buffered_spans`, so memory stays
 //! bounded by twice the buffer plus the spans kept for re-evaluation
@@ -32,9 +33,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
-use betrace_core::engine::RuleSet;
 use betrace_core::engine::now_unix_nanos;
-use betrace_core::stream::evaluate_completed_keeping;
+use betrace_core::engine::{RuleSet, TraceContext};
+use betrace_core::stream::number_violations;
 use betrace_core::violation::reconcile;
 use betrace_core::{AttrValue, CompletionReason, Span, TraceId, Violation};
 use crossbeam_channel::{Receiver, Sender};
@@ -45,6 +46,7 @@ use super::export;
 use super::metrics::{CompletionLabel, Metrics, ReasonLabel, RuleLabel, ViolationLabel};
 use super::registry::RuleRegistry;
 use super::storage::{Store, ViolationQuery};
+use super::summary::TraceSpans;
 
 /// Why a batch of spans was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -265,7 +267,14 @@ impl Pipeline {
         let traces = self.assembler.shutdown();
         let n = traces.len();
         self.enqueue(traces);
-        self.wait_idle(Duration::from_secs(120));
+        if !self.wait_idle(Duration::from_secs(120)) {
+            let lost = self.pending_spans.load(Ordering::Acquire);
+            tracing::error!(
+                spans = lost,
+                "evaluation did not finish within 120 s of shutdown"
+            );
+            self.metrics.dropped("shutdown", lost);
+        }
         let workers: Vec<_> = self.workers.lock().drain(..).collect();
         for _ in &workers {
             let _ = self.tx.send(Job::Stop);
@@ -351,21 +360,28 @@ impl Pipeline {
         let mut spans = 0u64;
         let mut violations: Vec<Violation> = Vec::new();
         let mut keep: Vec<(TraceId, u32, Vec<Span>)> = Vec::new();
+        let mut summaries: Vec<TraceSpans> = Vec::new();
         for t in traces {
             spans += t.spans.len() as u64;
             let reason = t.reason;
             let whole_again = t.evaluation > 1 && !t.partial;
             let started = Instant::now();
-            let (done, kept) = evaluate_completed_keeping(&set, t, now);
-            keep.push((done.trace_id, done.evaluation_number, kept));
-            let mut eval = done.evaluation;
+            let ctx = TraceContext {
+                completion_reason: t.reason,
+                partial: t.partial,
+                now_unix_nanos: now,
+            };
+            let (trace_id, number) = (t.trace_id, t.evaluation);
+            let trace = t.into_trace();
+            let mut eval = set.evaluate(&trace, ctx);
+            number_violations(&set, &mut eval.violations, number);
             if whole_again {
                 eval.violations = self.reconcile(
                     &set,
-                    done.trace_id,
+                    trace_id,
                     std::mem::take(&mut eval.violations),
-                    done.evaluation_number,
-                    done.span_count,
+                    number,
+                    trace.len(),
                     reason,
                     now,
                 );
@@ -397,10 +413,17 @@ impl Pipeline {
                     })
                     .inc();
             }
+            if !eval.violations.is_empty() {
+                summaries.push(TraceSpans::of(&trace, &eval.violations));
+            }
             violations.extend(eval.violations);
+            keep.push((trace_id, number, trace.into_spans()));
         }
         if !violations.is_empty() {
-            if let Err(e) = self.store.insert_violations(&violations) {
+            if let Err(e) = self
+                .store
+                .insert_violations_with_spans(&violations, summaries)
+            {
                 self.metrics
                     .violations_store_failed
                     .inc_by(violations.len() as u64);
