@@ -101,7 +101,7 @@ fn check_span_input_case(id: &str, spans: &[Span]) {
             assert_eq!(by_id("00000000000000b3").duration_nanos(), 2_000_000);
         }
         "in-end-time-wins" => {
-            let d: Vec<u64> = spans.iter().map(Span::duration_nanos).collect();
+            let d: Vec<i64> = spans.iter().map(Span::duration_nanos).collect();
             assert_eq!(d, [10_000_000, 10_000_000, 20_000_000, 10_000]);
         }
         _ => {}

@@ -334,6 +334,10 @@ pub enum Literal {
     Status(u8),
     /// Kind member, OTLP `Span.SpanKind` number: 0 unspecified … 5 consumer.
     Kind(u8),
+    /// A list used as a value (`x == [1, 2]`) or as an item of an `in` list (DSL.md §2
+    /// `value`). At run time it is an array; an array pair is one of §3.4's "any other type
+    /// pair": `==` false, `!=` true, ordering false.
+    List(Box<[Literal]>),
 }
 
 /// Comparison operators.
