@@ -178,7 +178,14 @@ struct Request<'a> {
 struct ResourceSpans<'a> {
     #[serde(borrow)]
     resource: Option<JsonResource<'a>>,
-    #[serde(borrow, alias = "scope_spans")]
+    /// Pre-1.0 senders name it `instrumentationLibrarySpans`; a request holding both goes to
+    /// the reference decoder (a duplicate field here), which prefers `scopeSpans`.
+    #[serde(
+        borrow,
+        alias = "scope_spans",
+        alias = "instrumentationLibrarySpans",
+        alias = "instrumentation_library_spans"
+    )]
     scope_spans: Option<Vec<ScopeSpans<'a>>>,
 }
 
@@ -191,7 +198,12 @@ struct JsonResource<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ScopeSpans<'a> {
-    #[serde(borrow)]
+    /// Pre-1.0: `instrumentationLibrary` (the same `name`), handled like `scopeSpans`.
+    #[serde(
+        borrow,
+        alias = "instrumentationLibrary",
+        alias = "instrumentation_library"
+    )]
     scope: Option<Scope<'a>>,
     #[serde(borrow)]
     spans: Option<Vec<JsonSpan<'a>>>,

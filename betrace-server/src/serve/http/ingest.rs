@@ -152,13 +152,27 @@ pub async fn otlp_traces(
             );
         }
     };
+    // A JSON body without spans may be another format sent to the wrong endpoint (Jaeger,
+    // Zipkin, …): say so in a partial success that rejects nothing (an OTLP warning).
+    let warning = (enc == Encoding::Json && decoded.total() == 0)
+        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+        .flatten()
+        .and_then(|v| betrace_core::unsupported_json_format(&v))
+        .map(|m| format!("no spans read: {m}"));
     match accept(&st, decoded, "otlp_http") {
         Err(r) => status_response(enc, r.status, r.code, r.message),
         Ok(rejected) => {
-            let partial = (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
-                rejected_spans: rejected.len() as i64,
-                error_message: rejection_message(&rejected),
-            });
+            let partial = if rejected.is_empty() {
+                warning.map(|error_message| ExportTracePartialSuccess {
+                    rejected_spans: 0,
+                    error_message,
+                })
+            } else {
+                Some(ExportTracePartialSuccess {
+                    rejected_spans: rejected.len() as i64,
+                    error_message: rejection_message(&rejected),
+                })
+            };
             match enc {
                 Encoding::Protobuf => (
                     StatusCode::OK,
