@@ -141,23 +141,28 @@ pub async fn otlp_traces(
         Encoding::Protobuf => betrace_core::decode_otlp_protobuf(&bytes),
         Encoding::Json => betrace_core::decode_otlp_json(&bytes),
     };
+    // A JSON body in another trace format (Jaeger, Zipkin, …) is named: in the 400 when it is
+    // not an OTLP request at all, else in a partial success that rejects nothing (an OTLP
+    // warning) when it yields no spans.
+    let other_format = || {
+        (enc == Encoding::Json)
+            .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+            .flatten()
+            .and_then(|v| betrace_core::unsupported_json_format(&v))
+    };
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => {
-            return status_response(
-                enc,
-                StatusCode::BAD_REQUEST,
-                INVALID_ARGUMENT,
-                e.to_string(),
-            );
+            let message = match other_format() {
+                Some(m) => format!("{e}: {m}"),
+                None => e.to_string(),
+            };
+            return status_response(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message);
         }
     };
-    // A JSON body without spans may be another format sent to the wrong endpoint (Jaeger,
-    // Zipkin, …): say so in a partial success that rejects nothing (an OTLP warning).
-    let warning = (enc == Encoding::Json && decoded.total() == 0)
-        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+    let warning = (decoded.total() == 0)
+        .then(other_format)
         .flatten()
-        .and_then(|v| betrace_core::unsupported_json_format(&v))
         .map(|m| format!("no spans read: {m}"));
     match accept(&st, decoded, "otlp_http") {
         Err(r) => status_response(enc, r.status, r.code, r.message),
