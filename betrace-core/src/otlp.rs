@@ -24,6 +24,10 @@
 //! means the default (`{"arrayValue": {}}` is an empty array); unknown fields are ignored. A
 //! malformed resource or scope rejects each span below it; a request, resource spans or scope
 //! spans that is not an object, or a list that is not an array, is an [`OtlpError`].
+//!
+//! Pre-1.0 senders are read too (opentelemetry-proto v0.16–v0.19 asks receivers to): in
+//! OTLP/JSON `instrumentationLibrarySpans` / `instrumentationLibrary` where `scopeSpans` /
+//! `scope` are absent, in protobuf `ResourceSpans` field 1000 where field 2 is empty.
 
 use std::sync::Arc;
 
