@@ -57,6 +57,23 @@ fn another_trace_format_gets_a_partial_success_warning() {
         assert!(message.starts_with("no spans read: "), "{file}: {message}");
         assert!(message.contains(says), "{file}: {message}");
     }
+    // The earlier span API names them too, rather than rejecting each span for a missing
+    // `traceId`.
+    let jaeger: Value = serde_json::from_slice(
+        &std::fs::read(root().join("testing/inputs/jaeger-ui.json")).unwrap(),
+    )
+    .unwrap();
+    for (body, says) in [
+        (jaeger.clone(), "Jaeger JSON (`data[].spans`)"),
+        (jaeger["data"][0].clone(), "a Jaeger JSON trace"),
+    ] {
+        let (status, e) = s.post("/v1/spans", &body);
+        assert_eq!(status, 400, "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(says),
+            "{e}"
+        );
+    }
     // An empty OTLP request is no warning.
     let (_, resp) = post_json(&s, br#"{"resourceSpans": []}"#.to_vec());
     assert_eq!(resp, json!({}));

@@ -291,6 +291,10 @@ pub async fn spans(
             ),
         })?;
     let value = parse_json(&bytes)?;
+    // Jaeger or Zipkin spans would each be rejected for a missing `traceId`: name the format.
+    if let Some(message) = betrace_core::unsupported_json_format(&value) {
+        return Err(ApiError::bad_request(message));
+    }
     let decoded = betrace_core::decode_simple_json(&value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = decoded.spans.len();
