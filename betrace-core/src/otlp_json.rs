@@ -420,6 +420,19 @@ mod tests {
         assert!(read >= 10, "only {read} OTLP/JSON examples");
     }
 
+    #[test]
+    fn pre_1_0_names_take_the_fast_path_unless_both_names_are_present() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testing/inputs/otlp-json-pre-1.0.json");
+        let body = std::fs::read(&path).unwrap();
+        let fast = decode(&body).expect("the fast path reads pre-1.0 names");
+        assert_eq!(fast.spans.len(), 2);
+        assert_eq!(Some(fast), reference(&body));
+        // Both names: a duplicate field here, so the reference decoder decides (1.0 wins).
+        let both = br#"{"resourceSpans":[{"scopeSpans":[],"instrumentationLibrarySpans":[]}]}"#;
+        assert!(decode(both).is_none());
+    }
+
     const SPAN: &str =
         r#""traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174""#;
 
