@@ -45,8 +45,7 @@ use betrace_dsl::ir::{Rule, Symbols};
 use betrace_dsl::lower::lower;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
-#[path = "../../betrace-core/tests/reference/mod.rs"]
-mod reference;
+use betrace_testing::reference;
 
 // ---- rules
 

@@ -10,10 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod reference;
-
-#[path = "../../testing/conformance.rs"]
-mod conformance;
+use betrace_testing::conformance;
+use betrace_testing::reference;
 
 use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
 use betrace_core::{

@@ -7,8 +7,7 @@
     reason = "test helpers fail the test on unexpected input"
 )]
 
-#[path = "../../testing/conformance.rs"]
-mod conformance;
+use betrace_testing::conformance;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod reference;
+use betrace_testing::reference;
 mod support;
 
 use betrace_core::{

@@ -2,8 +2,7 @@
 //! error case reports its code, every other case compiles, and formatting round-trips.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../testing/conformance.rs"]
-mod conformance;
+use betrace_testing::conformance;
 
 use betrace_dsl::{Symbols, check_source, parser};
 

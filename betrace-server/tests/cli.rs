@@ -2,8 +2,7 @@
 //! the examples through `betrace check`, and `validate`, `fmt`, `verify`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../testing/conformance.rs"]
-mod conformance;
+use betrace_testing::conformance;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

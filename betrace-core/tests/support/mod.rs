@@ -15,7 +15,7 @@ use betrace_dsl::ir::{
 };
 use regex::Regex;
 
-use crate::reference;
+use betrace_testing::reference;
 
 // ---- IR
 

@@ -7,8 +7,6 @@
 //! witnesses straight from their definition (DSL.md §3.6, §7.1). It shares only the value
 //! semantics (`betrace_core::value`) with the VM.
 
-#![allow(dead_code)]
-
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 
