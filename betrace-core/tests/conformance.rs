@@ -7,6 +7,11 @@
 //! (lists compared in trace order after truncation to the default `max_span_refs` of 100,
 //! DSL.md §3.6, §7.3). Compile-error cases must fail with their code; malformed-span cases
 //! must be rejected at the span's index.
+//!
+//! One generated test per case and runner (libtest-mimic, `harness = false`), named
+//! `vm::<id>`, `reference::<id>`, `ruleset::<id>` (the rule alone in an indexed set) and
+//! `ruleset-shared::<id>` (every evaluation case's rule in one set), so a failure names its
+//! case and `cargo test -p betrace-core --test conformance -- <id>` runs one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,6 +24,9 @@ use betrace_core::{
     spans_from_simple_json,
 };
 use betrace_dsl::{Symbols, check_source};
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
 /// Default `max_span_refs` (DSL.md §3.6).
@@ -49,8 +57,13 @@ fn as_expect(trace: &Trace, o: &Outcome) -> Value {
     })
 }
 
-/// Runs one case; `Err` describes how it failed.
-fn run_case(case: &Value) -> Result<(), String> {
+/// An evaluation case ready to run: its checked rule, the symbols it was checked against, and
+/// its trace.
+type Checked = (betrace_dsl::ir::Rule, Symbols, Trace);
+
+/// Compiles the case and decodes its spans; compile-error and malformed-span cases are judged
+/// here and give `Ok(None)`. `Err` describes how the case failed.
+fn prepare(case: &Value) -> Result<Option<Checked>, String> {
     let text = conformance::rule_text(case);
     let expect = &case["expect"];
     let mut symbols = Symbols::new();
@@ -69,7 +82,7 @@ fn run_case(case: &Value) -> Result<(), String> {
                     }
                 });
                 if hit {
-                    Ok(())
+                    Ok(None)
                 } else {
                     let got: Vec<&str> = diags.iter().map(|d| d.code.as_str()).collect();
                     Err(format!("expected {code}, got {got:?}"))
@@ -92,60 +105,54 @@ fn run_case(case: &Value) -> Result<(), String> {
             Ok(_) => Err(format!(
                 "spans decoded, expected span {index} to be malformed"
             )),
-            Err(e) if e.span_index() == want => Ok(()),
+            Err(e) if e.span_index() == want => Ok(None),
             Err(e) => Err(format!("expected span {index} to be malformed, got: {e}")),
         };
     }
     let spans = decoded.map_err(|e| format!("spans do not decode: {e}"))?;
-    let trace = Trace::new(spans);
+    Ok(Some((rule, symbols, Trace::new(spans))))
+}
 
+fn run_vm(
+    rule: &betrace_dsl::ir::Rule,
+    symbols: &Symbols,
+    trace: &Trace,
+) -> Result<Outcome, String> {
     let program = betrace_dsl::lower::lower(rule.clone());
-    let prepared = PreparedTrace::new(&trace, &symbols);
-    let vm = evaluate(&program, &prepared, &EvalOptions::default())
-        .map_err(|e| format!("VM error: {e}"))?;
-    let walked = reference::evaluate(&rule, &trace, &symbols);
+    let prepared = PreparedTrace::new(trace, symbols);
+    evaluate(&program, &prepared, &EvalOptions::default()).map_err(|e| format!("VM error: {e}"))
+}
 
-    let mut problems = Vec::new();
-    let vm_json = as_expect(&trace, &vm);
-    if &vm_json != expect {
-        problems.push(format!("VM gave {vm_json}, expected {expect}"));
-    }
-    let ref_json = as_expect(&trace, &walked);
-    if &ref_json != expect {
-        problems.push(format!("reference gave {ref_json}, expected {expect}"));
-    }
-    if vm != walked {
-        problems.push(format!("VM {vm:?} and reference {walked:?} differ"));
-    }
-    if problems.is_empty() {
+/// `vm::<id>`: every case; the compiler's verdict, span decoding, and the VM's outcome.
+fn vm_case(case: &Value) -> Result<(), String> {
+    let Some((rule, symbols, trace)) = prepare(case)? else {
+        return Ok(());
+    };
+    let vm = run_vm(&rule, &symbols, &trace)?;
+    let got = as_expect(&trace, &vm);
+    if got == case["expect"] {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(format!("VM gave {got}, expected {}", case["expect"]))
     }
 }
 
-#[test]
-fn every_conformance_case_through_vm_and_reference() {
-    let cases = conformance::cases();
-    let mut failures = Vec::new();
-    let mut evaluated = 0;
-    for case in &cases {
-        let id = case["id"].as_str().unwrap_or("?");
-        if case["expect"].get("violated").is_some() {
-            evaluated += 1;
-        }
-        if let Err(why) = run_case(case) {
-            failures.push(format!("{id}: {why}"));
-        }
+/// `reference::<id>`: evaluation cases; the reference evaluator's outcome, which must also be
+/// exactly the VM's (spans in the same order, untruncated).
+fn reference_case(case: &Value) -> Result<(), String> {
+    let Some((rule, symbols, trace)) = prepare(case)? else {
+        return Err("not an evaluation case".into());
+    };
+    let walked = reference::evaluate(&rule, &trace, &symbols);
+    let got = as_expect(&trace, &walked);
+    if got != case["expect"] {
+        return Err(format!("reference gave {got}, expected {}", case["expect"]));
     }
-    assert!(evaluated > 100, "only {evaluated} evaluation cases");
-    assert!(
-        failures.is_empty(),
-        "{} of {} conformance cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    let vm = run_vm(&rule, &symbols, &trace)?;
+    if vm != walked {
+        return Err(format!("VM {vm:?} and reference {walked:?} differ"));
+    }
+    Ok(())
 }
 
 /// A rule set's answer for one rule on one trace, in the corpus's terms.
@@ -200,60 +207,90 @@ fn evaluate_in(set: &RuleSet, id: &str, trace: &Trace) -> Result<Value, String> 
     Ok(violation_as_expect(&mine))
 }
 
-#[test]
-fn every_evaluation_case_through_an_indexed_rule_set() {
-    let cases = evaluation_cases();
+/// `ruleset::<id>`: the case's rule alone in an indexed [`RuleSet`].
+fn ruleset_case(id: &str, text: &str, trace: &Trace, expect: &Value) -> Result<(), String> {
     let options = EngineOptions::default();
-    assert!(options.use_index);
-    let mut failures = Vec::new();
-    for (id, text, trace, expect) in &cases {
-        let set = match RuleSet::compile(vec![Rule::new(id.clone(), text.clone())], options.clone())
-        {
-            Ok(s) => s,
-            Err(e) => {
-                failures.push(format!("{id}: does not compile: {}", e[0].render()));
-                continue;
-            }
-        };
-        match evaluate_in(&set, id, trace) {
-            Ok(got) if &got == expect => {}
-            Ok(got) => failures.push(format!("{id}: rule set gave {got}, expected {expect}")),
-            Err(e) => failures.push(format!("{id}: {e}")),
-        }
+    if !options.use_index {
+        return Err("the rule index is off by default".into());
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} evaluation cases failed through RuleSet:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    let set = RuleSet::compile(vec![Rule::new(id, text)], options)
+        .map_err(|e| format!("does not compile: {}", e[0].render()))?;
+    let got = evaluate_in(&set, id, trace)?;
+    if &got == expect {
+        Ok(())
+    } else {
+        Err(format!("rule set gave {got}, expected {expect}"))
+    }
 }
 
-/// Every case's rule in one set: the index and the symbol table are shared, so a rule can
-/// only run on a trace when the index lets it, exactly as in the server.
-#[test]
-fn every_evaluation_case_through_one_shared_rule_set() {
-    let cases = evaluation_cases();
-    let rules = cases
-        .iter()
-        .map(|(id, text, _, _)| Rule::new(id.clone(), text.clone()))
-        .collect();
-    let set = RuleSet::compile(rules, EngineOptions::default())
-        .unwrap_or_else(|e| panic!("{}", e[0].render()));
-    let mut failures = Vec::new();
-    for (id, _, trace, expect) in &cases {
-        match evaluate_in(&set, id, trace) {
-            Ok(got) if &got == expect => {}
-            Ok(got) => failures.push(format!("{id}: rule set gave {got}, expected {expect}")),
-            Err(e) => failures.push(format!("{id}: {e}")),
+/// `ruleset-shared::<id>`: every evaluation case's rule in one set. The index and the symbol
+/// table are shared, so a rule can only run on a trace when the index lets it, exactly as in
+/// the server.
+fn shared_case(
+    set: &Result<RuleSet, String>,
+    id: &str,
+    trace: &Trace,
+    expect: &Value,
+) -> Result<(), String> {
+    let set = set.as_ref().map_err(Clone::clone)?;
+    let got = evaluate_in(set, id, trace)?;
+    if &got == expect {
+        Ok(())
+    } else {
+        Err(format!("shared rule set gave {got}, expected {expect}"))
+    }
+}
+
+fn trial(name: String, run: impl FnOnce() -> Result<(), String> + Send + 'static) -> Trial {
+    Trial::test(name, move || run().map_err(Failed::from))
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let cases = conformance::cases();
+    let evaluation = evaluation_cases();
+    let shared = Arc::new(
+        RuleSet::compile(
+            evaluation
+                .iter()
+                .map(|(id, text, _, _)| Rule::new(id.clone(), text.clone()))
+                .collect(),
+            EngineOptions::default(),
+        )
+        .map_err(|e| format!("the shared rule set does not compile: {}", e[0].render())),
+    );
+
+    let mut trials = Vec::new();
+    let count = evaluation.len();
+    trials.push(trial("corpus::evaluation-cases".into(), move || {
+        if count > 100 {
+            Ok(())
+        } else {
+            Err(format!("only {count} evaluation cases"))
+        }
+    }));
+    for case in cases {
+        let id = case["id"].as_str().unwrap_or("?").to_owned();
+        let evaluates = case["expect"].get("violated").is_some();
+        let case = Arc::new(case);
+        let c = Arc::clone(&case);
+        trials.push(trial(format!("vm::{id}"), move || vm_case(&c)));
+        if evaluates {
+            trials.push(trial(format!("reference::{id}"), move || {
+                reference_case(&case)
+            }));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} evaluation cases failed through the shared RuleSet:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    for (id, text, trace, expect) in evaluation {
+        let (t, e, i) = (trace, expect, id.clone());
+        let (t2, e2) = (t.clone(), e.clone());
+        trials.push(trial(format!("ruleset::{id}"), move || {
+            ruleset_case(&i, &text, &t, &e)
+        }));
+        let set = Arc::clone(&shared);
+        trials.push(trial(format!("ruleset-shared::{id}"), move || {
+            shared_case(&set, &id, &t2, &e2)
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit();
 }
