@@ -1,8 +1,7 @@
-//! The `betrace` binary run as a process: the conformance corpus through `betrace test`,
-//! the examples through `betrace check`, and `validate`, `fmt`, `verify`.
+//! The `betrace` binary run as a process: the examples through `betrace check`, and
+//! `validate`, `fmt`, `verify` (the conformance corpus through `betrace test` is
+//! `cli_conformance.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use betrace_testing::conformance;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,78 +19,6 @@ fn root() -> PathBuf {
 
 fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("betrace runs")
-}
-
-#[test]
-fn conformance_corpus_through_betrace_test() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut failures = Vec::new();
-    for case in conformance::cases() {
-        let id = case["id"].as_str().unwrap().to_string();
-        let spans = dir.path().join(format!("{id}.json"));
-        std::fs::write(&spans, serde_json::to_string(&case["spans"]).unwrap()).unwrap();
-        let out = run(betrace()
-            .args(["test", "--format", "json", "--expression"])
-            .arg(conformance::rule_text(&case))
-            .arg("--spans")
-            .arg(&spans));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let got: Value = match serde_json::from_str(stdout.trim()) {
-            Ok(v) => v,
-            Err(e) => {
-                failures.push(format!(
-                    "{id}: output is not JSON ({e}): {stdout:?} {:?}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-                continue;
-            }
-        };
-        let code = out.status.code();
-        let expect = &case["expect"];
-        if let Some(err) = expect["error"].as_str() {
-            let codes: Vec<&str> = got["error"]["diagnostics"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|d| d["code"].as_str()).collect())
-                .unwrap_or_default();
-            let ok = codes.iter().any(|c| {
-                if err == "E2" {
-                    c.starts_with("E2")
-                } else {
-                    *c == err
-                }
-            });
-            if code != Some(2) || !ok {
-                failures.push(format!(
-                    "{id}: expected {err} and exit 2, got {code:?} {got}"
-                ));
-            }
-        } else if let Some(index) = expect["malformedSpan"].as_u64() {
-            if code != Some(2)
-                || got["error"]["span"].as_u64() != Some(index)
-                || got["error"]["message"].as_str().is_none()
-            {
-                failures.push(format!(
-                    "{id}: expected malformed span {index}, got {code:?} {got}"
-                ));
-            }
-        } else {
-            let want = json!({
-                "violated": expect["violated"],
-                "failedClause": expect["failedClause"],
-                "triggerSpans": expect["triggerSpans"],
-                "offendingSpans": expect["offendingSpans"],
-            });
-            if code != Some(0) || got != want {
-                failures.push(format!("{id}: expected {want}, got {code:?} {got}"));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }
 
 #[test]
