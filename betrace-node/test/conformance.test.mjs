@@ -1,5 +1,6 @@
-// The DSL conformance corpus through `check`: every case gives the result the Rust engine and
-// `betrace test` give (../shared/conformance/README.md, "Expectations").
+// The DSL conformance corpora (the shared one and testing/conformance-extra.jsonl) through
+// `check`: every case gives the result the Rust engine and `betrace test` give
+// (../shared/conformance/README.md, "Expectations").
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
@@ -31,6 +32,10 @@ function outcome(violations) {
 
 test('the corpus is there and not trivial', () => {
   assert.ok(cases.length >= 200, `expected the whole corpus, found ${cases.length} cases`)
+  assert.ok(
+    cases.some((c) => c.id.startsWith('x-')),
+    'the project corpus (testing/conformance-extra.jsonl) is read',
+  )
 })
 
 for (const c of cases) {

@@ -14,3 +14,8 @@ EXAMPLES = REPO / "examples"
 # `../../shared/conformance/dsl.jsonl` relative to betrace-py/ (the corpus lives beside the
 # repository); BETRACE_CONFORMANCE overrides it.
 CONFORMANCE = Path(os.environ.get("BETRACE_CONFORMANCE", PACKAGE / "../../shared/conformance/dsl.jsonl")).resolve()
+# The project corpus, `testing/conformance-extra.jsonl` (testing/README.md);
+# BETRACE_CONFORMANCE_EXTRA overrides it.
+CONFORMANCE_EXTRA = Path(
+    os.environ.get("BETRACE_CONFORMANCE_EXTRA", REPO / "testing/conformance-extra.jsonl")
+).resolve()

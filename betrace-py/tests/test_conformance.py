@@ -1,4 +1,5 @@
-"""The DSL conformance corpus (`../shared/conformance/dsl.jsonl`) through `betrace.check`:
+"""The DSL conformance corpora (`../shared/conformance/dsl.jsonl`, then the project's
+`testing/conformance-extra.jsonl`) through `betrace.check`:
 every case gives the result the corpus expects, as it does through the Rust engine and
 `betrace test`."""
 
@@ -9,13 +10,23 @@ import json
 import pytest
 
 import betrace
-from conftest import CONFORMANCE
+from conftest import CONFORMANCE, CONFORMANCE_EXTRA
+
+
+def read_corpus(path, where: str) -> list[dict]:
+    if not path.exists():
+        raise FileNotFoundError(f"the conformance corpus {path} is missing ({where})")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_cases() -> list[dict]:
-    if not CONFORMANCE.exists():
-        raise FileNotFoundError(f"the conformance corpus {CONFORMANCE} is missing (it lives beside the repository)")
-    return [json.loads(line) for line in CONFORMANCE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = read_corpus(CONFORMANCE, "it lives beside the repository")
+    cases += read_corpus(CONFORMANCE_EXTRA, "it lives in the repository's testing/")
+    ids = [c["id"] for c in cases]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"conformance case ids appear twice: {duplicates}")
+    return cases
 
 
 CASES = load_cases()
@@ -32,6 +43,7 @@ def test_the_corpus_has_every_kind_of_case():
     kinds = {next(iter(c["expect"])) if "error" in c["expect"] or "malformedSpan" in c["expect"] else "eval" for c in CASES}
     assert kinds == {"eval", "error", "malformedSpan"}
     assert len(CASES) > 200
+    assert any(c["id"].startswith("x-") for c in CASES), "the project corpus is not read"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

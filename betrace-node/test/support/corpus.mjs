@@ -1,4 +1,6 @@
-// Reads the DSL conformance corpus (../shared/conformance/dsl.jsonl beside the repository).
+// Reads the DSL conformance corpora: the shared ../shared/conformance/dsl.jsonl beside the
+// repository (BETRACE_CONFORMANCE overrides it), then the project's
+// testing/conformance-extra.jsonl (BETRACE_CONFORMANCE_EXTRA overrides it).
 //
 // JSON.parse would round integers beyond 2^53 (Unix-nanosecond times, the corpus's i64 edge
 // cases) to the nearest double; those become BigInts instead, which BeTrace reads exactly.
@@ -6,10 +8,12 @@ import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const CORPUS = join(
-  dirname(fileURLToPath(import.meta.url)),
-  '../../../../shared/conformance/dsl.jsonl',
-)
+const HERE = dirname(fileURLToPath(import.meta.url))
+
+export const CORPUS = process.env.BETRACE_CONFORMANCE ?? join(HERE, '../../../../shared/conformance/dsl.jsonl')
+
+export const CORPUS_EXTRA =
+  process.env.BETRACE_CONFORMANCE_EXTRA ?? join(HERE, '../../../testing/conformance-extra.jsonl')
 
 const BIGINT_MARK = '\u0000bigint:'
 
@@ -45,12 +49,22 @@ export function parseCase(line) {
   )
 }
 
-/** Every case, in file order. */
-export function readCorpus() {
-  return readFileSync(CORPUS, 'utf8')
+function readFile(path) {
+  return readFileSync(path, 'utf8')
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map(parseCase)
+}
+
+/** Every case of both corpora, the shared one first, each in file order; ids are unique. */
+export function readCorpus() {
+  const cases = [...readFile(CORPUS), ...readFile(CORPUS_EXTRA)]
+  const seen = new Set()
+  for (const c of cases) {
+    if (seen.has(c.id)) throw new Error(`conformance case id ${c.id} appears twice`)
+    seen.add(c.id)
+  }
+  return cases
 }
 
 /** The rule text of a case (`rule`, or `generate`: prefix + repeat × times + suffix). */
