@@ -9,13 +9,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use super::http::AppState;
-use super::http::ingest::{accept, rejection_message};
+use super::http::ingest::{accept, partial_success};
 
 /// The gRPC trace service.
 #[derive(Debug, Clone)]
@@ -60,11 +60,8 @@ impl TraceService for GrpcReceiver {
         }
         let decoded = betrace_core::otlp::decode_otlp_request(request.into_inner());
         match accept(st, decoded, "otlp_grpc") {
-            Ok(rejected) => Ok(Response::new(ExportTraceServiceResponse {
-                partial_success: (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
-                    rejected_spans: rejected.len() as i64,
-                    error_message: rejection_message(&rejected),
-                }),
+            Ok(accepted) => Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: partial_success(&accepted),
             })),
             Err(r) => Err(Status::new(tonic::Code::from(r.code), r.message)),
         }

@@ -197,7 +197,7 @@ impl Pipeline {
             }
         }
         if dropped > 0 {
-            self.metrics.attributes_dropped.inc_by(dropped);
+            self.metrics.attributes_dropped("limit", dropped as usize);
         }
         if truncated > 0 {
             self.metrics.attribute_values_truncated.inc_by(truncated);
