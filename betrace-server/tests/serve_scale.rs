@@ -176,6 +176,13 @@ impl Traffic {
     }
 }
 
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// (rule id, trace id) of every violation the traffic must produce (traffic.py docs).
 fn expected(sent: &Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
@@ -410,9 +417,38 @@ fn three_instances_behind_trace_id_routing() {
         .filter(|v| split_ids.contains(v["traceId"].as_str().unwrap()))
         .filter(|v| v["completionReason"] == "shutdown")
         .collect();
+    assert!(
+        !shutdown.is_empty(),
+        "no split trace was evaluated at shutdown"
+    );
+    // Their remaining spans reached the restarted instance after the restart: late spans,
+    // evaluated as partial fragments, their violations marked partial.
+    assert!(metric_sum(&servers[victim], "betrace_late_spans_total") > 0.0);
+    let partial: Vec<&Value> = all.iter().filter(|v| v["partial"] == true).collect();
+    assert!(
+        !partial.is_empty(),
+        "no partial violation after the restart"
+    );
+    let expected2 = expected(&sent2);
+    for v in &all {
+        let key = (
+            v["ruleId"].as_str().unwrap().to_owned(),
+            v["traceId"].as_str().unwrap().to_owned(),
+        );
+        if v["partial"] == true {
+            assert!(
+                split_ids.contains(key.1.as_str()),
+                "partial but not split: {v}"
+            );
+        } else {
+            // A violation a whole trace would not have comes from a split trace, and says so.
+            assert!(expected2.contains(&key) || union.contains(&key), "{v}");
+        }
+    }
     eprintln!(
-        "stop and restart: {} violations of split traces were evaluated at shutdown; router retried {} times",
+        "stop and restart: {} violations of split traces evaluated at shutdown, {} partial violations after the restart; the router retried {} times",
         shutdown.len(),
+        partial.len(),
         b["retries"].as_u64().unwrap() - before["retries"].as_u64().unwrap()
     );
     for s in &servers {
