@@ -33,6 +33,11 @@ export BETRACE_PYTHON="$PWD/.venv/bin/python"
 cargo test --workspace --quiet 2>&1 | tee target/test-output.txt
 grep -q "test result" target/test-output.txt
 
+step "scale-out: three betrace serve instances behind trace-id routing (docs/deployment.md)"
+cargo test -p betrace-server --test serve_scale --quiet -- --ignored --nocapture 2>&1 \
+  | grep -v '^Transient error\|^Failed to export' | tee target/scale-output.txt
+grep -q "test result: ok. 1 passed" target/scale-output.txt
+
 step "Python package betrace-py: build into .venv, pytest"
 bash betrace-py/run-tests.sh
 

@@ -1,5 +1,7 @@
 //! OTLP/gRPC back-pressure tells the client to retry: `RESOURCE_EXHAUSTED` with a
 //! `google.rpc.RetryInfo` detail (without it, the Collector's OTLP exporter drops the data).
+//! Attribute values nested too deep over gRPC: dropped within prost's recursion limit; past
+//! it the request is refused whole by the gRPC layer, and the server stays up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -107,4 +109,57 @@ fn resource_exhausted_carries_retry_info() {
     let info = RetryInfo::decode(retry.value.as_slice()).unwrap();
     assert_eq!(info.retry_delay.unwrap().seconds, 1);
     assert!(s.metric("betrace_spans_rejected_total{reason=\"backpressure\"}") > 0.0);
+}
+
+fn nested(levels: usize) -> opentelemetry_proto::tonic::common::v1::AnyValue {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value};
+    let mut v = AnyValue {
+        value: Some(any_value::Value::IntValue(1)),
+    };
+    for _ in 0..levels {
+        v = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+        };
+    }
+    v
+}
+
+#[test]
+fn deep_values_over_grpc() {
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    let s = Server::test_mode();
+    let endpoint = format!("http://{}", s.otlp_grpc.clone().unwrap());
+    let with_deep = |levels: usize| {
+        let mut r = request(1);
+        r.resource_spans[0].scope_spans[0].spans[0].attributes = vec![KeyValue {
+            key: "deep".into(),
+            value: Some(nested(levels)),
+            ..Default::default()
+        }];
+        r
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = TraceServiceClient::connect(endpoint).await.unwrap();
+        // Past BeTrace's limit, within prost's: the attribute is dropped, the spans kept.
+        let resp = client.export(with_deep(31)).await.unwrap().into_inner();
+        let partial = resp.partial_success.unwrap();
+        assert_eq!(partial.rejected_spans, 0);
+        assert!(
+            partial.error_message.contains("field `attributes.deep`"),
+            "{}",
+            partial.error_message
+        );
+        // Past prost's: tonic refuses the request before BeTrace sees it.
+        let status = client.export(with_deep(300)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+        assert!(client.export(request(2)).await.is_ok());
+    });
+    assert_eq!(
+        s.metric("betrace_attributes_dropped_total{reason=\"depth\"}"),
+        1.0
+    );
 }
