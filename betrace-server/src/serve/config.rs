@@ -19,7 +19,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// YAML config file (keys: server.*, storage.*, otlp.*, rules.*, trace.*, compliance.*,
-    /// logging.*; see docs/server.md).
+    /// logging.*, ui.*; see docs/server.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// REST API and OTLP/HTTP listener (default 127.0.0.1:12011; env BETRACE_HTTP_ADDR,
@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Allowed CORS origin (repeatable; `*` for any). CORS is off without it.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// Link from a violation in the web UI to the tracing backend; `{traceId}` is replaced by
+    /// the trace id (e.g. `http://tempo:3000/explore?traceId={traceId}`; env
+    /// BETRACE_UI_TRACE_URL).
+    #[arg(long, value_name = "URL")]
+    pub ui_trace_url: Option<String>,
 }
 
 /// A setting that stops start-up. The message names the key, variable or flag.
@@ -184,6 +189,8 @@ pub struct Config {
     pub test_mode: bool,
     /// Evaluation worker threads.
     pub eval_workers: usize,
+    /// `ui.trace_url`: an http(s) URL template holding `{traceId}`.
+    pub ui_trace_url: Option<String>,
 }
 
 /// Instructions per second assumed when turning `rules.evaluation_timeout` into a budget.
@@ -222,6 +229,7 @@ impl Config {
             eval_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            ui_trace_url: None,
         }
     }
 
@@ -271,6 +279,14 @@ pub struct FileConfig {
     compliance: ComplianceSection,
     #[serde(default)]
     logging: LoggingSection,
+    #[serde(default)]
+    ui: UiSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UiSection {
+    trace_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -426,6 +442,27 @@ struct Builder {
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     eval_workers: Option<usize>,
+    /// With where it came from, for the error message.
+    ui_trace_url: Option<(String, &'static str)>,
+}
+
+/// Checks a `ui.trace_url` template: http(s), and `{traceId}` in it.
+pub fn parse_trace_url(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if !(t.starts_with("http://") || t.starts_with("https://")) {
+        return Err(format!("`{t}` must start with http:// or https://"));
+    }
+    if !t.contains("{traceId}") {
+        return Err(format!(
+            "`{t}` has no `{{traceId}}` placeholder for the trace id"
+        ));
+    }
+    if t.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>')
+    {
+        return Err(format!("`{t}` contains a space, quote or angle bracket"));
+    }
+    Ok(t.to_owned())
 }
 
 /// `host:port`; `localhost` means 127.0.0.1.
@@ -656,6 +693,9 @@ impl Builder {
         if let Some(l) = &f.logging.format {
             self.log_format = Some(parse_format(l).map_err(|e| key("logging.format", e))?);
         }
+        if let Some(u) = &f.ui.trace_url {
+            self.ui_trace_url = Some((u.clone(), "key `ui.trace_url`"));
+        }
         Ok(())
     }
 
@@ -720,6 +760,9 @@ impl Builder {
         if let Some(v) = get("BETRACE_LOG_FORMAT") {
             self.log_format = Some(parse_format(v).map_err(|e| var("BETRACE_LOG_FORMAT", e))?);
         }
+        if let Some(v) = get("BETRACE_UI_TRACE_URL") {
+            self.ui_trace_url = Some((v.clone(), "environment variable BETRACE_UI_TRACE_URL"));
+        }
         Ok(())
     }
 
@@ -772,6 +815,9 @@ impl Builder {
         }
         if !a.cors_origins.is_empty() {
             self.cors_origins = Some(a.cors_origins.clone());
+        }
+        if let Some(u) = &a.ui_trace_url {
+            self.ui_trace_url = Some((u.clone(), "flag --ui-trace-url"));
         }
         Ok(())
     }
@@ -904,6 +950,10 @@ impl Builder {
         }
         if let Some(w) = self.eval_workers {
             c.eval_workers = w;
+        }
+        if let Some((u, source)) = self.ui_trace_url.filter(|(u, _)| !u.trim().is_empty()) {
+            c.ui_trace_url =
+                Some(parse_trace_url(&u).map_err(|e| ConfigError(format!("{source}: {e}")))?);
         }
 
         let open: Vec<SocketAddr> = [Some(c.http_addr), c.otlp_http_addr, c.otlp_grpc_addr]
@@ -1088,5 +1138,41 @@ mod tests {
         let f = parse_file("rules:\n  evaluation_timeout: 50ms\n", "f").unwrap();
         let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
         assert_eq!(c.instruction_budget, 5_000_000);
+    }
+
+    #[test]
+    fn ui_trace_url_layers_and_checks() {
+        let f = parse_file("ui:\n  trace_url: http://file/{traceId}\n", "f").unwrap();
+        let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
+        assert_eq!(c.ui_trace_url.as_deref(), Some("http://file/{traceId}"));
+        let e = env(&[("BETRACE_UI_TRACE_URL", "https://env/x?t={traceId}")]);
+        let c = Config::resolve(&ServeArgs::default(), &e, Some(&f)).unwrap();
+        assert_eq!(c.ui_trace_url.as_deref(), Some("https://env/x?t={traceId}"));
+        let args = ServeArgs {
+            ui_trace_url: Some("http://tempo:3000/explore?traceId={traceId}".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        assert_eq!(
+            c.ui_trace_url.as_deref(),
+            Some("http://tempo:3000/explore?traceId={traceId}")
+        );
+        let bad = parse_file("ui:\n  trace_url: http://no-placeholder\n", "f").unwrap();
+        let err = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&bad)).unwrap_err();
+        assert!(
+            err.0.contains("ui.trace_url") && err.0.contains("{traceId}"),
+            "{err}"
+        );
+        let err = Config::resolve(
+            &ServeArgs::default(),
+            &env(&[("BETRACE_UI_TRACE_URL", "javascript:alert(1)//{traceId}")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("BETRACE_UI_TRACE_URL") && err.0.contains("http://"),
+            "{err}"
+        );
+        assert!(parse_file("ui:\n  colour: red\n", "f").is_err());
     }
 }

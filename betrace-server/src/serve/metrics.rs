@@ -65,6 +65,8 @@ pub struct Metrics {
     pub pending_evaluation_spans: Gauge,
     pub violations_store_failed: Counter,
     sync: Mutex<()>,
+    /// The last export failure: message and time (RFC 3339).
+    last_export_error: Mutex<Option<(String, String)>>,
 }
 
 impl Default for Metrics {
@@ -96,6 +98,7 @@ impl Metrics {
             pending_evaluation_spans: Gauge::default(),
             violations_store_failed: Counter::default(),
             sync: Mutex::new(()),
+            last_export_error: Mutex::new(None),
         };
         registry.register(
             "betrace_spans_received",
@@ -270,6 +273,17 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc_by(n as u64);
+    }
+
+    /// Records an export failure (shown by the web UI's status page).
+    pub fn export_failed(&self, message: String) {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        *self.last_export_error.lock() = Some((message, at));
+    }
+
+    /// The last export failure: message and time (RFC 3339).
+    pub fn last_export_error(&self) -> Option<(String, String)> {
+        self.last_export_error.lock().clone()
     }
 
     pub fn exported(&self, result: &str, n: usize) {

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod storage;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -209,6 +210,11 @@ async fn serve(config: Config) -> Result<(), String> {
         ready: AtomicBool::new(false),
         limits: config.limits,
         openapi: std::sync::OnceLock::new(),
+        ui: http::ui::UiSettings {
+            trace_url: config.ui_trace_url.clone(),
+            rules_file: config.rules_file.as_ref().map(|p| p.display().to_string()),
+            export_enabled: config.export.is_some(),
+        },
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -8,7 +8,8 @@
 //! cap, eviction), from the background tick every 100 ms (root complete, idle, age), on
 //! [`Pipeline::flush`] and on [`Pipeline::shutdown`] — are queued for a pool of evaluation
 //! threads that evaluate them against the rule set in force at that moment and store the
-//! violations. Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
+//! violations, with the span summaries of each trace that produced one ([`TraceSpans`]).
+//! Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
 //! gRPC `RESOURCE_EXHAUSTED`) when the assembler refuses it (`trace.reject_when_full`) or
 //! when the spans queued for evaluation exceed `trace.max_buffered_spans`, so memory stays
 //! bounded by twice the buffer. Every span received is counted as rejected, buffered,
@@ -20,8 +21,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
+use betrace_core::engine::TraceContext;
 use betrace_core::engine::now_unix_nanos;
-use betrace_core::stream::evaluate_completed;
 use betrace_core::{AttrValue, Span, Violation};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -30,6 +31,7 @@ use super::config::Limits;
 use super::metrics::{CompletionLabel, Metrics, RuleLabel, ViolationLabel};
 use super::registry::RuleRegistry;
 use super::storage::Store;
+use super::summary::TraceSpans;
 
 /// Why a batch of spans was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -360,11 +362,18 @@ impl Pipeline {
         let count = traces.len() as u64;
         let mut spans = 0u64;
         let mut violations: Vec<Violation> = Vec::new();
+        let mut summaries: Vec<TraceSpans> = Vec::new();
         for t in traces {
             spans += t.spans.len() as u64;
             let reason = t.reason;
             let started = Instant::now();
-            let eval = evaluate_completed(&set, t, now).evaluation;
+            let ctx = TraceContext {
+                completion_reason: t.reason,
+                partial: t.partial,
+                now_unix_nanos: now,
+            };
+            let trace = t.into_trace();
+            let eval = set.evaluate(&trace, ctx);
             self.metrics
                 .evaluation_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -392,10 +401,16 @@ impl Pipeline {
                     })
                     .inc();
             }
+            if !eval.violations.is_empty() {
+                summaries.push(TraceSpans::of(&trace, &eval.violations));
+            }
             violations.extend(eval.violations);
         }
         if !violations.is_empty() {
-            if let Err(e) = self.store.insert_violations(&violations) {
+            if let Err(e) = self
+                .store
+                .insert_violations_with_spans(&violations, summaries)
+            {
                 self.metrics
                     .violations_store_failed
                     .inc_by(violations.len() as u64);

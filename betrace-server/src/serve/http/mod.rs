@@ -36,6 +36,8 @@ pub mod body;
 mod compat;
 pub mod ingest;
 mod rules;
+mod traces;
+pub mod ui;
 mod violations;
 
 /// What every handler shares.
@@ -52,6 +54,7 @@ pub struct Shared {
     pub ready: AtomicBool,
     pub limits: Limits,
     pub openapi: OnceLock<String>,
+    pub ui: ui::UiSettings,
 }
 
 /// Handler state.
@@ -227,6 +230,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .nest("/api", rules::router())
         .merge(violations::router())
         .merge(compat::router())
+        .merge(traces::router())
+        .merge(ui::router())
         .routes(routes!(ingest::otlp_traces))
         .routes(routes!(ingest::spans))
         .routes(routes!(health))
@@ -249,6 +254,7 @@ pub fn main_router(state: AppState, cors_origins: &[String]) -> Router {
         .openapi
         .set(doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
     let router = router
+        .merge(ui::pages())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     let router = match cors(cors_origins) {
@@ -313,9 +319,9 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(layer.allow_origin(AllowOrigin::list(list)))
 }
 
-/// Paths open without a token (SERVER.md §1 "Security").
+/// Paths open without a token (SERVER.md §1 "Security"), and the static UI pages.
 fn is_open(path: &str) -> bool {
-    matches!(path, "/v1/health" | "/health" | "/v1/ready" | "/metrics")
+    matches!(path, "/v1/health" | "/health" | "/v1/ready" | "/metrics") || ui::is_page(path)
 }
 
 /// True when `headers` carry `Authorization: Bearer <token>` matching `hash`.
