@@ -185,14 +185,20 @@ impl Drop for Traffic {
 
 /// (rule id, trace id) of every violation the traffic must produce (traffic.py docs).
 fn expected(sent: &Value) -> BTreeSet<(String, String)> {
+    let split: BTreeSet<&str> = sent["split"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let mut out = BTreeSet::new();
     for (i, t) in sent["traces"].as_array().unwrap().iter().enumerate() {
-        let t = t.as_str().unwrap().to_owned();
+        let t = t.as_str().unwrap();
         if i % 6 == 0 {
-            out.insert(("large-order-fraud".to_owned(), t.clone()));
+            out.insert(("large-order-fraud".to_owned(), t.to_owned()));
         }
-        if i % 5 == 0 {
-            out.insert(("payment-must-not-fail".to_owned(), t));
+        if i % 5 == 0 || split.contains(t) {
+            out.insert(("payment-must-not-fail".to_owned(), t.to_owned()));
         }
     }
     out

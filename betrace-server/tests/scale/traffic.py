@@ -10,8 +10,9 @@ rules of `common::shop_rules` find `large-order-fraud` in traces with i % 6 == 0
 
 With --split N, after the first half of the traces, N more traces are started: their children
 are ended and flushed, "children-sent" is printed, and their roots are ended only after a line
-arrives on standard input (the caller stops an instance in between). Then the second half
-follows.
+arrives on standard input (the caller stops an instance in between). Their payments all fail
+(so `payment-must-not-fail` finds every one of them wherever its children were evaluated).
+Then the second half follows.
 
 Out (standard output, last line): {"traces": [trace id hex...], "split": [trace id hex...],
 "spans": n, "seconds": s (time from the first span to the last flush), "failed": exports that
@@ -80,13 +81,13 @@ def main() -> int:
 
     traces = []
 
-    def start(i):
+    def start(i, failing=False):
         root = shop.start_span("checkout", kind=SpanKind.SERVER, context=Context())
         large = i % 3 == 0
         root.set_attribute("order.amount", 1500 if large else 200)
         ctx = set_span_in_context(root, Context())
         payment = pay.start_span("payment", kind=SpanKind.CLIENT, context=ctx)
-        if i % 5 == 0:
+        if failing or i % 5 == 0:
             payment.set_status(Status(StatusCode.ERROR, "card declined"))
         payment.end()
         if large and i % 2 == 1:
@@ -100,7 +101,7 @@ def main() -> int:
         start(i).end()
     split = []
     if args.split:
-        roots = [start(i) for i in range(half, half + args.split)]
+        roots = [start(i, failing=True) for i in range(half, half + args.split)]
         split = traces[-args.split:]
         processor.force_flush()
         print("children-sent", flush=True)
