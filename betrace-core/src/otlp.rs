@@ -84,7 +84,14 @@ pub fn decode_otlp_protobuf(bytes: &[u8]) -> Result<Decoded, OtlpError> {
                 return Err(e.into());
             };
             let mut decoded = decode_otlp_request(request);
-            decoded.dropped_attributes = dropped;
+            // As the converter reports them: a rejected span's attributes are not listed.
+            let rejected: Vec<usize> = decoded.rejected.iter().map(|e| e.index).collect();
+            decoded.dropped_attributes = dropped
+                .into_iter()
+                .filter(|d| {
+                    d.field.starts_with("resource.") || rejected.binary_search(&d.index).is_err()
+                })
+                .collect();
             Ok(decoded)
         }
     }
@@ -123,16 +130,17 @@ pub fn decode_otlp_request(request: ExportTraceServiceRequest) -> Decoded {
         for ss in rs.scope_spans {
             let scope_name = keys.intern(ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or(""));
             for span in ss.spans {
-                let converted =
-                    proto_span(span, index, &resource, &scope_name, &mut keys, &mut deep);
-                out.dropped_attributes.extend(
-                    deep.drain(..)
-                        .map(|key| deep_attribute(index, &format!("attributes.{key}"))),
-                );
-                match converted {
-                    Ok(span) => out.spans.push(span),
+                match proto_span(span, index, &resource, &scope_name, &mut keys, &mut deep) {
+                    Ok(span) => {
+                        out.spans.push(span);
+                        out.dropped_attributes.extend(
+                            deep.iter()
+                                .map(|key| deep_attribute(index, &format!("attributes.{key}"))),
+                        );
+                    }
                     Err(e) => out.rejected.push(e),
                 }
+                deep.clear();
                 index += 1;
             }
         }
@@ -1200,6 +1208,23 @@ mod tests {
         assert_eq!(d.spans.len(), 2);
         assert_eq!(&*d.spans[0].scope_name, "lib");
         assert!(d.dropped_attributes.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_span_lists_no_dropped_attributes() {
+        for levels in [MAX_VALUE_DEPTH + 1, 300] {
+            let mut r = deep_request(levels, false);
+            r.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1; 3];
+            let d = decode_otlp_protobuf(&r.encode_to_vec()).unwrap();
+            assert_eq!(d.rejected.len(), 1);
+            assert_eq!(d.rejected[0].field, "trace_id");
+            let fields: Vec<&str> = d
+                .dropped_attributes
+                .iter()
+                .map(|e| e.field.as_str())
+                .collect();
+            assert_eq!(fields, ["resource.attributes.res.deep"], "{levels}");
+        }
     }
 
     #[test]
