@@ -1,7 +1,10 @@
 //! OTLP/gRPC receiver (SERVER.md §1 "Ingest"): `opentelemetry.proto.collector.trace.v1.
 //! TraceService/Export` on tonic, gzip accepted.
 //!
-//! In: `ExportTraceServiceRequest`s. Out: `ExportTraceServiceResponse` with `partial_success`
+//! In: `ExportTraceServiceRequest`s, taken as bytes (a codec that does not decode) and decoded
+//! by [`betrace_core::decode_otlp_protobuf`] like OTLP/HTTP protobuf, so that an attribute
+//! value nested past prost's recursion limit drops that attribute instead of failing the
+//! request; bytes that are not a request are `INVALID_ARGUMENT`. Out: `ExportTraceServiceResponse` with `partial_success`
 //! for rejected spans; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the
 //! span limit, `UNAVAILABLE` while shutting down, `UNAUTHENTICATED` without the bearer token.
 //! `RESOURCE_EXHAUSTED` and `UNAVAILABLE` carry a `google.rpc.RetryInfo` detail (retry delay
@@ -9,13 +12,15 @@
 //! `RESOURCE_EXHAUSTED` retryable only with it, and the Collector's OTLP exporter drops the
 //! data otherwise.
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message as _;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use tonic::codec::CompressionEncoding;
+use tonic::codegen::{Body, BoxFuture, Bytes, StdError, http};
 use tonic::{Request, Response, Status};
 
 use super::http::AppState;
@@ -28,19 +33,113 @@ pub struct GrpcReceiver {
 }
 
 /// The service with gzip accepted and the decompressed size limit applied.
-pub fn service(state: AppState) -> TraceServiceServer<GrpcReceiver> {
-    let max = state.limits.max_decompressed_bytes;
-    TraceServiceServer::new(GrpcReceiver { state })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max)
+pub fn service(state: AppState) -> TraceServer {
+    TraceServer {
+        receiver: GrpcReceiver { state },
+    }
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
+/// `TraceService` as a tower service (what tonic's generated server does, with [`RawCodec`]).
+#[derive(Debug, Clone)]
+pub struct TraceServer {
+    receiver: GrpcReceiver,
+}
+
+impl tonic::server::NamedService for TraceServer {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl<B> tower::Service<http::Request<B>> for TraceServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let receiver = self.receiver.clone();
+        Box::pin(async move {
+            if req.uri().path() != EXPORT_PATH {
+                return Ok(Status::unimplemented(format!(
+                    "`{}` is not a method of this server",
+                    req.uri().path()
+                ))
+                .into_http());
+            }
+            let max = receiver.state.limits.max_decompressed_bytes;
+            let mut gzip = EnabledCompressionEncodings::default();
+            gzip.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .apply_compression_config(gzip, gzip)
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(ExportMethod(receiver), req).await)
+        })
+    }
+}
+
+struct ExportMethod(GrpcReceiver);
+
+impl tonic::server::UnaryService<Bytes> for ExportMethod {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<ExportTraceServiceResponse>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let receiver = self.0.clone();
+        Box::pin(async move { receiver.export(request) })
+    }
+}
+
+/// Requests as their bytes, responses encoded with prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the response failed: {e}")))
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        use prost::bytes::Buf as _;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl GrpcReceiver {
+    fn export(
         &self,
-        request: Request<ExportTraceServiceRequest>,
+        request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let st = &self.state;
         if let Some(hash) = &st.token_hash {
@@ -62,7 +161,8 @@ impl TraceService for GrpcReceiver {
                 ));
             }
         }
-        let decoded = betrace_core::otlp::decode_otlp_request(request.into_inner());
+        let decoded = betrace_core::decode_otlp_protobuf(&request.into_inner())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         match accept(st, decoded, "otlp_grpc") {
             Ok(accepted) => Ok(Response::new(ExportTraceServiceResponse {
                 partial_success: partial_success(&accepted),
@@ -114,7 +214,6 @@ struct ProtoDuration {
 
 /// The status of a refused export; with a `RetryInfo` when the client should retry.
 fn refusal(code: i32, message: String) -> Status {
-    use prost::Message as _;
     if code != RESOURCE_EXHAUSTED && code != UNAVAILABLE {
         return Status::new(tonic::Code::from(code), message);
     }
