@@ -6,11 +6,17 @@
 //! value nested past prost's recursion limit drops that attribute instead of failing the
 //! request; bytes that are not a request are `INVALID_ARGUMENT`. Out: `ExportTraceServiceResponse` with `partial_success`
 //! for rejected spans; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the
-//! span limit, `UNAVAILABLE` while shutting down, `UNAUTHENTICATED` without the bearer token.
+//! span limit and past the message size limit, `UNAVAILABLE` while shutting down, `UNAUTHENTICATED` without the bearer token.
 //! `RESOURCE_EXHAUSTED` and `UNAVAILABLE` carry a `google.rpc.RetryInfo` detail (retry delay
 //! [`RETRY_AFTER_SECONDS`]): the OTLP specification ("OTLP/gRPC Throttling") makes
 //! `RESOURCE_EXHAUSTED` retryable only with it, and the Collector's OTLP exporter drops the
 //! data otherwise.
+//!
+//! A message over `server.max_decompressed_bytes` (as sent, or once inflated) is refused by
+//! tonic before the handler with `OUT_OF_RANGE` (or `RESOURCE_EXHAUSTED` when inflating);
+//! OTLP clients retry `OUT_OF_RANGE` (OTLP specification, "OTLP/gRPC Response": retryable
+//! codes), and the same message would be refused forever, so [`status_layer`] turns both into
+//! `INVALID_ARGUMENT`, which no OTLP client retries.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -30,6 +36,37 @@ use super::http::ingest::{RETRY_AFTER_SECONDS, accept, partial_success};
 #[derive(Debug, Clone)]
 pub struct GrpcReceiver {
     state: AppState,
+}
+
+/// The layer that answers `INVALID_ARGUMENT` where tonic refuses a message over `max` bytes.
+pub fn status_layer(
+    max: usize,
+) -> tower::util::MapResponseLayer<
+    impl Fn(axum::http::Response<tonic::body::Body>) -> axum::http::Response<tonic::body::Body> + Clone,
+> {
+    tower::util::MapResponseLayer::new(move |resp| size_status(resp, max))
+}
+
+/// Rewrites a trailers-only answer of tonic's size checks (`grpc-status` in the headers).
+fn size_status<B>(mut resp: axum::http::Response<B>, max: usize) -> axum::http::Response<B> {
+    let Some(status) = Status::from_header_map(resp.headers()) else {
+        return resp;
+    };
+    let over = match status.code() {
+        tonic::Code::OutOfRange => true,
+        tonic::Code::ResourceExhausted => status.message().starts_with("Error decompressing"),
+        _ => false,
+    };
+    if over {
+        let s = Status::invalid_argument(format!(
+            "the request message is larger than server.max_decompressed_bytes ({max} bytes): {}",
+            status.message()
+        ));
+        if s.add_header(resp.headers_mut()).is_err() {
+            tracing::warn!("cannot rewrite a gRPC size-limit status");
+        }
+    }
+    resp
 }
 
 /// The service with gzip accepted and the decompressed size limit applied.

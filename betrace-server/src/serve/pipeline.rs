@@ -277,7 +277,14 @@ impl Pipeline {
             tracing::error!(error = %e, "recording the traces evaluated at shutdown failed");
         }
         self.enqueue(traces);
-        self.wait_idle(Duration::from_secs(120));
+        if !self.wait_idle(Duration::from_secs(120)) {
+            let lost = self.pending_spans.load(Ordering::Acquire);
+            tracing::error!(
+                spans = lost,
+                "evaluation did not finish within 120 s of shutdown"
+            );
+            self.metrics.dropped("shutdown", lost);
+        }
         let workers: Vec<_> = self.workers.lock().drain(..).collect();
         for _ in &workers {
             let _ = self.tx.send(Job::Stop);

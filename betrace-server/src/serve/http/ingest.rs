@@ -223,6 +223,15 @@ pub struct Accepted {
 /// Counts, limits and ingests decoded spans; returns what was left out.
 pub fn accept(st: &super::Shared, decoded: Decoded, transport: &str) -> Result<Accepted, Refusal> {
     let total = decoded.total();
+    if st.draining.load(std::sync::atomic::Ordering::Acquire) {
+        st.metrics.received(transport, total);
+        st.metrics.rejected("shutdown", total);
+        return Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: UNAVAILABLE,
+            message: IngestError::ShuttingDown.to_string(),
+        });
+    }
     let max = st.limits.max_spans_per_request;
     if total > max {
         st.metrics.received(transport, total);
@@ -266,14 +275,20 @@ pub fn accept(st: &super::Shared, decoded: Decoded, transport: &str) -> Result<A
     responses(
         (status = 200, description = "`{accepted, rejected, errors: [{index, message}]}`"),
         (status = 400, description = "Not a span list"),
+        (status = 413, description = "Body over server.max_bulk_body_bytes (or, inflated, server.max_decompressed_bytes)"),
         (status = 429, description = "Trace buffer full; Retry-After"),
+        (status = 503, description = "Shutting down; Retry-After"),
     ))]
 pub async fn spans(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = body::read(&headers, body, &st.limits)
+    let limit = body::BodyLimit {
+        bytes: st.limits.max_bulk_body_bytes,
+        key: "server.max_bulk_body_bytes",
+    };
+    let bytes = body::read_within(&headers, body, limit, st.limits.max_decompressed_bytes)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge(m) => {
