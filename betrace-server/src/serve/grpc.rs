@@ -4,13 +4,14 @@
 //! In: `ExportTraceServiceRequest`s, taken as bytes (a codec that does not decode) and decoded
 //! by [`betrace_core::decode_otlp_protobuf`] like OTLP/HTTP protobuf, so that an attribute
 //! value nested past prost's recursion limit drops that attribute instead of failing the
-//! request; bytes that are not a request are `INVALID_ARGUMENT`. Out: `ExportTraceServiceResponse` with `partial_success`
-//! for rejected spans; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the
-//! span limit and past the message size limit, `UNAVAILABLE` while shutting down, `UNAUTHENTICATED` without the bearer token.
-//! `RESOURCE_EXHAUSTED` and `UNAVAILABLE` carry a `google.rpc.RetryInfo` detail (retry delay
-//! [`RETRY_AFTER_SECONDS`]): the OTLP specification ("OTLP/gRPC Throttling") makes
-//! `RESOURCE_EXHAUSTED` retryable only with it, and the Collector's OTLP exporter drops the
-//! data otherwise.
+//! request; bytes that are not a request are `INVALID_ARGUMENT`. Out:
+//! `ExportTraceServiceResponse` with `partial_success` for rejected spans and dropped
+//! attributes; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the span
+//! limit and past the message size limit, `UNAVAILABLE` while shutting down,
+//! `UNAUTHENTICATED` without the bearer token. `RESOURCE_EXHAUSTED` and `UNAVAILABLE` carry a
+//! `google.rpc.RetryInfo` detail (retry delay [`RETRY_AFTER_SECONDS`]): the OTLP
+//! specification ("OTLP/gRPC Throttling") makes `RESOURCE_EXHAUSTED` retryable only with it,
+//! and the Collector's OTLP exporter drops the data otherwise.
 //!
 //! A message over `server.max_decompressed_bytes` (as sent, or once inflated) is refused by
 //! tonic before the handler with `OUT_OF_RANGE` (or `RESOURCE_EXHAUSTED` when inflating);
@@ -76,7 +77,8 @@ pub fn service(state: AppState) -> TraceServer {
     }
 }
 
-/// `TraceService` as a tower service (what tonic's generated server does, with [`RawCodec`]).
+/// `TraceService` as a tower service: what tonic's generated server does, with a codec that
+/// hands the handler the request bytes.
 #[derive(Debug, Clone)]
 pub struct TraceServer {
     receiver: GrpcReceiver,
