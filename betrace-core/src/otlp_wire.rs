@@ -23,6 +23,8 @@ mod tag {
     pub const REQUEST_RESOURCE_SPANS: u32 = 1;
     pub const RESOURCE_SPANS_RESOURCE: u32 = 1;
     pub const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
+    /// Pre-1.0 `instrumentation_library_spans`, laid out like `ScopeSpans`.
+    pub const RESOURCE_SPANS_LEGACY_SCOPE_SPANS: u32 = 1000;
     pub const RESOURCE_ATTRIBUTES: u32 = 1;
     pub const SCOPE_SPANS_SCOPE: u32 = 1;
     pub const SCOPE_SPANS_SPANS: u32 = 2;
@@ -156,7 +158,9 @@ fn resource_spans(buf: &[u8], index: &mut usize, dropped: &mut Vec<SpanError>) -
         if f.is_message(tag::RESOURCE_SPANS_RESOURCE) {
             let r = with_attributes(f.payload, tag::RESOURCE_ATTRIBUTES, &[], &mut resource_deep)?;
             put_message(&mut out, f.number, &r);
-        } else if f.is_message(tag::RESOURCE_SPANS_SCOPE_SPANS) {
+        } else if f.is_message(tag::RESOURCE_SPANS_SCOPE_SPANS)
+            || f.is_message(tag::RESOURCE_SPANS_LEGACY_SCOPE_SPANS)
+        {
             let ss = scope_spans(f.payload, index, &mut span_drops)?;
             put_message(&mut out, f.number, &ss);
         } else {

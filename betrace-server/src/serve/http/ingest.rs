@@ -163,21 +163,38 @@ pub async fn otlp_traces(
         Encoding::Protobuf => betrace_core::decode_otlp_protobuf(&bytes),
         Encoding::Json => betrace_core::decode_otlp_json(&bytes),
     };
+    // A JSON body in another trace format (Jaeger, Zipkin, …) is named: in the 400 when it is
+    // not an OTLP request at all, else in a partial success that rejects nothing (an OTLP
+    // warning) when it yields no spans.
+    let other_format = || {
+        (enc == Encoding::Json)
+            .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+            .flatten()
+            .and_then(|v| betrace_core::unsupported_json_format(&v))
+    };
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => {
-            return status_response(
-                enc,
-                StatusCode::BAD_REQUEST,
-                INVALID_ARGUMENT,
-                e.to_string(),
-            );
+            let message = match other_format() {
+                Some(m) => format!("{e}: {m}"),
+                None => e.to_string(),
+            };
+            return status_response(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message);
         }
     };
+    let warning = (decoded.total() == 0)
+        .then(other_format)
+        .flatten()
+        .map(|m| format!("no spans read: {m}"));
     match accept(&st, decoded, "otlp_http") {
         Err(r) => status_response(enc, r.status, r.code, r.message),
         Ok(accepted) => {
-            let partial = partial_success(&accepted);
+            let partial = partial_success(&accepted).or_else(|| {
+                warning.map(|error_message| ExportTracePartialSuccess {
+                    rejected_spans: 0,
+                    error_message,
+                })
+            });
             match enc {
                 Encoding::Protobuf => (
                     StatusCode::OK,
@@ -302,6 +319,10 @@ pub async fn spans(
             ),
         })?;
     let value = parse_json(&bytes)?;
+    // Jaeger or Zipkin spans would each be rejected for a missing `traceId`: name the format.
+    if let Some(message) = betrace_core::unsupported_json_format(&value) {
+        return Err(ApiError::bad_request(message));
+    }
     let decoded = betrace_core::decode_simple_json(&value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = decoded.spans.len();
