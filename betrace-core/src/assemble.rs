@@ -961,18 +961,16 @@ impl TraceAssembler {
     pub fn remember_released(&self, ids: impl IntoIterator<Item = TraceId>) {
         let now = self.clock.now();
         for tid in ids {
-            self.shards[self.shard_of(&tid)]
-                .lock()
-                .remember(
-                    tid,
-                    Remembered {
-                        at: now,
-                        evaluations: 1,
-                        had_root: false,
-                        retainable: false,
-                    },
-                    &self.limits,
-                );
+            self.shards[self.shard_of(&tid)].lock().remember(
+                tid,
+                Remembered {
+                    at: now,
+                    evaluations: 1,
+                    had_root: false,
+                    retainable: false,
+                },
+                &self.limits,
+            );
         }
     }
 
