@@ -1,0 +1,215 @@
+//! The lowered rule: [`Program`], its side tables and the decision classification.
+
+use regex::Regex;
+
+use super::instr::{
+    Addr, AttrCmp, AttrIn, AttrRef, AttrStr, CountCmp, Entry, FieldCmp, Find, Instr, IntrCmp,
+    IntrStr, RegCmp, RegIn, RegStr, RelTest,
+};
+use crate::ir::{FormKind, Literal, NameId};
+
+/// A lowered rule, ready for the VM.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub(crate) form: FormKind,
+    pub(crate) code: Vec<Instr>,
+    pub(crate) spans: Vec<(u32, u32)>,
+    pub(crate) witness_entry: Addr,
+    pub(crate) loop_slots: u32,
+    pub(crate) value_regs: u32,
+    pub(crate) count_regs: u32,
+    pub(crate) pool: Vec<Entry>,
+    pub(crate) regexes: Vec<Regex>,
+    pub(crate) required_names: Option<Vec<NameId>>,
+    pub(crate) trace_level: bool,
+    pub(crate) gate: Option<crate::gate::Gate>,
+    pub(crate) window: Option<crate::gate::Window>,
+    pub(crate) screen_word: (u32, u64),
+}
+
+/// Most counters a trace-level decision may use ([`Program::trace_level_decision`]).
+pub const TRACE_LEVEL_COUNTERS: usize = 8;
+impl Program {
+    /// An empty program of the given form (the lowering fills it).
+    pub(crate) fn new(form: FormKind) -> Program {
+        Program {
+            form,
+            code: Vec::new(),
+            spans: Vec::new(),
+            witness_entry: 0,
+            loop_slots: 0,
+            value_regs: 0,
+            count_regs: 0,
+            pool: Vec::new(),
+            regexes: Vec::new(),
+            required_names: None,
+            trace_level: false,
+            gate: None,
+            window: None,
+            screen_word: (0, 0),
+        }
+    }
+
+    /// The surface form of the rule.
+    pub fn form(&self) -> FormKind {
+        self.form
+    }
+    /// The instructions; decision code starts at 0.
+    pub fn code(&self) -> &[Instr] {
+        &self.code
+    }
+    /// Byte range in the rule source of each instruction, parallel to [`Program::code`], for
+    /// runtime errors. `(0, 0)` where the checked IR carries no position.
+    pub fn source_spans(&self) -> &[(u32, u32)] {
+        &self.spans
+    }
+    /// Address of the witness code.
+    pub fn witness_entry(&self) -> Addr {
+        self.witness_entry
+    }
+    /// Number of loop slots (deepest loop nesting).
+    pub fn loop_slots(&self) -> usize {
+        self.loop_slots as usize
+    }
+    /// Number of value registers.
+    pub fn value_regs(&self) -> usize {
+        self.value_regs as usize
+    }
+    /// Number of counter registers.
+    pub fn count_regs(&self) -> usize {
+        self.count_regs as usize
+    }
+    /// The operand pool: names, attribute references, constants and the descriptors of
+    /// the comparison instructions, indexed by the instructions' `u16` operands.
+    pub fn pool(&self) -> &[Entry] {
+        &self.pool
+    }
+    /// Compiled regular expressions, indexed by [`crate::ir::RegexId`].
+    pub fn regexes(&self) -> &[Regex] {
+        &self.regexes
+    }
+    /// Span names of which at least one must occur in a trace for the rule to fire; `None`
+    /// when the rule can fire without any particular name (for example when `always` can fail
+    /// on any trace). A trace without any of these names conforms without running the
+    /// program; rule-set indexes (ENGINE.md §3) can use the same set.
+    pub fn required_names(&self) -> Option<&[NameId]> {
+        self.required_names.as_deref()
+    }
+    /// True when the decision code only asks questions about the trace as a whole — span
+    /// names, counts, fused searches ([`Instr::Find`], [`Instr::CountFind`]) and `trace.`
+    /// fields — and so needs no loop slot, value register or current span, and at most
+    /// [`TRACE_LEVEL_COUNTERS`] counters. The VM decides such programs in a smaller loop.
+    pub fn trace_level_decision(&self) -> bool {
+        self.trace_level
+    }
+
+    /// The decision as a table over a few constant-time facts, when it is one (see
+    /// [`crate::gate`]).
+    #[inline(always)]
+    pub fn gate(&self) -> Option<&crate::gate::Gate> {
+        self.gate.as_ref()
+    }
+
+    /// The gate as a table over a few bits of the presence bitset, when its atoms allow one
+    /// (see [`crate::gate::Window`]).
+    #[inline(always)]
+    pub fn window(&self) -> Option<&crate::gate::Window> {
+        self.window.as_ref()
+    }
+
+    /// For a program without a gate, [`Program::required_names`] as `(word, mask)` when all
+    /// their ids lie in word `word` of a presence bitset (bit `id % 64` of word `id / 64` set
+    /// when some span is named `id`): a trace whose word has none of the bits of `mask`
+    /// conforms. `mask` is 0 when there is no such word.
+    #[inline(always)]
+    pub fn screen_word(&self) -> (u32, u64) {
+        self.screen_word
+    }
+
+    /// Computes [`Program::trace_level_decision`], [`Program::gate`], [`Program::window`] and
+    /// [`Program::screen_word`] from the finished code.
+    pub(crate) fn classify_decision(&mut self) {
+        self.gate = crate::gate::Gate::build(self);
+        let names = self.required_names.as_deref().unwrap_or(&[]);
+        self.window = self.gate.as_ref().and_then(crate::gate::Window::of_gate);
+        if self.gate.is_none()
+            && let Some(word) = names.first().map(|n| n.0 / 64)
+            && names.iter().all(|n| n.0 / 64 == word)
+        {
+            self.screen_word = (word, names.iter().fold(0, |m, n| m | 1 << (n.0 % 64)));
+        }
+        let decision = self.code.get(..self.witness_entry as usize).unwrap_or(&[]);
+        self.trace_level = self.count_regs as usize <= TRACE_LEVEL_COUNTERS
+            && decision.iter().all(|i| {
+                matches!(
+                    i,
+                    Instr::Jump { .. }
+                        | Instr::Halt { .. }
+                        | Instr::HasName { .. }
+                        | Instr::Find { .. }
+                        | Instr::CountName { .. }
+                        | Instr::CountAll { .. }
+                        | Instr::CountFind { .. }
+                        | Instr::CountCmp { .. }
+                        | Instr::TraceField { .. }
+                )
+            });
+    }
+
+    /// True when the rule could not be encoded (the operand pool outgrew its 16-bit index, or
+    /// loops nested deeper than 255) and the program consists of a single [`Instr::Trap`].
+    /// Rules accepted by the checker (≤ 64 KiB, nesting ≤ 64, DSL.md §3.7) never trap.
+    pub fn is_trap(&self) -> bool {
+        matches!(self.code.first(), Some(Instr::Trap))
+    }
+}
+
+macro_rules! pool_getters {
+    ($($(#[$doc:meta])* $fn:ident => $variant:ident: $ty:ty;)*) => {
+        impl Program {
+            $(
+                $(#[$doc])*
+                #[inline]
+                pub fn $fn(&self, i: u16) -> Option<&$ty> {
+                    match self.pool.get(usize::from(i)) {
+                        Some(Entry::$variant(x)) => Some(x),
+                        _ => None,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+pool_getters! {
+    /// Pool entry `i` as a span name.
+    name_at => Name: NameId;
+    /// Pool entry `i` as an attribute reference.
+    attr_at => Attr: AttrRef;
+    /// Pool entry `i` as a constant.
+    const_at => Const: Literal;
+    /// Pool entry `i` as an attribute-vs-constant comparison.
+    attr_cmp_at => AttrCmp: AttrCmp;
+    /// Pool entry `i` as an intrinsic-vs-constant comparison.
+    intr_cmp_at => IntrCmp: IntrCmp;
+    /// Pool entry `i` as an attribute `in` test.
+    attr_in_at => AttrIn: AttrIn;
+    /// Pool entry `i` as an attribute string test.
+    attr_str_at => AttrStr: AttrStr;
+    /// Pool entry `i` as an intrinsic string test.
+    intr_str_at => IntrStr: IntrStr;
+    /// Pool entry `i` as a native selection search.
+    find_at => Find: Find;
+    /// Pool entry `i` as a relation check.
+    rel_at => Rel: RelTest;
+    /// Pool entry `i` as a `trace.` field comparison.
+    field_at => Field: FieldCmp;
+    /// Pool entry `i` as a count comparison.
+    count_cmp_at => CountCmp: CountCmp;
+    /// Pool entry `i` as a register comparison.
+    reg_cmp_at => RegCmp: RegCmp;
+    /// Pool entry `i` as a register `in` test.
+    reg_in_at => RegIn: RegIn;
+    /// Pool entry `i` as a register string test.
+    reg_str_at => RegStr: RegStr;
+}
