@@ -5,22 +5,23 @@
 //! trace violates the rule, which clause failed, and the trigger and offending spans (DSL.md
 //! §3.1, §3.6, §7.1–§7.3) — or a typed [`EvalError`].
 //!
-//! The decision is reached by the cheapest of four routes, chosen when the rule is lowered:
-//! - a trace without any of the program's required span names conforms at once (one word of
-//!   the trace's name-presence bitset, [`PreparedTrace::presence_word`], when the names share
-//!   a word; [`Program::screen_word`]);
-//! - a decision made only of name tests and counts is read from a table
-//!   ([`betrace_dsl::gate`]): indexed by a few bits of the presence bitset ([`Program::window`])
-//!   or by the atoms' truth values ([`Program::gate`]);
-//! - a decision made only of trace-level instructions (names, counts, fused searches, `trace.`
-//!   fields; [`Program::trace_level_decision`]) runs in a small loop without loop slots or
-//!   registers;
-//! - any other runs in the full machine, which allocates nothing (unless a rule needs more
-//!   than four registers or loop slots) and compares no strings except where the rule itself
-//!   compares strings.
+//! The decision follows the program's [`Route`] ([`Program::route`]), chosen when the rule is
+//! lowered and shown in its listing:
+//! - [`Route::Window`], [`Route::Gate`]: a decision made only of name tests and counts is read
+//!   from a table ([`betrace_dsl::gate`]), indexed by a few bits of one word of the trace's
+//!   name-presence bitset ([`PreparedTrace::presence`]) or by the atoms' truth values;
+//! - [`Route::TraceLevel`]: a decision made only of trace-level instructions (names, counts,
+//!   fused searches, `trace.` fields) runs in a small loop without loop slots or registers;
+//! - [`Route::Machine`]: any other runs in the full machine, which allocates nothing (unless a
+//!   rule needs more than four registers or loop slots) and compares no strings except where
+//!   the rule itself compares strings.
 //!
-//! All four give the same verdict and charge the same steps (the required-names screen charges
-//! none); only for a violation does the machine run the witness code, which collects the span
+//! The last two first apply the required-names screen ([`betrace_dsl::route::Screen`]): a
+//! trace without any of the program's required span names conforms at once, usually after
+//! reading one word of the presence bitset.
+//!
+//! All routes give the same verdict and charge the same steps (the required-names screen
+//! charges none); only for a violation does the machine run the witness code, which collects the span
 //! lists. Loops live in a fixed set of slots and relation walks are iterative, so nothing
 //! recurses per span or per ancestor. Every executed instruction counts against
 //! [`EvalOptions::instruction_budget`] (DSL.md §3.7), and so does every span a fused search
@@ -33,6 +34,7 @@ use betrace_dsl::bytecode::{
 };
 use betrace_dsl::gate::{Atom, Counted, CountedRhs, Row};
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
+use betrace_dsl::route::Route;
 use smallvec::SmallVec;
 
 use crate::prepared::PreparedTrace;
@@ -111,30 +113,46 @@ pub fn evaluate(
     trace: &PreparedTrace<'_>,
     options: &EvalOptions,
 ) -> Result<Outcome, EvalError> {
+    evaluate_by(program, program.route(), trace, options)
+}
+
+/// [`evaluate`] along `route`, one of [`Route::all_for`] `program`.
+#[inline(always)]
+fn evaluate_by(
+    program: &Program,
+    route: &Route,
+    trace: &PreparedTrace<'_>,
+    options: &EvalOptions,
+) -> Result<Outcome, EvalError> {
     let budget = options.instruction_budget;
-    let (word, mask) = program.screen_word();
-    if mask != 0 {
-        if trace.presence_word(word) & mask == 0 {
-            return Ok(Outcome::CONFORMS);
+    match route {
+        Route::TraceLevel(screen) => {
+            if !screen.passes(trace.presence()) {
+                return Ok(Outcome::CONFORMS);
+            }
+            run_trace_level(program, trace, budget)
         }
-    } else if let Some(w) = program.window() {
-        let row = w.row(trace.presence_word(w.word));
-        if row.conforms_within(budget) {
-            return Ok(Outcome::CONFORMS);
+        Route::Machine(screen) => {
+            if !screen.passes(trace.presence()) {
+                return Ok(Outcome::CONFORMS);
+            }
+            run_machine(program, trace, budget, None)
         }
-        return by_row(program, row, trace, budget);
-    } else if let Some(gate) = program.gate() {
-        let row = gate.decide(|a| atom_holds(a, trace));
-        if row.conforms_within(budget) {
-            return Ok(Outcome::CONFORMS);
+        Route::Window(w) => {
+            let row = w.row(trace.presence().word(w.word));
+            if row.conforms_within(budget) {
+                return Ok(Outcome::CONFORMS);
+            }
+            by_row(program, row, trace, budget)
         }
-        return by_row(program, row, trace, budget);
-    } else if let Some(names) = program.required_names()
-        && !names.iter().any(|&n| trace.has_named(n))
-    {
-        return Ok(Outcome::CONFORMS);
+        Route::Gate(gate) => {
+            let row = gate.decide(|a| atom_holds(a, trace));
+            if row.conforms_within(budget) {
+                return Ok(Outcome::CONFORMS);
+            }
+            by_row(program, row, trace, budget)
+        }
     }
-    run_program(program, trace, options)
 }
 
 /// The rest of [`evaluate`] for a program whose gate gave `row`, when that row is not
@@ -152,13 +170,7 @@ fn by_row(
         Some(left) if verdict != Verdict::Conforms => {
             run_machine(program, trace, left, Some(verdict))
         }
-        _ => run_program(
-            program,
-            trace,
-            &EvalOptions {
-                instruction_budget: budget,
-            },
-        ),
+        _ => run_machine(program, trace, budget, None),
     }
 }
 
@@ -182,27 +194,21 @@ fn atom_holds(atom: &Atom, trace: &PreparedTrace<'_>) -> bool {
     }
 }
 
-/// [`evaluate`] past the required-names check: a trace-level decision runs in its own small
-/// loop, and the full machine is built only for other programs and for the witness pass.
+/// The [`Route::TraceLevel`] decision in its own small loop; the full machine is built only
+/// for the witness pass of a violation.
 #[inline(never)]
-fn run_program(
+fn run_trace_level(
     program: &Program,
     trace: &PreparedTrace<'_>,
-    options: &EvalOptions,
+    mut budget: u64,
 ) -> Result<Outcome, EvalError> {
-    let mut budget = options.instruction_budget;
-    let verdict = if program.trace_level_decision() {
-        match decide_trace_level(program, trace, &mut budget)? {
-            Verdict::Conforms => return Ok(Outcome::CONFORMS),
-            v => Some(v),
-        }
-    } else {
-        None
-    };
-    run_machine(program, trace, budget, verdict)
+    match decide_trace_level(program, trace, &mut budget)? {
+        Verdict::Conforms => Ok(Outcome::CONFORMS),
+        v => run_machine(program, trace, budget, Some(v)),
+    }
 }
 
-/// Runs the decision code of a program whose [`Program::trace_level_decision`] holds: no
+/// Runs the decision code of a program whose route is [`Route::TraceLevel`]: no
 /// loop slots, value registers or current span. Counts steps exactly as the full machine does.
 #[inline(always)]
 fn decide_trace_level(
@@ -1151,55 +1157,93 @@ mod tests {
         )
     }
 
+    /// The smallest budget at which the full machine decides `program` on `trace` (0 when
+    /// it fails otherwise than on the budget).
+    fn exact_budget(program: &Program, trace: &PreparedTrace<'_>) -> u64 {
+        let (mut lo, mut hi) = (0u64, EvalOptions::default().instruction_budget);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match run_machine(program, trace, mid, None) {
+                Err(EvalError::BudgetExceeded { .. }) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
+    }
+
+    /// Every route of `program` against the unscreened full machine on `trace`, at budgets
+    /// around the exact one and unlimited. A screen that rejects the trace answers
+    /// "conforms" at every budget, which the full machine must reach with enough budget.
+    fn routes_agree(program: &Program, trace: &PreparedTrace<'_>, at: &str) -> Vec<Route> {
+        let routes = Route::all_for(program);
+        assert_eq!(routes.first(), Some(program.route()), "{at}: chosen route");
+        let exact = exact_budget(program, trace);
+        let unlimited = run_machine(program, trace, u64::MAX, None);
+        let budgets = [0, exact.saturating_sub(1), exact, exact + 1, u64::MAX];
+        for route in &routes {
+            let screened = match route {
+                Route::TraceLevel(s) | Route::Machine(s) => !s.passes(trace.presence()),
+                Route::Window(_) | Route::Gate(_) => false,
+            };
+            if screened {
+                assert_eq!(
+                    unlimited,
+                    Ok(Outcome::CONFORMS),
+                    "{at}: {route:?} screens out"
+                );
+            }
+            for budget in budgets {
+                let options = EvalOptions {
+                    instruction_budget: budget,
+                };
+                let got = evaluate_by(program, route, trace, &options);
+                let want = if screened {
+                    Ok(Outcome::CONFORMS)
+                } else {
+                    run_machine(program, trace, budget, None)
+                };
+                assert_eq!(got, want, "{at}: {route:?} with budget {budget}");
+            }
+        }
+        routes
+    }
+
     #[test]
-    fn shortcuts_agree_with_the_full_machine_at_every_budget() {
-        let mut gated = 0;
-        let mut trace_level = 0;
+    fn hand_picked_rules_take_the_expected_routes() {
+        let mut kinds = Vec::new();
         for source in RULES {
             let mut symbols = Symbols::new();
             let rule = betrace_dsl::check_source(source, &mut symbols).unwrap();
             let program = lower(rule);
-            eprintln!(
-                "{source}: gate {} trace-level {}\n{}",
-                program.gate().is_some(),
-                program.trace_level_decision(),
-                program.disassemble(&symbols)
-            );
-            gated += usize::from(program.gate().is_some());
-            trace_level += usize::from(program.trace_level_decision());
             for names in TRACES {
                 let t = trace(names);
                 let prepared = PreparedTrace::new(&t, &symbols);
-                for budget in 0..40 {
-                    let full = run_machine(&program, &prepared, budget, None);
-                    let options = EvalOptions {
-                        instruction_budget: budget,
-                    };
-                    let at = format!("{source} over {names:?} with budget {budget}");
-                    assert_eq!(run_program(&program, &prepared, &options), full, "{at}");
-                    if let Some(gate) = program.gate() {
-                        let row = gate.decide(|a| atom_holds(a, &prepared));
-                        let by_gate = if row.conforms_within(budget) {
-                            Ok(Outcome::CONFORMS)
-                        } else {
-                            by_row(&program, row, &prepared, budget)
-                        };
-                        assert_eq!(by_gate, full, "{at}");
-                    }
-                    if let Some(w) = program.window() {
-                        let row = w.row(prepared.presence_word(w.word));
-                        assert_eq!(
-                            row,
-                            program.gate().unwrap().decide(|a| atom_holds(a, &prepared)),
-                            "{at}"
-                        );
-                    }
-                    if full.is_ok() {
-                        assert_eq!(evaluate(&program, &prepared, &options), full, "{at}");
-                    }
-                }
+                routes_agree(&program, &prepared, &format!("{source} over {names:?}"));
             }
+            kinds.push(match program.route() {
+                Route::Window(_) => "window",
+                Route::Gate(_) => "gate",
+                Route::TraceLevel(_) => "trace-level",
+                Route::Machine(_) => "machine",
+            });
         }
-        assert_eq!((gated, trace_level), (7, 12));
+        assert_eq!(
+            kinds,
+            [
+                "window",
+                "window",
+                "window",
+                "gate",
+                "gate",
+                "gate",
+                "trace-level",
+                "trace-level",
+                "trace-level",
+                "trace-level",
+                "machine",
+                "trace-level",
+                "gate",
+            ]
+        );
     }
 }

@@ -24,6 +24,7 @@ impl Program {
             self.value_regs,
             self.count_regs
         );
+        let _ = writeln!(out, "; route: {}", self.route.describe(symbols));
         for (i, ins) in self.code.iter().enumerate() {
             if i == 0 {
                 out.push_str("decide:\n");

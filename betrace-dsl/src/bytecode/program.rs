@@ -7,6 +7,7 @@ use super::instr::{
     IntrStr, RegCmp, RegIn, RegStr, RelTest,
 };
 use crate::ir::{FormKind, Literal, NameId};
+use crate::route::{Route, Screen};
 
 /// A lowered rule, ready for the VM.
 #[derive(Clone, Debug)]
@@ -21,13 +22,10 @@ pub struct Program {
     pub(crate) pool: Vec<Entry>,
     pub(crate) regexes: Vec<Regex>,
     pub(crate) required_names: Option<Vec<NameId>>,
-    pub(crate) trace_level: bool,
-    pub(crate) gate: Option<crate::gate::Gate>,
-    pub(crate) window: Option<crate::gate::Window>,
-    pub(crate) screen_word: (u32, u64),
+    pub(crate) route: Route,
 }
 
-/// Most counters a trace-level decision may use ([`Program::trace_level_decision`]).
+/// Most counters a trace-level decision may use ([`Route::TraceLevel`]).
 pub const TRACE_LEVEL_COUNTERS: usize = 8;
 impl Program {
     /// An empty program of the given form (the lowering fills it).
@@ -43,10 +41,7 @@ impl Program {
             pool: Vec::new(),
             regexes: Vec::new(),
             required_names: None,
-            trace_level: false,
-            gate: None,
-            window: None,
-            screen_word: (0, 0),
+            route: Route::Machine(Screen::Open),
         }
     }
 
@@ -95,65 +90,21 @@ impl Program {
     pub fn required_names(&self) -> Option<&[NameId]> {
         self.required_names.as_deref()
     }
-    /// True when the decision code only asks questions about the trace as a whole — span
-    /// names, counts, fused searches ([`Instr::Find`], [`Instr::CountFind`]) and `trace.`
-    /// fields — and so needs no loop slot, value register or current span, and at most
-    /// [`TRACE_LEVEL_COUNTERS`] counters. The VM decides such programs in a smaller loop.
-    pub fn trace_level_decision(&self) -> bool {
-        self.trace_level
-    }
-
-    /// The decision as a table over a few constant-time facts, when it is one (see
-    /// [`crate::gate`]).
+    /// How the VM reaches the verdict, chosen at lowering: the cheapest of
+    /// [`Route::all_for`]. A program is [`Route::TraceLevel`] when its decision code only
+    /// asks questions about the trace as a whole — span names, counts, fused searches
+    /// ([`Instr::Find`], [`Instr::CountFind`]) and `trace.` fields — with at most
+    /// [`TRACE_LEVEL_COUNTERS`] counters.
     #[inline(always)]
-    pub fn gate(&self) -> Option<&crate::gate::Gate> {
-        self.gate.as_ref()
+    pub fn route(&self) -> &Route {
+        &self.route
     }
 
-    /// The gate as a table over a few bits of the presence bitset, when its atoms allow one
-    /// (see [`crate::gate::Window`]).
-    #[inline(always)]
-    pub fn window(&self) -> Option<&crate::gate::Window> {
-        self.window.as_ref()
-    }
-
-    /// For a program without a gate, [`Program::required_names`] as `(word, mask)` when all
-    /// their ids lie in word `word` of a presence bitset (bit `id % 64` of word `id / 64` set
-    /// when some span is named `id`): a trace whose word has none of the bits of `mask`
-    /// conforms. `mask` is 0 when there is no such word.
-    #[inline(always)]
-    pub fn screen_word(&self) -> (u32, u64) {
-        self.screen_word
-    }
-
-    /// Computes [`Program::trace_level_decision`], [`Program::gate`], [`Program::window`] and
-    /// [`Program::screen_word`] from the finished code.
+    /// Chooses [`Program::route`] from the finished code.
     pub(crate) fn classify_decision(&mut self) {
-        self.gate = crate::gate::Gate::build(self);
-        let names = self.required_names.as_deref().unwrap_or(&[]);
-        self.window = self.gate.as_ref().and_then(crate::gate::Window::of_gate);
-        if self.gate.is_none()
-            && let Some(word) = names.first().map(|n| n.0 / 64)
-            && names.iter().all(|n| n.0 / 64 == word)
-        {
-            self.screen_word = (word, names.iter().fold(0, |m, n| m | 1 << (n.0 % 64)));
+        if let Some(route) = Route::all_for(self).into_iter().next() {
+            self.route = route;
         }
-        let decision = self.code.get(..self.witness_entry as usize).unwrap_or(&[]);
-        self.trace_level = self.count_regs as usize <= TRACE_LEVEL_COUNTERS
-            && decision.iter().all(|i| {
-                matches!(
-                    i,
-                    Instr::Jump { .. }
-                        | Instr::Halt { .. }
-                        | Instr::HasName { .. }
-                        | Instr::Find { .. }
-                        | Instr::CountName { .. }
-                        | Instr::CountAll { .. }
-                        | Instr::CountFind { .. }
-                        | Instr::CountCmp { .. }
-                        | Instr::TraceField { .. }
-                )
-            });
     }
 
     /// True when the rule could not be encoded (the operand pool outgrew its 16-bit index, or
