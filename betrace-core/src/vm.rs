@@ -1093,7 +1093,7 @@ fn in_list(v: &Value<'_>, items: &[Literal], negated: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    //! The shortcuts — gate, trace-level loop — against the full machine, at every budget.
+    //! Every route against the full machine, at the exact budget, around it and unlimited.
 
     use std::sync::Arc;
 
@@ -1103,59 +1103,6 @@ mod tests {
     use super::*;
     use crate::span::{Resource, SpanId, SpanKind, StatusCode, TraceId};
     use crate::trace::Trace;
-
-    const RULES: &[&str] = &[
-        "when { payment } always { fraud_check }",
-        "when { payment } always { fraud_check } never { bypass }",
-        "when { payment or bypass } never { fraud_check and not bypass }",
-        "when { count(http_request) != count(http_response) } never { orphaned }",
-        "when { count(http_request) > 1 } always { count(http_response) >= count(http_request) }",
-        "when { count(payment) > 0 and count(http_request) == 2 } always { bypass }",
-        "when { payment.where(amount > 1000) } always { fraud_check } never { bypass }",
-        "when { count(payment.where(amount > 1000)) >= 1 } always { fraud_check }",
-        "when { payment } always { fraud_check.where(amount > 1) }",
-        "when { trace.span_count > 2 } always { payment }",
-        "span.name == \"payment\" and amount > 1000",
-        "when { a } always { b and c and d and e }",
-        "when { count(payment) > 1 or count(bypass) > 0 } always { count(http_request) > count(payment) }",
-    ];
-
-    const TRACES: &[&[&str]] = &[
-        &[],
-        &["payment"],
-        &["payment", "fraud_check"],
-        &["payment", "bypass"],
-        &["payment", "fraud_check", "bypass"],
-        &["http_request", "http_response"],
-        &["http_request", "http_request", "http_response", "orphaned"],
-        &["http_request", "http_request", "payment", "bypass"],
-        &["a", "b", "c", "d", "e"],
-        &["x", "y", "z"],
-    ];
-
-    fn trace(names: &[&str]) -> Trace {
-        let resource = Arc::new(Resource::with_service("svc"));
-        Trace::new(
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| Span {
-                    trace_id: TraceId([1; 16]),
-                    span_id: SpanId((i as u64 + 1).to_be_bytes()),
-                    parent_span_id: None,
-                    name: (*name).into(),
-                    kind: SpanKind::Internal,
-                    start_time_unix_nano: 1_000 * i as u64,
-                    end_time_unix_nano: 1_000 * i as u64 + 500,
-                    status_code: StatusCode::Unset,
-                    status_message: String::new(),
-                    attributes: vec![("amount".into(), AttrValue::Int(1000 + 500 * i as i64))],
-                    resource: Arc::clone(&resource),
-                    scope_name: "".into(),
-                })
-                .collect(),
-        )
-    }
 
     /// The smallest budget at which the full machine decides `program` on `trace` (0 when
     /// it fails otherwise than on the budget).
@@ -1208,42 +1155,125 @@ mod tests {
         routes
     }
 
-    #[test]
-    fn hand_picked_rules_take_the_expected_routes() {
-        let mut kinds = Vec::new();
-        for source in RULES {
-            let mut symbols = Symbols::new();
-            let rule = betrace_dsl::check_source(source, &mut symbols).unwrap();
-            let program = lower(rule);
-            for names in TRACES {
-                let t = trace(names);
-                let prepared = PreparedTrace::new(&t, &symbols);
-                routes_agree(&program, &prepared, &format!("{source} over {names:?}"));
-            }
-            kinds.push(match program.route() {
-                Route::Window(_) => "window",
-                Route::Gate(_) => "gate",
-                Route::TraceLevel(_) => "trace-level",
-                Route::Machine(_) => "machine",
-            });
+    mod generated {
+        //! Random rules and traces: every route against the full machine (the property behind
+        //! [`Route::all_for`]).
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+        const CMP: [&str; 6] = [">", ">=", "<", "<=", "==", "!="];
+
+        fn name() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(&NAMES[..])
         }
-        assert_eq!(
-            kinds,
-            [
-                "window",
-                "window",
-                "window",
-                "gate",
-                "gate",
-                "gate",
-                "trace-level",
-                "trace-level",
-                "trace-level",
-                "trace-level",
-                "machine",
-                "trace-level",
-                "gate",
+
+        fn cmp() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(&CMP[..])
+        }
+
+        fn selection() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => name().prop_map(str::to_string),
+                1 => (name(), 0..2000i64).prop_map(|(n, k)| format!("{n}.where(amount > {k})")),
+                1 => (name(), name()).prop_map(|(n, c)| format!("{n}.where(has_child({c}))")),
+                1 => (name(), 0..2000i64, name()).prop_map(|(n, k, c)| {
+                    format!("{n}.where(amount <= {k} and not has_parent({c}))")
+                }),
             ]
-        );
+        }
+
+        fn condition() -> impl Strategy<Value = String> {
+            let atom = prop_oneof![
+                4 => selection(),
+                2 => (name(), cmp(), 0..4i64).prop_map(|(n, op, k)| format!("count({n}) {op} {k}")),
+                1 => (selection(), cmp(), 0..4i64).prop_map(|(s, op, k)| format!("count({s}) {op} {k}")),
+                2 => (name(), cmp(), name()).prop_map(|(a, op, b)| format!("count({a}) {op} count({b})")),
+                1 => (cmp(), 0..6i64).prop_map(|(op, k)| format!("trace.span_count {op} {k}")),
+            ];
+            atom.prop_recursive(2, 4, 2, |inner| {
+                prop_oneof![
+                    (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+                    (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+                    inner.prop_map(|a| format!("not ({a})")),
+                ]
+            })
+        }
+
+        fn rule() -> impl Strategy<Value = String> {
+            let c = condition;
+            prop_oneof![
+                (c(), c()).prop_map(|(w, a)| format!("when {{ {w} }} always {{ {a} }}")),
+                (c(), c()).prop_map(|(w, n)| format!("when {{ {w} }} never {{ {n} }}")),
+                (c(), c(), c()).prop_map(|(w, a, n)| format!(
+                    "when {{ {w} }} always {{ {a} }} never {{ {n} }}"
+                )),
+                c().prop_map(|a| format!("always {{ {a} }}")),
+                c().prop_map(|n| format!("never {{ {n} }}")),
+                (name(), 0..2000i64)
+                    .prop_map(|(n, k)| format!("span.name == \"{n}\" and amount > {k}")),
+            ]
+        }
+
+        /// Spans as (name index, `amount`, parent index); name index 4 is a name no rule uses.
+        fn spans() -> impl Strategy<Value = Vec<(usize, i64, Option<usize>)>> {
+            prop::collection::vec((0..5usize, 0..2000i64, prop::option::of(0..8usize)), 0..8)
+        }
+
+        fn build(spans: &[(usize, i64, Option<usize>)], names: &[String]) -> Trace {
+            let resource = Arc::new(Resource::with_service("svc"));
+            let id = |i: usize| SpanId((i as u64 + 1).to_be_bytes());
+            Trace::new(
+                spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(n, amount, parent))| Span {
+                        trace_id: TraceId([1; 16]),
+                        span_id: id(i),
+                        parent_span_id: parent.filter(|&p| p < i).map(id),
+                        name: names.get(n).map_or("z", String::as_str).into(),
+                        kind: SpanKind::Internal,
+                        start_time_unix_nano: 1_000 * i as u64,
+                        end_time_unix_nano: 1_000 * i as u64 + 500,
+                        status_code: StatusCode::Unset,
+                        status_message: String::new(),
+                        attributes: vec![("amount".into(), AttrValue::Int(amount))],
+                        resource: Arc::clone(&resource),
+                        scope_name: "".into(),
+                    })
+                    .collect(),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(768))]
+
+            /// `pad` names interned before the rule's own move them across a presence-word
+            /// boundary, so screens on one word and on several words both occur.
+            #[test]
+            fn every_route_agrees_with_the_full_machine(
+                source in rule(),
+                pad in prop_oneof![Just(0u32), 60..=66u32],
+                traces in prop::collection::vec(spans(), 1..4),
+            ) {
+                let mut symbols = Symbols::new();
+                for i in 0..pad {
+                    symbols.intern_span_name(&format!("pad{i}"));
+                }
+                let Ok(rule) = betrace_dsl::check_source(&source, &mut symbols) else {
+                    return Err(TestCaseError::reject("rule does not compile"));
+                };
+                let program = lower(rule);
+                let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+                names.push("z".into());
+                for spans in &traces {
+                    let t = build(spans, &names);
+                    let prepared = PreparedTrace::new(&t, &symbols);
+                    routes_agree(&program, &prepared, &format!("{source} (pad {pad}) over {spans:?}"));
+                }
+            }
+        }
     }
 }
