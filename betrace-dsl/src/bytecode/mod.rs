@@ -5,8 +5,10 @@
 //!
 //! In: nothing (built by [`crate::lower`]). Out: [`Program`] — compact [`Instr`]uctions, their
 //! operand pool (names, attribute references, constants, comparison descriptors), the
-//! compiled regular expressions, and a span table parallel to the code — executed by the VM in
-//! `betrace-core`. [`Program::disassemble`] renders a readable listing.
+//! compiled regular expressions and the decision route — executed by the VM in `betrace-core`.
+//! [`Program::disassemble`] renders a readable listing. Runtime errors name the instruction
+//! (its address in the listing); the checked IR carries no source positions, so the program
+//! keeps no table from instructions back to rule text.
 //!
 //! # Machine model
 //!

@@ -14,7 +14,6 @@ use crate::route::{Route, Screen};
 pub struct Program {
     pub(crate) form: FormKind,
     pub(crate) code: Vec<Instr>,
-    pub(crate) spans: Vec<(u32, u32)>,
     pub(crate) witness_entry: Addr,
     pub(crate) loop_slots: u32,
     pub(crate) value_regs: u32,
@@ -33,7 +32,6 @@ impl Program {
         Program {
             form,
             code: Vec::new(),
-            spans: Vec::new(),
             witness_entry: 0,
             loop_slots: 0,
             value_regs: 0,
@@ -52,11 +50,6 @@ impl Program {
     /// The instructions; decision code starts at 0.
     pub fn code(&self) -> &[Instr] {
         &self.code
-    }
-    /// Byte range in the rule source of each instruction, parallel to [`Program::code`], for
-    /// runtime errors. `(0, 0)` where the checked IR carries no position.
-    pub fn source_spans(&self) -> &[(u32, u32)] {
-        &self.spans
     }
     /// Address of the witness code.
     pub fn witness_entry(&self) -> Addr {
