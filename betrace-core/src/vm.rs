@@ -113,6 +113,10 @@ pub fn evaluate(
     trace: &PreparedTrace<'_>,
     options: &EvalOptions,
 ) -> Result<Outcome, EvalError> {
+    let (word, mask) = program.screen_word();
+    if mask != 0 && trace.presence().word(word) & mask == 0 {
+        return Ok(Outcome::CONFORMS);
+    }
     evaluate_by(program, program.route(), trace, options)
 }
 
@@ -1150,6 +1154,10 @@ mod tests {
                     run_machine(program, trace, budget, None)
                 };
                 assert_eq!(got, want, "{at}: {route:?} with budget {budget}");
+                if route == program.route() {
+                    let direct = evaluate(program, trace, &options);
+                    assert_eq!(direct, want, "{at}: evaluate with budget {budget}");
+                }
             }
         }
         routes

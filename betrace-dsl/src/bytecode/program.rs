@@ -22,6 +22,7 @@ pub struct Program {
     pub(crate) regexes: Vec<Regex>,
     pub(crate) required_names: Option<Vec<NameId>>,
     pub(crate) route: Route,
+    pub(crate) screen_word: (u32, u64),
 }
 
 /// Most counters a trace-level decision may use ([`Route::TraceLevel`]).
@@ -40,6 +41,7 @@ impl Program {
             regexes: Vec::new(),
             required_names: None,
             route: Route::Machine(Screen::Open),
+            screen_word: (0, 0),
         }
     }
 
@@ -93,11 +95,24 @@ impl Program {
         &self.route
     }
 
+    /// The `(word, mask)` of the route's [`Screen::Word`], held inline beside the route;
+    /// `(0, 0)` for other routes. It is the one test the VM makes before matching on the
+    /// route, so that a trace the screen rejects costs a load and a test.
+    #[inline(always)]
+    pub fn screen_word(&self) -> (u32, u64) {
+        self.screen_word
+    }
+
     /// Chooses [`Program::route`] from the finished code.
     pub(crate) fn classify_decision(&mut self) {
         if let Some(route) = Route::all_for(self).into_iter().next() {
             self.route = route;
         }
+        self.screen_word = match &self.route {
+            Route::TraceLevel(Screen::Word { word, mask })
+            | Route::Machine(Screen::Word { word, mask }) => (*word, *mask),
+            _ => (0, 0),
+        };
     }
 
     /// True when the rule could not be encoded (the operand pool outgrew its 16-bit index, or
