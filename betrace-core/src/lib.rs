@@ -19,6 +19,7 @@ pub mod engine;
 pub mod input;
 pub mod otlp;
 mod otlp_json;
+mod otlp_wire;
 pub mod prepared;
 pub mod rules;
 pub mod sign;
@@ -34,7 +35,7 @@ pub use input::simple_json::{
     SimpleJsonDecoder, SimpleJsonError, decode_simple_json, span_from_simple_json,
     spans_from_simple_json,
 };
-pub use input::{Decoded, JsonInputError, SpanError, decode_json};
+pub use input::{Decoded, JsonInputError, SpanError, decode_json, unsupported_json_format};
 pub use otlp::{
     OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf, decode_otlp_request,
 };

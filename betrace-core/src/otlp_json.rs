@@ -164,6 +164,87 @@ fn any_value(
     }))
 }
 
+// ---- the reference decoder's parse, deep values skipped
+
+/// JSON nesting kept by [`parse_value`]. From the document to the first attribute value are
+/// 10 levels, and every value level adds at most 4 (`kvlistValue`, `values`, the key-value,
+/// its `value`), so a value at depth [`MAX_VALUE_DEPTH`] — which the converter drops with its
+/// attribute, without looking inside — still lies within it.
+const MAX_JSON_DEPTH: usize = 16 + 4 * (MAX_VALUE_DEPTH + 1);
+
+/// Parses JSON like `serde_json::from_slice::<serde_json::Value>`, except that anything
+/// nested deeper than [`MAX_JSON_DEPTH`] is skipped (read without recursion, kept as `null`)
+/// instead of failing the whole document at serde_json's recursion limit of 128. Only values
+/// below an attribute value too deep to convert, or below fields the decoder ignores, are
+/// that deep in a valid request.
+pub(crate) fn parse_value(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = de::DeserializeSeed::deserialize(Capped(0), &mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// A JSON value at nesting `.0`.
+#[derive(Clone, Copy)]
+struct Capped(usize);
+
+impl<'de> de::DeserializeSeed<'de> for Capped {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        if self.0 >= MAX_JSON_DEPTH {
+            de::IgnoredAny::deserialize(d)?;
+            return Ok(serde_json::Value::Null);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Capped {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(b.into())
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(n.into())
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(n.into())
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(s.into())
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+        Ok(s.into())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(Capped(self.0 + 1))? {
+            items.push(v);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut obj = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let v = map.next_value_seed(Capped(self.0 + 1))?;
+            obj.insert(key, v);
+        }
+        Ok(serde_json::Value::Object(obj))
+    }
+}
+
 // ---- the request shape (lowerCamelCase keys, snake_case accepted as aliases)
 
 #[derive(Deserialize)]
@@ -178,7 +259,14 @@ struct Request<'a> {
 struct ResourceSpans<'a> {
     #[serde(borrow)]
     resource: Option<JsonResource<'a>>,
-    #[serde(borrow, alias = "scope_spans")]
+    /// Pre-1.0 senders name it `instrumentationLibrarySpans`; a request holding both goes to
+    /// the reference decoder (a duplicate field here), which prefers `scopeSpans`.
+    #[serde(
+        borrow,
+        alias = "scope_spans",
+        alias = "instrumentationLibrarySpans",
+        alias = "instrumentation_library_spans"
+    )]
     scope_spans: Option<Vec<ScopeSpans<'a>>>,
 }
 
@@ -191,7 +279,12 @@ struct JsonResource<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ScopeSpans<'a> {
-    #[serde(borrow)]
+    /// Pre-1.0: `instrumentationLibrary` (the same `name`), handled like `scopeSpans`.
+    #[serde(
+        borrow,
+        alias = "instrumentationLibrary",
+        alias = "instrumentation_library"
+    )]
     scope: Option<Scope<'a>>,
     #[serde(borrow)]
     spans: Option<Vec<JsonSpan<'a>>>,
@@ -406,6 +499,19 @@ mod tests {
             read += 1;
         }
         assert!(read >= 10, "only {read} OTLP/JSON examples");
+    }
+
+    #[test]
+    fn pre_1_0_names_take_the_fast_path_unless_both_names_are_present() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testing/inputs/otlp-json-pre-1.0.json");
+        let body = std::fs::read(&path).unwrap();
+        let fast = decode(&body).expect("the fast path reads pre-1.0 names");
+        assert_eq!(fast.spans.len(), 2);
+        assert_eq!(Some(fast), reference(&body));
+        // Both names: a duplicate field here, so the reference decoder decides (1.0 wins).
+        let both = br#"{"resourceSpans":[{"scopeSpans":[],"instrumentationLibrarySpans":[]}]}"#;
+        assert!(decode(both).is_none());
     }
 
     const SPAN: &str =

@@ -1,5 +1,6 @@
 //! The REST API of `betrace serve` as a process: rules, violations, bad input, security,
-//! the OpenAPI document, compatibility routes, durability, back-pressure, configuration.
+//! the OpenAPI document, durability, back-pressure, configuration (compatibility routes:
+//! `serve_compat.rs`; body limits and exact codes: `serve_limits.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -398,7 +399,10 @@ fn bad_input_gets_the_specified_answer_and_the_server_stays_up() {
     assert_eq!(r.status(), 200);
     let resp = ExportTraceServiceResponse::decode(r.bytes().unwrap().as_ref()).unwrap();
     assert!(resp.partial_success.is_none());
-    assert_eq!(s.metric("betrace_attributes_dropped_total"), 72.0);
+    assert_eq!(
+        s.metric("betrace_attributes_dropped_total{reason=\"limit\"}"),
+        72.0
+    );
     assert_eq!(s.metric("betrace_attribute_values_truncated_total"), 1.0);
     // Malformed JSON and wrong shapes on the REST API.
     let r = s.post_raw("/v1/rules", "application/json", None, b"{\"id\": ".to_vec());
@@ -560,48 +564,6 @@ fn openapi_lists_every_route() {
             );
         }
     }
-}
-
-#[test]
-fn compatibility_routes() {
-    let s = Server::test_mode();
-    let (st, r) = s.post(
-        "/api/v1/rules",
-        &json!({"id": "errs", "expression": "never { payment.where(span.status == error) }", "severity": "HIGH"}),
-    );
-    assert_eq!(st, 201, "{r}");
-    let (st, v) = s.post(
-        "/api/v1/rules/validate",
-        &json!({"expression": "never { x }"}),
-    );
-    assert_eq!((st, v["valid"].clone()), (200, json!(true)));
-    let (_, list) = s.get("/api/rules");
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    let (st, t) = s.send("PATCH", "/api/rules/errs", Some(&json!({"enabled": false})));
-    assert_eq!((st, t["enabled"].clone()), (200, json!(false)));
-    s.send("PATCH", "/api/rules/errs", Some(&json!({"enabled": true})));
-    s.post(
-        "/v1/spans",
-        &json!({"spans": [span("t9", "p", "payment", json!({"status": "error"}))]}),
-    );
-    s.flush();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let (st, list) = s.get(&format!(
-        "/api/violations?from={}&to={}&severity=HIGH",
-        now_ms - 60_000,
-        now_ms + 60_000
-    ));
-    assert_eq!(st, 200);
-    let v = &list.as_array().unwrap()[0];
-    assert_eq!(v["ruleId"], "errs");
-    assert_eq!(v["traceIds"].as_array().unwrap().len(), 1);
-    assert_eq!(v["spanReferences"][0]["serviceName"], "shop");
-    assert!(v["signature"].as_str().unwrap().starts_with("v1:"));
-    let (_, none) = s.get(&format!("/api/violations?to={}", now_ms - 60_000));
-    assert_eq!(none, json!([]));
 }
 
 #[test]
@@ -827,7 +789,19 @@ fn max_rules_gives_422() {
 
 #[test]
 fn rule_changes_apply_to_buffered_traces_and_are_audited() {
-    let s = Server::test_mode();
+    // Traces stay buffered until the flush, however slowly the rule is created.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "trace:\n  root_grace: 2m\n  idle_timeout: 2m\n").unwrap();
+    let s = Server::start(Opts {
+        args: vec![
+            "--test-mode".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ],
+        env: vec![],
+        cwd: None,
+    });
     // Buffered before the rule exists; evaluated after it was created.
     s.post(
         "/v1/spans",

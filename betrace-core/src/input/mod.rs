@@ -58,14 +58,18 @@ impl fmt::Display for FieldPrefix<'_> {
 }
 
 /// The result of converting a batch of spans where each span stands alone (OTLP partial
-/// success, `/v1/spans`): the spans that converted, in input order, and one error per span
-/// that did not.
+/// success, `/v1/spans`): the spans that converted, in input order, one error per span that
+/// did not, and one entry per attribute removed from a span that was kept.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decoded {
     /// Converted spans, in input order.
     pub spans: Vec<Span>,
     /// One error per rejected span, in input order.
     pub rejected: Vec<SpanError>,
+    /// Attributes removed because their value nests deeper than [`MAX_VALUE_DEPTH`] (OTLP
+    /// input): `field` is `attributes.<key>` or `resource.attributes.<key>`, `index` the span
+    /// (for a resource attribute, the first span of that resource). The spans are kept.
+    pub dropped_attributes: Vec<SpanError>,
 }
 
 impl Decoded {
@@ -167,10 +171,14 @@ fn has_duplicate_key(attrs: &Attributes) -> bool {
     !attrs.iter().all(|(k, _)| seen.insert(&**k))
 }
 
-/// Nesting depth allowed for array and key-value-list attribute values; deeper values are a
-/// span error rather than unbounded recursion. Every converter into [`Span`] uses it, the
-/// bindings' converters of SDK span objects included.
-pub const MAX_VALUE_DEPTH: usize = 64;
+/// Nesting depth allowed for array and key-value-list attribute values (a scalar at the top
+/// of an attribute is depth 0, the elements of an array in it depth 1, and so on). Deeper
+/// values never recurse without bound: the OTLP converters drop the attribute that holds one
+/// ([`Decoded::dropped_attributes`]), the simple-JSON converter and the bindings' converters
+/// of SDK span objects reject the span. 30 keeps an OTLP protobuf request holding the deepest
+/// allowed value within prost's recursion limit (100 nested messages: 5 down to a span
+/// attribute's value, 3 per key-value-list level).
+pub const MAX_VALUE_DEPTH: usize = 30;
 
 /// A span kind by name: `server`, `SERVER`, `SPAN_KIND_SERVER` (ASCII case-insensitive,
 /// optional `SPAN_KIND_` prefix), as ENGINE.md §2 accepts.
@@ -345,12 +353,171 @@ pub enum JsonInputError {
     /// Not a list of simple-JSON spans.
     #[error(transparent)]
     Simple(#[from] simple_json::SimpleJsonError),
+    /// A document in a format BeTrace does not read (Jaeger, Zipkin, a wrapped response, OTLP
+    /// logs or metrics, …), or none it recognises; the message names what was found.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What to send instead, for messages about unsupported documents.
+const SEND_INSTEAD: &str = "send OTLP (an OTLP/JSON `ExportTraceServiceRequest` with \
+     `resourceSpans`, or OTLP protobuf) or simple-JSON spans";
+
+/// The keys of a simple-JSON span (ENGINE.md §2), any of which makes an object a span.
+const SIMPLE_SPAN_KEYS: &[&str] = &[
+    "traceId",
+    "trace_id",
+    "spanId",
+    "span_id",
+    "parentSpanId",
+    "parent_span_id",
+    "name",
+    "operationName",
+    "operation_name",
+    "serviceName",
+    "service_name",
+    "startTime",
+    "start_time",
+    "endTime",
+    "end_time",
+];
+
+/// Names the format of a JSON document that is not a span input BeTrace reads, when it is
+/// recognisable: Jaeger JSON (`{"data": [{"traceID", "spans"}]}`, or its spans with `traceID`
+/// / `spanID`), Zipkin JSON (v2 `[{traceId, id, localEndpoint…}]`, v1 with `annotations`), a
+/// response wrapped in `result` (the Jaeger query API v3), Grafana Tempo JSON (`batches`), OTLP
+/// logs or metrics, an array of OTLP requests, or an object holding no span field at all.
+/// `None` for OTLP/JSON requests and simple-JSON spans, which the decoders read (and report
+/// field by field). The message says what was found and what to send.
+pub fn unsupported_json_format(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let has =
+        |o: &serde_json::Map<String, Value>, keys: &[&str]| keys.iter().any(|k| o.contains_key(*k));
+    let first_object = |v: Option<&Value>| match v {
+        Some(Value::Array(items)) => items.first().and_then(Value::as_object).cloned(),
+        _ => None,
+    };
+    let span_like = |o: &serde_json::Map<String, Value>| -> Option<String> {
+        if has(o, &["traceID", "spanID", "processID", "references"])
+            && !has(o, &["traceId", "trace_id"])
+        {
+            return Some(format!(
+                "Jaeger JSON spans (`traceID`, `spanID`, `operationName`) are not supported; {SEND_INSTEAD}"
+            ));
+        }
+        if o.contains_key("id")
+            && !has(o, &["spanId", "span_id"])
+            && has(
+                o,
+                &[
+                    "localEndpoint",
+                    "remoteEndpoint",
+                    "timestamp",
+                    "annotations",
+                    "binaryAnnotations",
+                ],
+            )
+        {
+            let version = if has(o, &["annotations", "binaryAnnotations"]) {
+                "v1"
+            } else {
+                "v2"
+            };
+            return Some(format!(
+                "Zipkin JSON {version} spans (`traceId`, `id`, `localEndpoint`) are not supported; {SEND_INSTEAD}"
+            ));
+        }
+        None
+    };
+    match value {
+        Value::Object(o) => {
+            if has(o, &["resourceSpans", "resource_spans"]) {
+                return None;
+            }
+            if has(o, &["resourceLogs", "resource_logs"]) {
+                return Some(format!(
+                    "this is an OTLP logs request (`resourceLogs`), which holds no spans; {SEND_INSTEAD}"
+                ));
+            }
+            if has(o, &["resourceMetrics", "resource_metrics"]) {
+                return Some(format!(
+                    "this is an OTLP metrics request (`resourceMetrics`), which holds no spans; {SEND_INSTEAD}"
+                ));
+            }
+            if let Some(first) = first_object(o.get("data"))
+                && has(&first, &["spans", "traceID", "processes"])
+            {
+                return Some(format!(
+                    "Jaeger JSON (`data[].spans`) is not supported; {SEND_INSTEAD}"
+                ));
+            }
+            if o.contains_key("traceID") && o.contains_key("spans") {
+                return Some(format!(
+                    "a Jaeger JSON trace (`traceID`, `spans`) is not supported; {SEND_INSTEAD}"
+                ));
+            }
+            if o.contains_key("batches") {
+                return Some(format!(
+                    "Grafana Tempo JSON (`batches`) is not supported; {SEND_INSTEAD} (Tempo's \
+                     `batches` are OTLP `resourceSpans`)"
+                ));
+            }
+            if let Some(Value::Object(inner)) = o.get("result") {
+                let what = if has(inner, &["resourceSpans", "resource_spans"]) {
+                    "an OTLP request"
+                } else {
+                    "a document"
+                };
+                return Some(format!(
+                    "{what} wrapped in `{{\"result\": …}}` (a query API response, e.g. Jaeger's \
+                     `/api/v3/traces`) is not supported; send the request inside `result` \
+                     as the whole document"
+                ));
+            }
+            if let Some(first) = first_object(o.get("spans")) {
+                return span_like(&first);
+            }
+            if !o.contains_key("spans") && !has(o, SIMPLE_SPAN_KEYS) {
+                let mut keys: Vec<String> = o.keys().take(5).map(|k| format!("`{k}`")).collect();
+                if o.len() > 5 {
+                    keys.push("…".into());
+                }
+                let found = if keys.is_empty() {
+                    "an empty object".to_owned()
+                } else {
+                    format!("an object with the keys {}", keys.join(", "))
+                };
+                return Some(format!(
+                    "the format was not recognised: found {found}, not an OTLP/JSON request \
+                     (`resourceSpans`) nor a simple-JSON span; {SEND_INSTEAD}"
+                ));
+            }
+            span_like(o)
+        }
+        Value::Array(items) => {
+            let first = items.first()?.as_object()?;
+            if has(first, &["resourceSpans", "resource_spans"]) {
+                return Some(
+                    "a JSON array of OTLP requests is not supported; send one \
+                     `ExportTraceServiceRequest` per document (or one per line)"
+                        .to_owned(),
+                );
+            }
+            span_like(first)
+        }
+        _ => None,
+    }
 }
 
 /// Decodes any JSON span input, recognised by shape: an OTLP/JSON `ExportTraceServiceRequest`
 /// (an object with `resourceSpans`), a list of simple-JSON spans or `{"spans": [...]}`, or
 /// one simple-JSON span object. Malformed spans are rejected one by one (see [`Decoded`]).
+/// A document in another format is [`JsonInputError::Unsupported`], naming the format when
+/// it is recognisable ([`unsupported_json_format`]).
 pub fn decode_json(value: &serde_json::Value) -> Result<Decoded, JsonInputError> {
+    if let Some(message) = unsupported_json_format(value) {
+        return Err(JsonInputError::Unsupported(message));
+    }
     if let Some(obj) = value.as_object() {
         if obj.contains_key("resourceSpans") || obj.contains_key("resource_spans") {
             return Ok(crate::otlp::decode_otlp_json_value(value)?);

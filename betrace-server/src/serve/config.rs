@@ -54,8 +54,8 @@ pub struct ServeArgs {
     /// Log format: `text` (default) or `json`.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
-    /// Memory storage and short trace timeouts (root_grace 100ms, idle_timeout 500ms), for
-    /// tests and CI pipelines.
+    /// Memory storage and short trace timeouts (root_grace 100ms, idle_timeout 500ms instead of
+    /// 7s and 30s), for tests and CI pipelines.
     #[arg(long)]
     pub test_mode: bool,
     /// Rules file loaded at start; its rules are read-only over the API.
@@ -67,8 +67,9 @@ pub struct ServeArgs {
     /// Allow binding a non-loopback address without an API token.
     #[arg(long)]
     pub allow_unauthenticated: bool,
-    /// Allowed CORS origin (repeatable; `*` for any). CORS is off without it.
-    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    /// Allowed CORS origin (repeatable; `*` for any; env BETRACE_CORS_ORIGINS, a comma list).
+    /// CORS is off without it.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Link from a violation in the web UI to the tracing backend; `{traceId}` is replaced by
     /// the trace id (e.g. `http://tempo:3000/explore?traceId={traceId}`; env
@@ -131,6 +132,12 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest body after gzip decompression, bytes (64 MiB).
     pub max_decompressed_bytes: usize,
+    /// Largest body of a REST request other than the bulk ones, bytes (1 MiB): rules,
+    /// validation, flush, the compatibility routes.
+    pub max_api_body_bytes: usize,
+    /// Largest body of `POST /v1/rules/import`, `POST /v1/rules/test` and `POST /v1/spans`,
+    /// bytes (16 MiB; for `/v1/spans` as received, before gzip).
+    pub max_bulk_body_bytes: usize,
     /// Spans in one request (100 000).
     pub max_spans_per_request: usize,
     /// Attributes kept per span; extra ones are dropped and counted (128).
@@ -144,6 +151,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 16 * 1024 * 1024,
             max_decompressed_bytes: 64 * 1024 * 1024,
+            max_api_body_bytes: 1024 * 1024,
+            max_bulk_body_bytes: 16 * 1024 * 1024,
             max_spans_per_request: 100_000,
             max_attributes_per_span: 128,
             max_attribute_value_bytes: 4096,
@@ -164,6 +173,9 @@ pub struct Config {
     pub api_token: Option<String>,
     pub cors_origins: Vec<String>,
     pub limits: Limits,
+    /// After SIGTERM/SIGINT, how long the listeners keep answering 503 (readiness included)
+    /// before the buffered traces are evaluated and the listeners close.
+    pub shutdown_delay: Duration,
     pub storage: StorageKind,
     /// Directory of the database and the generated signature key.
     pub data_dir: PathBuf,
@@ -211,6 +223,7 @@ impl Config {
             api_token: None,
             cors_origins: Vec::new(),
             limits: Limits::default(),
+            shutdown_delay: Duration::ZERO,
             storage: StorageKind::Sqlite(PathBuf::from("betrace-data/betrace.db")),
             data_dir: PathBuf::from("betrace-data"),
             max_violations: 1_000_000,
@@ -303,6 +316,9 @@ struct ServerSection {
     cors_origins: Option<Vec<String>>,
     max_body_bytes: Option<usize>,
     max_decompressed_bytes: Option<usize>,
+    max_api_body_bytes: Option<usize>,
+    max_bulk_body_bytes: Option<usize>,
+    shutdown_delay: Option<String>,
     max_spans_per_request: Option<usize>,
     max_attributes_per_span: Option<usize>,
     max_attribute_value_length: Option<usize>,
@@ -423,6 +439,7 @@ struct Builder {
     allow_unauthenticated: Option<bool>,
     cors_origins: Option<Vec<String>>,
     limits: Limits,
+    shutdown_delay: Option<Duration>,
     storage_type: Option<StorageType>,
     storage_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
@@ -615,6 +632,16 @@ impl Builder {
         if let Some(v) = s.max_decompressed_bytes {
             l.max_decompressed_bytes = positive("key `server.max_decompressed_bytes`", v)?;
         }
+        if let Some(v) = s.max_api_body_bytes {
+            l.max_api_body_bytes = positive("key `server.max_api_body_bytes`", v)?;
+        }
+        if let Some(v) = s.max_bulk_body_bytes {
+            l.max_bulk_body_bytes = positive("key `server.max_bulk_body_bytes`", v)?;
+        }
+        if let Some(t) = &s.shutdown_delay {
+            self.shutdown_delay =
+                Some(parse_duration(t).map_err(|e| key("server.shutdown_delay", e))?);
+        }
         if let Some(v) = s.max_spans_per_request {
             l.max_spans_per_request = positive("key `server.max_spans_per_request`", v)?;
         }
@@ -720,6 +747,15 @@ impl Builder {
         if let Some(v) = get("BETRACE_OTLP_GRPC_ADDR") {
             self.otlp_grpc_addr =
                 Some(parse_optional_addr(v).map_err(|e| var("BETRACE_OTLP_GRPC_ADDR", e))?);
+        }
+        if let Some(v) = get("BETRACE_CORS_ORIGINS") {
+            self.cors_origins = Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
         }
         if let Some(v) = get("BETRACE_API_TOKEN") {
             self.api_token = Some(v.clone());
@@ -854,6 +890,9 @@ impl Builder {
         c.allow_unauthenticated = self.allow_unauthenticated.unwrap_or(false);
         c.cors_origins = self.cors_origins.unwrap_or_default();
         c.limits = self.limits;
+        if let Some(d) = self.shutdown_delay {
+            c.shutdown_delay = d;
+        }
 
         if let Some(d) = &self.data_dir {
             c.data_dir.clone_from(d);
@@ -1022,6 +1061,10 @@ mod tests {
         );
         assert_eq!(c.max_rules, 1000);
         assert!(c.export.is_none());
+        // Trace assembly waits for the SDKs' 5 s batch delay; late spans re-open for 30 s.
+        assert_eq!(c.trace.root_grace, Duration::from_secs(7));
+        assert_eq!(c.trace.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.trace.reevaluate_window, Duration::from_secs(30));
     }
 
     #[test]
@@ -1082,6 +1125,42 @@ mod tests {
         let e = Config::resolve(&ServeArgs::default(), &env(&[("LOG_LEVEL", "loud")]), None)
             .unwrap_err();
         assert!(e.0.contains("LOG_LEVEL"), "{e}");
+    }
+
+    #[test]
+    fn cors_body_limits_and_shutdown_delay() {
+        let f = parse_file(
+            "server:\n  cors_origins: [https://file.example]\n  max_api_body_bytes: 2048\n  max_bulk_body_bytes: 4096\n  shutdown_delay: 2s\n",
+            "f",
+        )
+        .unwrap();
+        let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
+        assert_eq!(c.cors_origins, vec!["https://file.example"]);
+        assert_eq!(c.limits.max_api_body_bytes, 2048);
+        assert_eq!(c.limits.max_bulk_body_bytes, 4096);
+        assert_eq!(c.shutdown_delay, Duration::from_secs(2));
+        let e = env(&[(
+            "BETRACE_CORS_ORIGINS",
+            "https://a.example, https://b.example",
+        )]);
+        let c = Config::resolve(&ServeArgs::default(), &e, Some(&f)).unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        let args = ServeArgs {
+            cors_origins: vec!["https://flag.example".into()],
+            ..Default::default()
+        };
+        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        assert_eq!(c.cors_origins, vec!["https://flag.example"]);
+        let d = Config::resolve(&ServeArgs::default(), &env(&[]), None).unwrap();
+        assert_eq!(d.limits.max_api_body_bytes, 1024 * 1024);
+        assert_eq!(d.limits.max_bulk_body_bytes, 16 * 1024 * 1024);
+        assert!(d.cors_origins.is_empty());
+        let f = parse_file("server:\n  max_api_body_bytes: 0\n", "f").unwrap();
+        let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
+        assert!(e.0.contains("server.max_api_body_bytes"), "{e}");
     }
 
     #[test]

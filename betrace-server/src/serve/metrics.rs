@@ -43,6 +43,11 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// The `transport` labels of `betrace_spans_received_total`.
+const TRANSPORTS: [&str; 3] = ["otlp_http", "otlp_grpc", "spans_api"];
+/// The `reason` labels of `betrace_spans_rejected_total`.
+const REJECT_REASONS: [&str; 4] = ["invalid", "backpressure", "limit", "shutdown"];
+
 /// Every metric of the server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -60,10 +65,14 @@ pub struct Metrics {
     pub rules_active: Gauge,
     pub export_spans: Family<ResultLabel, Counter>,
     pub export_queue_depth: Gauge,
-    pub attributes_dropped: Counter,
+    pub attributes_dropped: Family<ReasonLabel, Counter>,
     pub attribute_values_truncated: Counter,
     pub pending_evaluation_spans: Gauge,
     pub violations_store_failed: Counter,
+    pub spans_ignored: Family<ReasonLabel, Counter>,
+    pub traces_reevaluated: Counter,
+    pub retained_spans: Gauge,
+    pub violations_replaced: Family<ReasonLabel, Counter>,
     sync: Mutex<()>,
     /// The last export failure: message and time (RFC 3339).
     last_export_error: Mutex<Option<(String, String)>>,
@@ -93,10 +102,14 @@ impl Metrics {
             rules_active: Gauge::default(),
             export_spans: Family::default(),
             export_queue_depth: Gauge::default(),
-            attributes_dropped: Counter::default(),
+            attributes_dropped: Family::default(),
             attribute_values_truncated: Counter::default(),
             pending_evaluation_spans: Gauge::default(),
             violations_store_failed: Counter::default(),
+            spans_ignored: Family::default(),
+            traces_reevaluated: Counter::default(),
+            retained_spans: Gauge::default(),
+            violations_replaced: Family::default(),
             sync: Mutex::new(()),
             last_export_error: Mutex::new(None),
         };
@@ -112,13 +125,33 @@ impl Metrics {
         );
         registry.register(
             "betrace_spans_dropped",
-            "Spans handed to the trace buffer and not buffered, by reason (refused, shutdown)",
+            "Spans accepted (answered 2xx) and not evaluated, by reason (shutdown: evaluation did not finish within 120 s of shutdown); refused spans are counted in betrace_spans_rejected only",
             m.spans_dropped.clone(),
         );
         registry.register(
             "betrace_late_spans",
-            "Spans that arrived for an already evaluated trace (evaluated as partial fragments)",
+            "Spans that arrived for an already evaluated trace (the trace is evaluated again)",
             m.late_spans.clone(),
+        );
+        registry.register(
+            "betrace_spans_ignored",
+            "Spans received and never evaluated, by reason (own_violation: a betrace.violation span of BeTrace's own exporter)",
+            m.spans_ignored.clone(),
+        );
+        registry.register(
+            "betrace_traces_reevaluated",
+            "Traces evaluated again, whole, because late spans arrived within trace.reevaluate_window",
+            m.traces_reevaluated.clone(),
+        );
+        registry.register(
+            "betrace_retained_spans",
+            "Spans of evaluated traces kept for re-evaluation (at most trace.max_retained_spans)",
+            m.retained_spans.clone(),
+        );
+        registry.register(
+            "betrace_violations_replaced",
+            "Violations replaced after a re-evaluation, by reason (superseded, retracted)",
+            m.violations_replaced.clone(),
         );
         registry.register(
             "betrace_traces_evaluated",
@@ -167,7 +200,7 @@ impl Metrics {
         );
         registry.register(
             "betrace_attributes_dropped",
-            "Span attributes dropped past the per-span limit",
+            "Span attributes dropped, by reason (limit: past the per-span limit; depth: value nested too deep)",
             m.attributes_dropped.clone(),
         );
         registry.register(
@@ -186,14 +219,27 @@ impl Metrics {
             m.violations_store_failed.clone(),
         );
         // Families of known labels show from the start, at 0.
-        for t in ["otlp_http", "otlp_grpc", "spans_api"] {
+        for t in TRANSPORTS {
             m.received(t, 0);
         }
-        for r in ["invalid", "backpressure", "limit", "shutdown"] {
+        for r in REJECT_REASONS {
             m.rejected_init(r);
         }
+        for r in ["limit", "depth"] {
+            m.attributes_dropped(r, 0);
+        }
+        m.dropped("shutdown", 0);
         for r in ["success", "failure", "rejected"] {
             m.exported(r, 0);
+        }
+        let reason = |r: &str| ReasonLabel {
+            reason: r.to_owned(),
+        };
+        m.spans_ignored
+            .get_or_create(&reason("own_violation"))
+            .inc_by(0);
+        for r in ["superseded", "retracted"] {
+            m.violations_replaced.get_or_create(&reason(r)).inc_by(0);
         }
         for r in betrace_core::CompletionReason::ALL {
             if r != betrace_core::CompletionReason::Direct {
@@ -207,7 +253,9 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Brings the counters mirrored from the assembler up to `stats`.
+    /// Brings the counters mirrored from the assembler up to `stats`. The assembler's refused
+    /// spans (`spans_dropped`: back-pressure, shut down) are not mirrored: the pipeline counts
+    /// each refusal once, as `betrace_spans_rejected_total{reason="backpressure"|"shutdown"}`.
     pub fn sync_assembler(&self, stats: &AssemblerStats) {
         let _guard = self.sync.lock();
         let up = |c: &Counter, to: u64| {
@@ -217,14 +265,8 @@ impl Metrics {
             }
         };
         up(&self.late_spans, stats.late_spans);
-        for (reason, n) in stats.spans_dropped.by_reason() {
-            up(
-                &self.spans_dropped.get_or_create(&ReasonLabel {
-                    reason: reason.to_owned(),
-                }),
-                n,
-            );
-        }
+        up(&self.traces_reevaluated, stats.traces_reevaluated);
+        self.retained_spans.set(stats.spans_retained as i64);
         self.buffered_spans.set(stats.spans_buffered as i64);
         self.buffered_traces.set(stats.traces_buffered as i64);
     }
@@ -262,6 +304,50 @@ impl Metrics {
                 })
                 .inc_by(n as u64);
         }
+    }
+
+    pub fn attributes_dropped(&self, reason: &str, n: usize) {
+        self.attributes_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n as u64);
+    }
+
+    /// Spans received over every transport.
+    pub fn spans_received_total(&self) -> u64 {
+        TRANSPORTS
+            .iter()
+            .map(|t| {
+                self.spans_received
+                    .get_or_create(&TransportLabel {
+                        transport: (*t).to_owned(),
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Spans refused to their senders, every reason.
+    pub fn spans_rejected_total(&self) -> u64 {
+        REJECT_REASONS
+            .iter()
+            .map(|r| {
+                self.spans_rejected
+                    .get_or_create(&ReasonLabel {
+                        reason: (*r).to_owned(),
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
+    pub fn dropped(&self, reason: &str, n: u64) {
+        self.spans_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// Records an export failure (shown by the web UI's status page).

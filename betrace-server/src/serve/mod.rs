@@ -9,8 +9,10 @@
 //! OTLP/HTTP ([`http`]), OTLP/HTTP on its own port, OTLP/gRPC ([`grpc`]) — and the exporter
 //! ([`export`]). Once bound, one line goes to standard output:
 //! `betrace listening http=ADDR otlp_http=ADDR|off otlp_grpc=ADDR|off` (useful with port 0).
-//! Shutdown: stop accepting, evaluate every buffered trace (`completion_reason=shutdown`),
-//! store, export what is left, exit 0.
+//! Shutdown: requests are answered 503 (`Retry-After`; gRPC `UNAVAILABLE`) for
+//! `server.shutdown_delay` and while every buffered trace is evaluated
+//! (`completion_reason=shutdown`) and stored; then the listeners close, what is left is
+//! exported, exit 0.
 
 pub mod config;
 pub mod export;
@@ -194,6 +196,7 @@ async fn serve(config: Config) -> Result<(), String> {
         config.max_violations,
         config.violation_retention,
     ));
+    pipeline.resume_after_shutdown();
     pipeline
         .start(config.eval_workers)
         .map_err(|e| format!("cannot start the evaluation threads: {e}"))?;
@@ -207,6 +210,7 @@ async fn serve(config: Config) -> Result<(), String> {
         signing_key: key,
         started,
         ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
         limits: config.limits,
         openapi: std::sync::OnceLock::new(),
         ui: http::ui::UiSettings {
@@ -264,8 +268,10 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Some(listener) = otlp_grpc {
         let svc = grpc::service(Arc::clone(&state));
         let mut stop = stop_rx.clone();
+        let max = state.limits.max_decompressed_bytes;
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .layer(grpc::status_layer(max))
                 .add_service(svc)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
@@ -314,8 +320,19 @@ async fn serve(config: Config) -> Result<(), String> {
     let signal = wait_for_signal().await;
     tracing::info!(
         signal,
-        "shutting down: no new requests; evaluating buffered traces"
+        "shutting down: answering 503; evaluating buffered traces"
     );
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    if !config.shutdown_delay.is_zero() {
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
+    let p = Arc::clone(&pipeline);
+    let drained = tokio::task::spawn_blocking(move || p.shutdown())
+        .await
+        .map_err(|e| format!("shutdown failed: {e}"))?;
+    tracing::info!(traces = drained, "buffered traces evaluated at shutdown");
     let _ = stop_tx.send(true);
     for s in servers {
         match tokio::time::timeout(Duration::from_secs(30), s).await {
@@ -325,11 +342,6 @@ async fn serve(config: Config) -> Result<(), String> {
             Err(_) => tracing::warn!("a listener did not stop within 30 s"),
         }
     }
-    let p = Arc::clone(&pipeline);
-    let drained = tokio::task::spawn_blocking(move || p.shutdown())
-        .await
-        .map_err(|e| format!("shutdown failed: {e}"))?;
-    tracing::info!(traces = drained, "buffered traces evaluated at shutdown");
     if let Some((tx, task)) = exporter {
         let _ = tx.send(true);
         let _ = task.await;

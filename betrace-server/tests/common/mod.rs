@@ -86,19 +86,27 @@ impl Server {
     }
 
     pub fn start(opts: Opts<'_>) -> Server {
+        Server::start_with_otlp_http(opts, "127.0.0.1:0")
+    }
+
+    /// [`Server::start`] with the OTLP/HTTP receiver on `otlp_http_addr` (e.g. one from
+    /// [`free_port`], for a server that exports to itself).
+    pub fn start_with_otlp_http(opts: Opts<'_>, otlp_http_addr: &str) -> Server {
         let logs = tempfile::tempdir().unwrap();
         let stderr_path = logs.path().join("stderr.log");
         let mut cmd = betrace();
-        cmd.arg("serve")
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--otlp-http-addr",
-                "127.0.0.1:0",
-                "--otlp-grpc-addr",
-                "127.0.0.1:0",
-            ])
-            .args(&opts.args)
+        cmd.arg("serve");
+        // Listeners on ports chosen by the system, unless `opts.args` names one.
+        for (flag, addr) in [
+            ("--http-addr", "127.0.0.1:0"),
+            ("--otlp-http-addr", otlp_http_addr),
+            ("--otlp-grpc-addr", "127.0.0.1:0"),
+        ] {
+            if !opts.args.iter().any(|a| a == flag) {
+                cmd.args([flag, addr]);
+            }
+        }
+        cmd.args(&opts.args)
             .env_remove("BETRACE_API_TOKEN")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("BETRACE_SIGNATURE_KEY", KEY)
@@ -387,5 +395,26 @@ pub fn check_shop_violations(server: &Server, sent: &Value) {
         let (status, one) = server.get(&format!("/v1/violations/{}", v["id"].as_str().unwrap()));
         assert_eq!(status, 200);
         assert_eq!(one["verified"], true);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, at most `limit`; panics with `what`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -96,18 +96,40 @@ fn body_error(enc: Encoding, e: BodyError) -> Response {
     }
 }
 
-/// The message of a partial success: the first rejected spans.
-pub fn rejection_message(rejected: &[SpanError]) -> String {
+/// The first few of `items`, `; `-separated, with how many more.
+fn first_few(items: &[SpanError]) -> String {
     const SHOWN: usize = 5;
-    let mut parts: Vec<String> = rejected
-        .iter()
-        .take(SHOWN)
-        .map(ToString::to_string)
-        .collect();
-    if rejected.len() > SHOWN {
-        parts.push(format!("and {} more", rejected.len() - SHOWN));
+    let mut parts: Vec<String> = items.iter().take(SHOWN).map(ToString::to_string).collect();
+    if items.len() > SHOWN {
+        parts.push(format!("and {} more", items.len() - SHOWN));
     }
-    format!("{} span(s) rejected: {}", rejected.len(), parts.join("; "))
+    parts.join("; ")
+}
+
+/// The OTLP partial success of an accepted request (OTLP specification, "Partial
+/// Success"): `rejected_spans` counts the rejected spans; `error_message` names the first
+/// rejected spans and the first attributes dropped for nesting too deep (a warning: with
+/// only dropped attributes, `rejected_spans` is 0). `None` when everything was kept.
+pub fn partial_success(accepted: &Accepted) -> Option<ExportTracePartialSuccess> {
+    let mut parts = Vec::new();
+    if !accepted.rejected.is_empty() {
+        parts.push(format!(
+            "{} span(s) rejected: {}",
+            accepted.rejected.len(),
+            first_few(&accepted.rejected)
+        ));
+    }
+    if !accepted.dropped_attributes.is_empty() {
+        parts.push(format!(
+            "{} attribute(s) dropped: {}",
+            accepted.dropped_attributes.len(),
+            first_few(&accepted.dropped_attributes)
+        ));
+    }
+    (!parts.is_empty()).then(|| ExportTracePartialSuccess {
+        rejected_spans: accepted.rejected.len() as i64,
+        error_message: parts.join(". "),
+    })
 }
 
 /// OTLP/HTTP trace export.
@@ -141,23 +163,37 @@ pub async fn otlp_traces(
         Encoding::Protobuf => betrace_core::decode_otlp_protobuf(&bytes),
         Encoding::Json => betrace_core::decode_otlp_json(&bytes),
     };
+    // A JSON body in another trace format (Jaeger, Zipkin, …) is named: in the 400 when it is
+    // not an OTLP request at all, else in a partial success that rejects nothing (an OTLP
+    // warning) when it yields no spans.
+    let other_format = || {
+        (enc == Encoding::Json)
+            .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+            .flatten()
+            .and_then(|v| betrace_core::unsupported_json_format(&v))
+    };
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => {
-            return status_response(
-                enc,
-                StatusCode::BAD_REQUEST,
-                INVALID_ARGUMENT,
-                e.to_string(),
-            );
+            let message = match other_format() {
+                Some(m) => format!("{e}: {m}"),
+                None => e.to_string(),
+            };
+            return status_response(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message);
         }
     };
+    let warning = (decoded.total() == 0)
+        .then(other_format)
+        .flatten()
+        .map(|m| format!("no spans read: {m}"));
     match accept(&st, decoded, "otlp_http") {
         Err(r) => status_response(enc, r.status, r.code, r.message),
-        Ok(rejected) => {
-            let partial = (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
-                rejected_spans: rejected.len() as i64,
-                error_message: rejection_message(&rejected),
+        Ok(accepted) => {
+            let partial = partial_success(&accepted).or_else(|| {
+                warning.map(|error_message| ExportTracePartialSuccess {
+                    rejected_spans: 0,
+                    error_message,
+                })
             });
             match enc {
                 Encoding::Protobuf => (
@@ -193,13 +229,26 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Counts, limits and ingests decoded spans; returns the rejected ones.
-pub fn accept(
-    st: &super::Shared,
-    decoded: Decoded,
-    transport: &str,
-) -> Result<Vec<SpanError>, Refusal> {
+/// What an accepted request left out: the spans rejected and the attributes dropped from
+/// spans that were kept.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    pub rejected: Vec<SpanError>,
+    pub dropped_attributes: Vec<SpanError>,
+}
+
+/// Counts, limits and ingests decoded spans; returns what was left out.
+pub fn accept(st: &super::Shared, decoded: Decoded, transport: &str) -> Result<Accepted, Refusal> {
     let total = decoded.total();
+    if st.draining.load(std::sync::atomic::Ordering::Acquire) {
+        st.metrics.received(transport, total);
+        st.metrics.rejected("shutdown", total);
+        return Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: UNAVAILABLE,
+            message: IngestError::ShuttingDown.to_string(),
+        });
+    }
     let max = st.limits.max_spans_per_request;
     if total > max {
         st.metrics.received(transport, total);
@@ -216,7 +265,14 @@ pub fn accept(
     st.metrics.received(transport, rejected.len());
     st.metrics.rejected("invalid", rejected.len());
     match st.pipeline.ingest(decoded.spans, transport) {
-        Ok(()) => Ok(rejected),
+        Ok(()) => {
+            st.metrics
+                .attributes_dropped("depth", decoded.dropped_attributes.len());
+            Ok(Accepted {
+                rejected,
+                dropped_attributes: decoded.dropped_attributes,
+            })
+        }
         Err(IngestError::Backpressure) => Err(Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: RESOURCE_EXHAUSTED,
@@ -236,14 +292,20 @@ pub fn accept(
     responses(
         (status = 200, description = "`{accepted, rejected, errors: [{index, message}]}`"),
         (status = 400, description = "Not a span list"),
+        (status = 413, description = "Body over server.max_bulk_body_bytes (or, inflated, server.max_decompressed_bytes)"),
         (status = 429, description = "Trace buffer full; Retry-After"),
+        (status = 503, description = "Shutting down; Retry-After"),
     ))]
 pub async fn spans(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = body::read(&headers, body, &st.limits)
+    let limit = body::BodyLimit {
+        bytes: st.limits.max_bulk_body_bytes,
+        key: "server.max_bulk_body_bytes",
+    };
+    let bytes = body::read_within(&headers, body, limit, st.limits.max_decompressed_bytes)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge(m) => {
@@ -257,11 +319,15 @@ pub async fn spans(
             ),
         })?;
     let value = parse_json(&bytes)?;
+    // Jaeger or Zipkin spans would each be rejected for a missing `traceId`: name the format.
+    if let Some(message) = betrace_core::unsupported_json_format(&value) {
+        return Err(ApiError::bad_request(message));
+    }
     let decoded = betrace_core::decode_simple_json(&value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = decoded.spans.len();
     match accept(&st, decoded, "spans_api") {
-        Ok(rejected) => Ok(Json(json!({
+        Ok(Accepted { rejected, .. }) => Ok(Json(json!({
             "accepted": accepted,
             "rejected": rejected.len(),
             "errors": rejected.iter().map(|e| json!({"index": e.index, "message": e.to_string()})).collect::<Vec<_>>(),
