@@ -235,4 +235,43 @@ mod tests {
         assert!(names.passes(&p));
         assert!(!Screen::of(Some(&[NameId(3), NameId(150)])).passes(&p));
     }
+
+    fn route_line(source: &str, pad: u32) -> String {
+        let mut symbols = Symbols::new();
+        for i in 0..pad {
+            symbols.intern_span_name(&format!("pad{i}"));
+        }
+        let rule = crate::check_source(source, &mut symbols).unwrap();
+        let listing = crate::lower::lower(rule).disassemble(&symbols);
+        listing
+            .lines()
+            .find_map(|l| l.strip_prefix("; route: "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn the_listing_names_the_route() {
+        let rule = "when { a or b } always { c.where(x > 1) }";
+        assert_eq!(
+            route_line(rule, 0),
+            r#"screen "a" "b" (word 0 mask 0x3), then trace-level loop"#
+        );
+        assert_eq!(
+            route_line(rule, 63),
+            r#"screen "a" "b" (several words), then trace-level loop"#
+        );
+        assert_eq!(
+            route_line("when { a } always { b }", 60),
+            "window on presence word 0 from bit 60"
+        );
+        assert_eq!(
+            route_line("when { a } always { b }", 63),
+            "gate over 2 atoms"
+        );
+        assert_eq!(
+            route_line("span.name == \"a\" and x > 1", 0),
+            "full machine"
+        );
+    }
 }
