@@ -399,7 +399,10 @@ fn bad_input_gets_the_specified_answer_and_the_server_stays_up() {
     assert_eq!(r.status(), 200);
     let resp = ExportTraceServiceResponse::decode(r.bytes().unwrap().as_ref()).unwrap();
     assert!(resp.partial_success.is_none());
-    assert_eq!(s.metric("betrace_attributes_dropped_total"), 72.0);
+    assert_eq!(
+        s.metric("betrace_attributes_dropped_total{reason=\"limit\"}"),
+        72.0
+    );
     assert_eq!(s.metric("betrace_attribute_values_truncated_total"), 1.0);
     // Malformed JSON and wrong shapes on the REST API.
     let r = s.post_raw("/v1/rules", "application/json", None, b"{\"id\": ".to_vec());
@@ -786,7 +789,19 @@ fn max_rules_gives_422() {
 
 #[test]
 fn rule_changes_apply_to_buffered_traces_and_are_audited() {
-    let s = Server::test_mode();
+    // Traces stay buffered until the flush, however slowly the rule is created.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "trace:\n  root_grace: 2m\n  idle_timeout: 2m\n").unwrap();
+    let s = Server::start(Opts {
+        args: vec![
+            "--test-mode".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ],
+        env: vec![],
+        cwd: None,
+    });
     // Buffered before the rule exists; evaluated after it was created.
     s.post(
         "/v1/spans",

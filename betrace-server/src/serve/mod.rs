@@ -196,6 +196,7 @@ async fn serve(config: Config) -> Result<(), String> {
         config.max_violations,
         config.violation_retention,
     ));
+    pipeline.resume_after_shutdown();
     pipeline
         .start(config.eval_workers)
         .map_err(|e| format!("cannot start the evaluation threads: {e}"))?;

@@ -131,6 +131,34 @@ impl Pipeline {
         }
     }
 
+    /// Remembers the traces the previous process evaluated at its shutdown within the
+    /// assembler's `released_memory`, so that their spans arriving now are evaluated as
+    /// partial fragments (`"partial": true`) rather than as whole traces.
+    pub fn resume_after_shutdown(&self) {
+        let memory =
+            u64::try_from(self.assembler.config().released_memory.as_nanos()).unwrap_or(u64::MAX);
+        let since = now_unix_nanos().saturating_sub(memory) as i64;
+        match self.store.shutdown_traces_since(since) {
+            Ok(ids) => {
+                let n = ids.len();
+                self.assembler.remember_released(
+                    ids.iter()
+                        .filter_map(|id| betrace_core::input::hex_bytes(id))
+                        .map(betrace_core::TraceId),
+                );
+                if n > 0 {
+                    tracing::info!(
+                        traces = n,
+                        "later spans of traces evaluated at the last shutdown will be partial fragments"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the traces evaluated at the last shutdown failed")
+            }
+        }
+    }
+
     /// Starts `workers` evaluation threads and the 100 ms tick.
     pub fn start(self: &Arc<Self>, workers: usize) -> std::io::Result<()> {
         let mut handles = self.workers.lock();
@@ -224,7 +252,7 @@ impl Pipeline {
             }
         }
         if dropped > 0 {
-            self.metrics.attributes_dropped.inc_by(dropped);
+            self.metrics.attributes_dropped("limit", dropped as usize);
         }
         if truncated > 0 {
             self.metrics.attribute_values_truncated.inc_by(truncated);
@@ -266,6 +294,13 @@ impl Pipeline {
         }
         let traces = self.assembler.shutdown();
         let n = traces.len();
+        let ids: Vec<String> = traces.iter().map(|t| t.trace_id.to_hex()).collect();
+        if let Err(e) = self
+            .store
+            .remember_shutdown_traces(&ids, now_unix_nanos() as i64)
+        {
+            tracing::error!(error = %e, "recording the traces evaluated at shutdown failed");
+        }
         self.enqueue(traces);
         if !self.wait_idle(Duration::from_secs(120)) {
             let lost = self.pending_spans.load(Ordering::Acquire);
