@@ -11,9 +11,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use std::time::Duration;
+
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
+use super::config::ConnLimits;
 use super::http::AppState;
 use super::http::ingest::{accept, rejection_message};
 
@@ -21,6 +24,26 @@ use super::http::ingest::{accept, rejection_message};
 #[derive(Debug, Clone)]
 pub struct GrpcReceiver {
     state: AppState,
+}
+
+/// Requests in progress on one connection (HTTP/2 streams).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// Longest time one export call may take before it fails with `CANCELLED`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// tonic's server with the connection limits: an HTTP/2 keep-alive ping after each
+/// `idle_timeout` (a peer that does not answer within `header_read_timeout` is dropped), at
+/// most [`MAX_STREAMS_PER_CONNECTION`] concurrent requests per connection, each bounded by
+/// [`REQUEST_TIMEOUT`]. The connection cap and the idle timeout come from
+/// [`super::conn`].
+pub fn server_builder(limits: &ConnLimits) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(limits.idle_timeout))
+        .http2_keepalive_timeout(Some(limits.header_read_timeout))
 }
 
 /// The service with gzip accepted and the decompressed size limit applied.

@@ -13,6 +13,7 @@
 //! store, export what is left, exit 0.
 
 pub mod config;
+pub mod conn;
 pub mod export;
 pub mod grpc;
 pub mod http;
@@ -224,49 +225,36 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     let otlp_grpc_addr = otlp_grpc.as_ref().and_then(|l| l.local_addr().ok());
 
+    let conns = conn::Connections::new(config.connections, Arc::clone(&metrics));
+    tokio::spawn(Arc::clone(&conns).sweep_until(stop_rx.clone()));
     let mut servers = Vec::new();
-    {
-        let router = http::main_router(Arc::clone(&state), &config.cors_origins);
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(
-                main_listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| format!("REST API listener failed: {e}"))
-        }));
-    }
+    servers.push(tokio::spawn(conn::serve_http(
+        main_listener,
+        Arc::clone(&conns),
+        http::main_router(Arc::clone(&state), &config.cors_origins),
+        stop_rx.clone(),
+        "REST API",
+    )));
     if let Some(listener) = otlp_http {
-        let router = http::otlp_router(Arc::clone(&state));
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| format!("OTLP/HTTP listener failed: {e}"))
-        }));
+        servers.push(tokio::spawn(conn::serve_http(
+            listener,
+            Arc::clone(&conns),
+            http::otlp_router(Arc::clone(&state)),
+            stop_rx.clone(),
+            "OTLP/HTTP",
+        )));
     }
     if let Some(listener) = otlp_grpc {
         let svc = grpc::service(Arc::clone(&state));
         let mut stop = stop_rx.clone();
+        let incoming = conn::incoming(listener, Arc::clone(&conns));
+        let mut builder = grpc::server_builder(&config.connections);
         servers.push(tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(svc)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
-                    async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    },
-                )
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
                 .await
                 .map_err(|e| format!("OTLP/gRPC listener failed: {e}"))
         }));

@@ -86,9 +86,21 @@ impl Server {
     }
 
     pub fn start(opts: Opts<'_>) -> Server {
+        Server::start_with(&[], opts)
+    }
+
+    /// [`Server::start`] run through `wrapper` (e.g. `["prlimit", "--nofile=256", "--"]`).
+    pub fn start_with(wrapper: &[&str], opts: Opts<'_>) -> Server {
         let logs = tempfile::tempdir().unwrap();
         let stderr_path = logs.path().join("stderr.log");
-        let mut cmd = betrace();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_betrace"));
+                c
+            }
+            None => betrace(),
+        };
         cmd.arg("serve")
             .args([
                 "--http-addr",
