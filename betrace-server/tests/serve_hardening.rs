@@ -138,3 +138,231 @@ fn connection_settings_are_validated() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BETRACE_MAX_CONNECTIONS"), "{err}");
 }
+
+fn sqlite_opts<'a>(data: &std::path::Path, config: &std::path::Path) -> Opts<'a> {
+    Opts {
+        args: vec![
+            "--storage-type".into(),
+            "sqlite".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        env: vec![],
+        cwd: None,
+    }
+}
+
+fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn segments(data: &std::path::Path) -> usize {
+    std::fs::read_dir(data.join("spool"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Polls `f` until it holds, at most `limit`.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn acknowledged_spans_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Traces stay buffered for a minute: none is evaluated before the kill.
+    let slow = write_config(
+        dir.path(),
+        "slow.yaml",
+        "trace:\n  root_grace: 60s\n  idle_timeout: 60s\ningest:\n  spool_fsync: never\n",
+    );
+    let fast = write_config(
+        dir.path(),
+        "fast.yaml",
+        "trace:\n  root_grace: 100ms\n  idle_timeout: 500ms\n",
+    );
+    let mut s = Server::start(sqlite_opts(&data, &slow));
+    for r in shop_rules() {
+        s.create_rule(&r);
+    }
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(sdk("send_python.py")).args([
+        "--protocol",
+        "http",
+        "--endpoint",
+        s.otlp_http.as_deref().unwrap(),
+        "--gzip",
+        "--traces",
+        "5",
+    ]);
+    let sent: serde_json::Value = serde_json::from_str(&run_ok(&mut cmd)).unwrap();
+    assert!(s.violations("").is_empty(), "evaluated before the kill");
+    assert!(segments(&data) > 0, "nothing in the spool");
+    s.kill();
+
+    let s = Server::start(sqlite_opts(&data, &fast));
+    assert_eq!(
+        s.metric("betrace_spool_replayed_spans_total"),
+        2.0 + 3.0 + 2.0 + 5.0 * 2.0
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || s.violations("").len() >= 2),
+        "replayed traces were not evaluated: {:?}",
+        s.violations("")
+    );
+    check_shop_violations(&s, &sent);
+    assert!(
+        eventually(Duration::from_secs(10), || segments(&data) == 0),
+        "spool segments left after their traces were stored"
+    );
+    drop(s);
+
+    // Nothing is replayed twice.
+    let s = Server::start(sqlite_opts(&data, &fast));
+    assert_eq!(s.metric("betrace_spool_replayed_spans_total"), 0.0);
+    s.flush();
+    check_shop_violations(&s, &sent);
+}
+
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes `path` until the file system is full; returns the bytes written.
+fn fill(path: &std::path::Path) -> u64 {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut n = 0;
+    while f.write_all(&chunk).is_ok() {
+        n += chunk.len() as u64;
+    }
+    // The last partial chunk, byte by byte.
+    while f.write_all(&[0]).is_ok() {
+        n += 1;
+    }
+    let _ = f.sync_all();
+    n
+}
+
+fn payment_error(trace: u32) -> serde_json::Value {
+    serde_json::json!({
+        "traceId": format!("{trace:032x}"), "spanId": format!("{:016x}", trace + 1),
+        "name": "payment", "serviceName": "shop", "status": "error",
+        "startTime": 1_000, "endTime": 2_000,
+    })
+}
+
+#[test]
+fn a_full_disk_makes_the_server_unready_and_held_violations_are_stored_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mnt) = Tmpfs::mount(&dir.path().join("mnt"), "3m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    let data = mnt.0.join("data");
+    let config = write_config(
+        dir.path(),
+        "c.yaml",
+        "trace:\n  root_grace: 1s\n  idle_timeout: 1s\n",
+    );
+    let mut s = Server::start(sqlite_opts(&data, &config));
+    s.create_rule(&serde_json::json!({"id": "errs", "expression": "never { payment.where(span.status == error) }", "severity": "HIGH"}));
+    let (st, r) = s.post(
+        "/v1/spans",
+        &serde_json::json!({"spans": [payment_error(1), payment_error(2)]}),
+    );
+    assert_eq!(st, 200, "{r}");
+    // Full before the traces are evaluated: storing their violations fails.
+    let filler = mnt.0.join("filler");
+    assert!(fill(&filler) > 0);
+    assert!(
+        eventually(Duration::from_secs(15), || s.get("/v1/ready").0 == 503),
+        "ready stayed 200 with a full disk; stderr:\n{}",
+        s.stderr()
+    );
+    let (_, ready) = s.get("/v1/ready");
+    assert_eq!(ready["status"], "NOT_READY");
+    assert!(s.metric("betrace_violations_store_failed_total") >= 2.0);
+    assert_eq!(s.metric("betrace_violations_store_pending"), 2.0);
+    assert_eq!(s.metric("betrace_storage_ok"), 0.0);
+    // Ingest refuses, retryably, on every transport.
+    let (st, r) = s.post(
+        "/v1/spans",
+        &serde_json::json!({"spans": [payment_error(3)]}),
+    );
+    assert_eq!(st, 503, "{r}");
+    let r = s.post_raw(
+        "/v1/traces",
+        "application/json",
+        None,
+        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0000000000000000000000000000000a","spanId":"000000000000000a","name":"x","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#.to_vec(),
+    );
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(s.violations("").is_empty());
+    assert!(s.alive());
+
+    // Space again: the held violations are stored, ready and ingest recover.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || s.get("/v1/ready").0 == 200),
+        "not ready again after space returned; stderr:\n{}",
+        s.stderr()
+    );
+    let stored = s.violations("");
+    let mut traces: Vec<&str> = stored
+        .iter()
+        .map(|v| v["traceId"].as_str().unwrap())
+        .collect();
+    traces.sort();
+    assert_eq!(traces, vec![format!("{:032x}", 1), format!("{:032x}", 2)]);
+    assert_eq!(s.metric("betrace_violations_store_retried_total"), 2.0);
+    assert_eq!(s.metric("betrace_violations_store_pending"), 0.0);
+    let (st, r) = s.post(
+        "/v1/spans",
+        &serde_json::json!({"spans": [payment_error(3)]}),
+    );
+    assert_eq!(st, 200, "{r}");
+    s.flush();
+    assert_eq!(s.violations("").len(), 3);
+}

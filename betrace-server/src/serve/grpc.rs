@@ -3,7 +3,8 @@
 //!
 //! In: `ExportTraceServiceRequest`s. Out: `ExportTraceServiceResponse` with `partial_success`
 //! for rejected spans; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the
-//! span limit, `UNAVAILABLE` while shutting down, `UNAUTHENTICATED` without the bearer token.
+//! span limit, `UNAVAILABLE` while shutting down or while storage fails, `UNAUTHENTICATED`
+//! without the bearer token.
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -19,6 +20,7 @@ use tonic::{Request, Response, Status};
 use super::config::ConnLimits;
 use super::http::AppState;
 use super::http::ingest::{accept, rejection_message};
+use super::spool::RecordKind;
 
 /// The gRPC trace service.
 #[derive(Debug, Clone)]
@@ -81,8 +83,19 @@ impl TraceService for GrpcReceiver {
                 ));
             }
         }
-        let decoded = betrace_core::otlp::decode_otlp_request(request.into_inner());
-        match accept(st, decoded, "otlp_grpc") {
+        let request = request.into_inner();
+        // The spool keeps the request as protobuf; encoding it again is the cost of that.
+        let raw = st
+            .pipeline
+            .spooling()
+            .then(|| prost::Message::encode_to_vec(&request));
+        let decoded = betrace_core::otlp::decode_otlp_request(request);
+        match accept(
+            st,
+            decoded,
+            "otlp_grpc",
+            raw.as_deref().map(|b| (RecordKind::OtlpProtobuf, b)),
+        ) {
             Ok(rejected) => Ok(Response::new(ExportTraceServiceResponse {
                 partial_success: (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
                     rejected_spans: rejected.len() as i64,

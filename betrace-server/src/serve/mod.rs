@@ -5,8 +5,9 @@
 //! 2 for a bad configuration, 1 when start-up fails (storage, rules, listeners).
 //!
 //! Start-up: configuration ([`config`]), logging, storage ([`storage`]), the signature key,
-//! the rules ([`registry`]), the pipeline ([`pipeline`]), then the listeners — REST and
-//! OTLP/HTTP ([`http`]), OTLP/HTTP on its own port, OTLP/gRPC ([`grpc`]) — and the exporter
+//! the rules ([`registry`]), the pipeline ([`pipeline`]) and the replay of the ingest spool
+//! ([`spool`]), then the listeners — REST and OTLP/HTTP ([`http`]), OTLP/HTTP on its own port,
+//! OTLP/gRPC ([`grpc`]), all under the connection limits of [`conn`] — and the exporter
 //! ([`export`]). Once bound, one line goes to standard output:
 //! `betrace listening http=ADDR otlp_http=ADDR|off otlp_grpc=ADDR|off` (useful with port 0).
 //! Shutdown: stop accepting, evaluate every buffered trace (`completion_reason=shutdown`),
@@ -20,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod spool;
 pub mod storage;
 
 use std::collections::BTreeMap;
@@ -185,7 +187,7 @@ async fn serve(config: Config) -> Result<(), String> {
         Arc::clone(&metrics),
     )?);
     let assembler = TraceAssembler::new(config.trace.clone()).map_err(|e| e.to_string())?;
-    let pipeline = Arc::new(Pipeline::new(
+    let mut pipeline = Pipeline::new(
         assembler,
         Arc::clone(&registry),
         Arc::clone(&store),
@@ -193,10 +195,30 @@ async fn serve(config: Config) -> Result<(), String> {
         config.limits,
         config.max_violations,
         config.violation_retention,
-    ));
+    )
+    .with_retry_queue(config.retry_queue_violations);
+    if config.spool.enabled {
+        let dir = config.data_dir.join("spool");
+        let spool = spool::Spool::open(&dir, config.spool, Arc::clone(&metrics))
+            .map_err(|e| format!("spool {}: {e}", dir.display()))?;
+        pipeline = pipeline.with_spool(spool);
+    }
+    let pipeline = Arc::new(pipeline);
     pipeline
         .start(config.eval_workers)
         .map_err(|e| format!("cannot start the evaluation threads: {e}"))?;
+    {
+        let p = Arc::clone(&pipeline);
+        let replayed = tokio::task::spawn_blocking(move || p.replay())
+            .await
+            .map_err(|e| format!("spool replay failed: {e}"))?;
+        if replayed > 0 {
+            tracing::info!(
+                spans = replayed,
+                "spool: spans accepted before the last stop replayed into the trace buffer"
+            );
+        }
+    }
 
     let state = Arc::new(Shared {
         pipeline: Arc::clone(&pipeline),

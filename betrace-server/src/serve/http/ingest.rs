@@ -4,8 +4,10 @@
 //! `{"spans": [simple JSON span…]}`. Out: OTLP responses per the OTLP/HTTP specification —
 //! 200 with `ExportTraceServiceResponse` (and `partial_success` naming the rejected spans),
 //! 400 with a `google.rpc.Status` for an undecodable body, 413 past the limits, 415 for an
-//! unknown content type or encoding, 429 with `Retry-After` under back-pressure, 503 while
-//! shutting down — each encoded like the request (protobuf or JSON).
+//! unknown content type or encoding, 429 with `Retry-After` under back-pressure, 503 with
+//! `Retry-After` while shutting down or while storage fails — each encoded like the request
+//! (protobuf or JSON). A 200 means the request is in the ingest spool when there is one
+//! (docs/server.md "Durability").
 
 use axum::Json;
 use axum::body::Body;
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 use super::body::{self, BodyError};
 use super::{ApiError, AppState, parse_json};
 use crate::serve::pipeline::IngestError;
+use crate::serve::spool::RecordKind;
 use betrace_core::{Decoded, SpanError};
 
 /// Seconds a client is told to wait after a 429.
@@ -152,7 +155,11 @@ pub async fn otlp_traces(
             );
         }
     };
-    match accept(&st, decoded, "otlp_http") {
+    let kind = match enc {
+        Encoding::Protobuf => RecordKind::OtlpProtobuf,
+        Encoding::Json => RecordKind::OtlpJson,
+    };
+    match accept(&st, decoded, "otlp_http", Some((kind, &bytes))) {
         Err(r) => status_response(enc, r.status, r.code, r.message),
         Ok(rejected) => {
             let partial = (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
@@ -193,11 +200,13 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Counts, limits and ingests decoded spans; returns the rejected ones.
+/// Counts, limits and ingests decoded spans; returns the rejected ones. `raw` is the request
+/// body (after gzip) for the ingest spool.
 pub fn accept(
     st: &super::Shared,
     decoded: Decoded,
     transport: &str,
+    raw: Option<(RecordKind, &[u8])>,
 ) -> Result<Vec<SpanError>, Refusal> {
     let total = decoded.total();
     let max = st.limits.max_spans_per_request;
@@ -215,7 +224,7 @@ pub fn accept(
     let rejected = decoded.rejected;
     st.metrics.received(transport, rejected.len());
     st.metrics.rejected("invalid", rejected.len());
-    match st.pipeline.ingest(decoded.spans, transport) {
+    match st.pipeline.ingest_raw(decoded.spans, transport, raw) {
         Ok(()) => Ok(rejected),
         Err(IngestError::Backpressure) => Err(Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,
@@ -226,6 +235,11 @@ pub fn accept(
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: UNAVAILABLE,
             message: IngestError::ShuttingDown.to_string(),
+        }),
+        Err(IngestError::StorageUnavailable) => Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: UNAVAILABLE,
+            message: IngestError::StorageUnavailable.to_string(),
         }),
     }
 }
@@ -260,7 +274,12 @@ pub async fn spans(
     let decoded = betrace_core::decode_simple_json(&value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = decoded.spans.len();
-    match accept(&st, decoded, "spans_api") {
+    match accept(
+        &st,
+        decoded,
+        "spans_api",
+        Some((RecordKind::SimpleJson, &bytes)),
+    ) {
         Ok(rejected) => Ok(Json(json!({
             "accepted": accepted,
             "rejected": rejected.len(),

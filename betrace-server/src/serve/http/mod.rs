@@ -385,18 +385,26 @@ fn health_body(st: &Shared) -> Value {
     })
 }
 
-/// Readiness: 503 until storage is open and the rules are loaded.
+/// Readiness: 503 until storage is open, the spool replayed and the rules loaded, and again
+/// while storage fails (violations cannot be stored or the spool written).
 #[utoipa::path(get, path = "/v1/ready", tag = "operations",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready yet")))]
+    responses((status = 200, description = "`{status: READY}`"),
+        (status = 503, description = "`{status: NOT_READY, reason?}`: starting, or storage failing")))]
 pub async fn ready(State(st): State<AppState>) -> Response {
-    if st.ready.load(Ordering::Acquire) {
-        Json(json!({"status": "READY"})).into_response()
-    } else {
-        (
+    if !st.ready.load(Ordering::Acquire) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "NOT_READY"})),
+            Json(json!({"status": "NOT_READY", "reason": "starting"})),
         )
-            .into_response()
+            .into_response();
+    }
+    match st.pipeline.storage_problem() {
+        None => Json(json!({"status": "READY"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "NOT_READY", "reason": reason})),
+        )
+            .into_response(),
     }
 }
 
