@@ -75,7 +75,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Time allowed for a request's headers, from the accept or the previous response
-    /// (default 10s; env BETRACE_HEADER_READ_TIMEOUT).
+    /// (default 30s; env BETRACE_HEADER_READ_TIMEOUT).
     #[arg(long, value_name = "DURATION")]
     pub header_read_timeout: Option<String>,
     /// A connection without traffic and without a request in progress this long is closed
@@ -285,7 +285,7 @@ impl Config {
             limits: Limits::default(),
             connections: ConnLimits {
                 max_connections: default_max_connections(),
-                header_read_timeout: Duration::from_secs(10),
+                header_read_timeout: Duration::from_secs(30),
                 idle_timeout: Duration::from_secs(60),
             },
             spool: SpoolConfig::default(),
