@@ -1282,6 +1282,49 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_and_spool() {
+        let c = Config::resolve(&ServeArgs::default(), &env(&[]), None).unwrap();
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(30));
+        assert!(c.connections.max_connections >= 16);
+        assert!(c.spool.enabled);
+        assert_eq!(c.spool.fsync, SpoolFsync::Interval);
+        let f = parse_file(
+            "server:\n  max_connections: 50\n  header_read_timeout: 2s\n  idle_timeout: 5s\ningest:\n  spool_fsync: always\n  spool_segment_bytes: 4096\nstorage:\n  retry_queue_violations: 7\n",
+            "f",
+        )
+        .unwrap();
+        let e = env(&[("BETRACE_IDLE_TIMEOUT", "9s")]);
+        let args = ServeArgs {
+            spool_fsync: Some("never".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        assert_eq!(c.connections.max_connections, 50);
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(9));
+        assert_eq!(c.spool.fsync, SpoolFsync::Never);
+        assert_eq!(c.spool.segment_bytes, 4096);
+        assert_eq!(c.retry_queue_violations, 7);
+        let f = parse_file("ingest:\n  spool_fsync: sometimes\n", "f").unwrap();
+        let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
+        assert!(e.0.contains("ingest.spool_fsync"), "{e}");
+        let f = parse_file("server:\n  idle_timeout: 0s\n", "f").unwrap();
+        let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
+        assert!(e.0.contains("server.idle_timeout"), "{e}");
+        // No spool with memory storage.
+        let args = ServeArgs {
+            test_mode: true,
+            ..Default::default()
+        };
+        assert!(
+            !Config::resolve(&args, &env(&[]), None)
+                .unwrap()
+                .spool
+                .enabled
+        );
+    }
+
+    #[test]
     fn durations_headers_and_data_dir() {
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));

@@ -185,14 +185,19 @@ impl Spool {
     }
 
     /// Counts `traces` as held by segment `id` (a replayed segment).
-    pub fn track(&self, id: u64, traces: &TraceCounts) {
+    pub fn track(&self, id: u64, traces: &[(TraceId, u64)]) {
         let mut inner = self.inner.lock();
         add_traces(&mut inner, id, traces);
     }
 
     /// Appends one record and counts `traces` as held by it; returns the segment id. Synced
     /// before returning with `spool_fsync: always`.
-    pub fn append(&self, kind: RecordKind, body: &[u8], traces: &TraceCounts) -> io::Result<u64> {
+    pub fn append(
+        &self,
+        kind: RecordKind,
+        body: &[u8],
+        traces: &[(TraceId, u64)],
+    ) -> io::Result<u64> {
         let len = u32::try_from(body.len() + 1)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record over 4 GiB"))?;
         let mut hasher = crc32fast::Hasher::new();
@@ -242,7 +247,7 @@ impl Spool {
     }
 
     /// Takes back the spans of a request that was appended and then refused.
-    pub fn untrack(&self, id: u64, traces: &TraceCounts) {
+    pub fn untrack(&self, id: u64, traces: &[(TraceId, u64)]) {
         let mut inner = self.inner.lock();
         for (tid, n) in traces {
             let Some(q) = inner.traces.get_mut(tid) else {
@@ -266,7 +271,7 @@ impl Spool {
 
     /// Marks the spans of `traces` as evaluated and stored; deletes the closed segments left
     /// with nothing pending.
-    pub fn stored(&self, traces: &TraceCounts) {
+    pub fn stored(&self, traces: &[(TraceId, u64)]) {
         let mut inner = self.inner.lock();
         for (tid, n) in traces {
             let mut left = *n;
@@ -414,7 +419,7 @@ impl Spool {
     }
 }
 
-fn add_traces(inner: &mut Inner, id: u64, traces: &TraceCounts) {
+fn add_traces(inner: &mut Inner, id: u64, traces: &[(TraceId, u64)]) {
     let mut total = 0;
     for (tid, n) in traces {
         let q = inner.traces.entry(*tid).or_default();
@@ -489,14 +494,14 @@ mod tests {
         let m = Arc::new(Metrics::new());
         let s = Spool::open(dir.path(), config(), Arc::clone(&m)).unwrap();
         let a = s
-            .append(RecordKind::OtlpJson, b"{\"a\":1}", &vec![(tid(1), 2)])
+            .append(RecordKind::OtlpJson, b"{\"a\":1}", &[(tid(1), 2)])
             .unwrap();
         // Past 64 bytes: a second segment.
         let b = s
             .append(
                 RecordKind::OtlpProtobuf,
                 &[7u8; 60],
-                &vec![(tid(1), 1), (tid(2), 1)],
+                &[(tid(1), 1), (tid(2), 1)],
             )
             .unwrap();
         assert_ne!(a, b);
@@ -511,12 +516,12 @@ mod tests {
                 body: b"{\"a\":1}".to_vec()
             }]
         );
-        s.track(a, &vec![(tid(1), 2)]);
-        s.track(b, &vec![(tid(1), 1), (tid(2), 1)]);
+        s.track(a, &[(tid(1), 2)]);
+        s.track(b, &[(tid(1), 1), (tid(2), 1)]);
         // Trace 1 stored with its 3 spans: segment a is done, b still holds trace 2.
-        s.stored(&vec![(tid(1), 3)]);
+        s.stored(&[(tid(1), 3)]);
         assert_eq!(s.leftover(), vec![b]);
-        s.stored(&vec![(tid(2), 1)]);
+        s.stored(&[(tid(2), 1)]);
         assert!(s.leftover().is_empty());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -527,7 +532,7 @@ mod tests {
         let m = Arc::new(Metrics::new());
         let s = Spool::open(dir.path(), config(), Arc::clone(&m)).unwrap();
         let a = s
-            .append(RecordKind::SimpleJson, b"{}", &vec![(tid(1), 1)])
+            .append(RecordKind::SimpleJson, b"{}", &[(tid(1), 1)])
             .unwrap();
         drop(s);
         let path = seg_path(dir.path(), a);
