@@ -14,7 +14,8 @@
 //!
 //! Accounting: per trace id, a queue of `(segment, spans)` in arrival order; a trace stored
 //! with `n` spans takes `n` spans off the front of its queue, and a segment whose spans are
-//! all taken is deleted once closed. With `ingest.spool_fsync: always` each record is synced
+//! all taken is deleted once closed. The segment being written is closed as soon as all its
+//! spans are stored, so an idle server keeps no spooled request that was already evaluated. With `ingest.spool_fsync: always` each record is synced
 //! before the request is answered; with `interval`, every `ingest.spool_fsync_interval`;
 //! with `never`, when the operating system writes it back.
 
@@ -299,6 +300,16 @@ impl Spool {
                     s.pending = s.pending.saturating_sub(t);
                 }
             }
+        }
+        // Everything written so far is stored: close the segment so that it goes now, and a
+        // crash replays none of it.
+        let current_done = inner
+            .current
+            .as_ref()
+            .and_then(|c| inner.segments.get(&c.id))
+            .is_some_and(|s| s.pending == 0 && s.bytes > 0);
+        if current_done {
+            self.close_current(&mut inner);
         }
         self.delete_done(&mut inner);
     }
