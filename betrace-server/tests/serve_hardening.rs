@@ -366,3 +366,46 @@ fn a_full_disk_makes_the_server_unready_and_held_violations_are_stored_later() {
     s.flush();
     assert_eq!(s.violations("").len(), 3);
 }
+
+#[test]
+fn a_trace_stored_before_sigkill_is_not_evaluated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Trace 1 has a root: evaluated after 100 ms. Trace 2 has none: buffered for a minute.
+    let cfg = write_config(
+        dir.path(),
+        "c.yaml",
+        "trace:\n  root_grace: 100ms\n  idle_timeout: 60s\n",
+    );
+    let mut s = Server::start(sqlite_opts(&data, &cfg));
+    s.create_rule(&serde_json::json!({"id": "errs", "expression": "never { payment.where(span.status == error) }", "severity": "HIGH"}));
+    let mut child = payment_error(2);
+    child["parentSpanId"] = serde_json::json!("00000000000000ff");
+    let (st, r) = s.post(
+        "/v1/spans",
+        &serde_json::json!({"spans": [payment_error(1), child]}),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert!(eventually(Duration::from_secs(10), || s
+        .violations("")
+        .len()
+        == 1));
+    assert_eq!(segments(&data), 1, "the pending trace keeps its segment");
+    s.kill();
+
+    let fast = write_config(dir.path(), "fast.yaml", "trace:\n  idle_timeout: 200ms\n");
+    let s = Server::start(sqlite_opts(&data, &fast));
+    assert_eq!(s.metric("betrace_spool_replayed_spans_total"), 1.0);
+    assert!(eventually(Duration::from_secs(10), || s
+        .violations("")
+        .len()
+        >= 2));
+    s.flush();
+    let mut traces: Vec<String> = s
+        .violations("")
+        .iter()
+        .map(|v| v["traceId"].as_str().unwrap().to_owned())
+        .collect();
+    traces.sort();
+    assert_eq!(traces, vec![format!("{:032x}", 1), format!("{:032x}", 2)]);
+}

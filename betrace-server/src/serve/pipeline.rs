@@ -318,7 +318,8 @@ impl Pipeline {
                     continue;
                 }
             };
-            for r in records {
+            let done = spool.done_marks(seg);
+            for (offset, r) in records {
                 let decoded = match r.kind {
                     RecordKind::OtlpProtobuf => {
                         betrace_core::decode_otlp_protobuf(&r.body).map_err(|e| e.to_string())
@@ -333,7 +334,12 @@ impl Pipeline {
                         }),
                 };
                 let mut spans = match decoded {
-                    Ok(d) => d.spans,
+                    Ok(mut d) => {
+                        // Traces stored before the stop, from this record on: not again.
+                        d.spans
+                            .retain(|s| done.get(&s.trace_id).is_none_or(|&at| offset >= at));
+                        d.spans
+                    }
                     Err(e) => {
                         tracing::warn!(segment = seg, error = %e, "spool: a record no longer decodes; skipped");
                         continue;

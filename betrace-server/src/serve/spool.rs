@@ -12,6 +12,10 @@
 //! such records are counted. A segment is closed once it holds `ingest.spool_segment_bytes`
 //! or is a second old, then a new one is opened.
 //!
+//! A trace stored while others of its segment are pending gets a mark in `<id>.done`
+//! (trace id, segment length at that moment); a replay skips its spans in the records before
+//! that length, so a trace is evaluated again only when its mark was lost.
+//!
 //! Accounting: per trace id, a queue of `(segment, spans)` in arrival order; a trace stored
 //! with `n` spans takes `n` spans off the front of its queue, and a segment whose spans are
 //! all taken is deleted once closed. The segment being written is closed as soon as all its
@@ -77,6 +81,8 @@ struct Segment {
     /// Spans written to it (or replayed from it) not yet stored.
     pending: u64,
     open: bool,
+    /// `<id>.done`, opened at the first trace stored while others are pending.
+    done: Option<File>,
 }
 
 #[derive(Debug)]
@@ -110,6 +116,13 @@ fn seg_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016}.seg"))
 }
 
+fn done_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016}.done"))
+}
+
+/// Bytes of one done mark: trace id, then the segment length when it was stored (u64 LE).
+const MARK_BYTES: usize = 24;
+
 impl Spool {
     /// Opens the spool in `dir` (created when absent). Segments left by an earlier run stay,
     /// closed, for [`Spool::leftover`] and [`Spool::read_segment`].
@@ -133,6 +146,7 @@ impl Spool {
                     bytes,
                     pending: 0,
                     open: false,
+                    done: None,
                 },
             );
             inner.next_id = inner.next_id.max(id + 1);
@@ -158,8 +172,27 @@ impl Spool {
             .collect()
     }
 
-    /// The records of segment `id` up to the first torn or corrupt one (counted and logged).
-    pub fn read_segment(&self, id: u64) -> io::Result<Vec<Record>> {
+    /// Traces of segment `id` already stored before the last stop, with the segment length
+    /// at that moment: their spans in records before that offset need no replay.
+    pub fn done_marks(&self, id: u64) -> HashMap<TraceId, u64> {
+        let mut out = HashMap::new();
+        let Ok(data) = std::fs::read(done_path(&self.dir, id)) else {
+            return out;
+        };
+        for mark in data.chunks_exact(MARK_BYTES) {
+            let (t, o) = mark.split_at(16);
+            if let (Ok(t), Ok(o)) = (<[u8; 16]>::try_from(t), <[u8; 8]>::try_from(o)) {
+                let o = u64::from_le_bytes(o);
+                let e = out.entry(TraceId(t)).or_insert(o);
+                *e = (*e).max(o);
+            }
+        }
+        out
+    }
+
+    /// The records of segment `id` with their offsets, up to the first torn or corrupt one
+    /// (counted and logged).
+    pub fn read_segment(&self, id: u64) -> io::Result<Vec<(u64, Record)>> {
         let path = seg_path(&self.dir, id);
         let mut data = Vec::new();
         File::open(&path)?.read_to_end(&mut data)?;
@@ -168,7 +201,7 @@ impl Spool {
         while at < data.len() {
             match parse_record(&data[at..]) {
                 Some((record, used)) => {
-                    out.push(record);
+                    out.push((at as u64, record));
                     at += used;
                 }
                 None => {
@@ -273,6 +306,7 @@ impl Spool {
     /// Marks the spans of `traces` as evaluated and stored; deletes the closed segments left
     /// with nothing pending.
     pub fn stored(&self, traces: &[(TraceId, u64)]) {
+        let mut marks: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut inner = self.inner.lock();
         for (tid, n) in traces {
             let mut left = *n;
@@ -298,7 +332,32 @@ impl Spool {
             for (seg, t) in taken {
                 if let Some(s) = inner.segments.get_mut(&seg) {
                     s.pending = s.pending.saturating_sub(t);
+                    if s.pending > 0 {
+                        let m = marks.entry(seg).or_default();
+                        m.extend_from_slice(&tid.0);
+                        m.extend_from_slice(&s.bytes.to_le_bytes());
+                    }
                 }
+            }
+        }
+        // Marks of traces stored from segments that stay: a replay skips them. Not synced:
+        // a lost mark means a trace evaluated twice, never a trace lost.
+        for (seg, m) in marks {
+            let Some(s) = inner.segments.get_mut(&seg) else {
+                continue;
+            };
+            if s.done.is_none() {
+                s.done = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(done_path(&self.dir, seg))
+                    .map_err(|e| tracing::debug!(error = %e, "spool: cannot open a done file"))
+                    .ok();
+            }
+            if let Some(f) = s.done.as_mut()
+                && let Err(e) = f.write_all(&m)
+            {
+                tracing::debug!(error = %e, "spool: cannot write done marks");
             }
         }
         // Everything written so far is stored: close the segment so that it goes now, and a
@@ -375,6 +434,7 @@ impl Spool {
                 bytes: 0,
                 pending: 0,
                 open: true,
+                done: None,
             },
         );
         inner.current = Some(Current {
@@ -410,6 +470,7 @@ impl Spool {
         }
         for id in done {
             let path = seg_path(&self.dir, id);
+            let _ = std::fs::remove_file(done_path(&self.dir, id));
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -522,10 +583,13 @@ mod tests {
         let r = s.read_segment(a).unwrap();
         assert_eq!(
             r,
-            vec![Record {
-                kind: RecordKind::OtlpJson,
-                body: b"{\"a\":1}".to_vec()
-            }]
+            vec![(
+                0,
+                Record {
+                    kind: RecordKind::OtlpJson,
+                    body: b"{\"a\":1}".to_vec()
+                }
+            )]
         );
         s.track(a, &[(tid(1), 2)]);
         s.track(b, &[(tid(1), 1), (tid(2), 1)]);
@@ -534,6 +598,36 @@ mod tests {
         assert_eq!(s.leftover(), vec![b]);
         s.stored(&[(tid(2), 1)]);
         assert!(s.leftover().is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn traces_stored_beside_pending_ones_are_marked_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Arc::new(Metrics::new());
+        let cfg = SpoolConfig {
+            segment_bytes: 1 << 20,
+            ..config()
+        };
+        let s = Spool::open(dir.path(), cfg, Arc::clone(&m)).unwrap();
+        let a = s
+            .append(RecordKind::SimpleJson, b"{}", &[(tid(1), 1), (tid(2), 1)])
+            .unwrap();
+        s.stored(&[(tid(1), 1)]);
+        let later = s
+            .append(RecordKind::SimpleJson, b"{}", &[(tid(1), 1)])
+            .unwrap();
+        assert_eq!(a, later);
+        drop(s);
+        let s = Spool::open(dir.path(), cfg, Arc::clone(&m)).unwrap();
+        let records = s.read_segment(a).unwrap();
+        let done = s.done_marks(a);
+        // Trace 1 was stored after the first record and before the second.
+        assert_eq!(done.len(), 1);
+        assert!(done[&tid(1)] > records[0].0);
+        assert!(done[&tid(1)] <= records[1].0);
+        s.track(a, &[(tid(2), 1), (tid(1), 1)]);
+        s.stored(&[(tid(2), 1), (tid(1), 1)]);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
