@@ -101,6 +101,10 @@ struct Inner {
     traces: HashMap<TraceId, VecDeque<(u64, u64)>>,
     dirty: bool,
     last_sync: Option<Instant>,
+    /// With `interval`: closed segments and the directory, synced by the next tick outside
+    /// the lock.
+    to_sync: Vec<File>,
+    dir_dirty: bool,
 }
 
 /// The spool of one data directory.
@@ -376,7 +380,7 @@ impl Spool {
     /// Periodic work: closes the current segment once a second old, deletes finished
     /// segments, syncs with `spool_fsync: interval`.
     pub fn tick(&self) {
-        let sync = {
+        let (sync, closed, dir) = {
             let mut inner = self.inner.lock();
             let old = inner
                 .current
@@ -389,18 +393,23 @@ impl Spool {
             let due = inner
                 .last_sync
                 .is_none_or(|t| t.elapsed() >= self.config.fsync_interval);
-            if self.config.fsync == SpoolFsync::Interval && inner.dirty && due {
+            let current = if self.config.fsync == SpoolFsync::Interval && inner.dirty && due {
                 inner.dirty = false;
                 inner.last_sync = Some(Instant::now());
                 inner.current.as_ref().and_then(|c| c.file.try_clone().ok())
             } else {
                 None
-            }
+            };
+            let dir = std::mem::take(&mut inner.dir_dirty);
+            (current, std::mem::take(&mut inner.to_sync), dir)
         };
-        if let Some(f) = sync
-            && let Err(e) = f.sync_data()
-        {
-            tracing::error!(error = %e, "spool: fsync failed");
+        for f in closed.iter().chain(sync.as_ref()) {
+            if let Err(e) = f.sync_data() {
+                tracing::error!(error = %e, "spool: fsync failed");
+            }
+        }
+        if dir && let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
         }
     }
 
@@ -410,6 +419,9 @@ impl Spool {
         let mut inner = self.inner.lock();
         self.close_current(&mut inner);
         self.delete_done(&mut inner);
+        for f in std::mem::take(&mut inner.to_sync) {
+            let _ = f.sync_data();
+        }
         inner.segments.len()
     }
 
@@ -421,11 +433,15 @@ impl Spool {
             .create_new(true)
             .append(true)
             .open(&path)?;
-        if self.config.fsync != SpoolFsync::Never
-            && let Ok(d) = File::open(&self.dir)
-        {
-            // The new directory entry survives a power loss.
-            let _ = d.sync_all();
+        // The new directory entry survives a power loss.
+        match self.config.fsync {
+            SpoolFsync::Always => {
+                if let Ok(d) = File::open(&self.dir) {
+                    let _ = d.sync_all();
+                }
+            }
+            SpoolFsync::Interval => inner.dir_dirty = true,
+            SpoolFsync::Never => {}
         }
         inner.next_id += 1;
         inner.segments.insert(
@@ -449,8 +465,9 @@ impl Spool {
 
     fn close_current(&self, inner: &mut Inner) {
         if let Some(c) = inner.current.take() {
-            if self.config.fsync != SpoolFsync::Never && inner.dirty {
-                let _ = c.file.sync_data();
+            // `always` synced every record already.
+            if self.config.fsync == SpoolFsync::Interval && inner.dirty {
+                inner.to_sync.push(c.file);
             }
             if let Some(s) = inner.segments.get_mut(&c.id) {
                 s.open = false;
