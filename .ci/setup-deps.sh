@@ -2,13 +2,15 @@
 # Installs the non-Rust dependencies of the test command, idempotently:
 #   - .venv/ (repository root): the pinned Python packages of tools/otel-fixtures/requirements.txt
 #     (OpenTelemetry SDK + exporters, pytest, maturin);
-#   - tools/otel-fixtures/node_modules/: the npm packages of its package-lock.json (npm ci).
+#   - tools/otel-fixtures/node_modules/: the npm packages of its package-lock.json (npm ci);
+#   - Debian's `chromium` at /usr/bin/chromium (apt-get, as root), the browser the web UI tests
+#     drive through Playwright (which is told never to download a browser of its own).
 # Each part is skipped when a stamp file records the same inputs (hash of the requirements or
 # of package.json + package-lock.json, and the interpreter version), so a second run takes
 # milliseconds. Silent on success; on failure it prints the failing step's output and exits 1.
 #
 # Needs: python3 (>= 3.9; BETRACE_PYTHON=... to choose) with venv and pip, node >= 20.6 and npm.
-# Network: PyPI and the npm registry, on the first run or after a pin changes.
+# Network: PyPI, the npm registry and Debian's archive, on the first run or after a pin changes.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +40,18 @@ run() {
 hash_of() {
   cat "$@" | sha256sum | cut -d' ' -f1
 }
+
+# ---- Chromium (web UI tests) -----------------------------------------------------------------
+if [ ! -x /usr/bin/chromium ]; then
+  command -v apt-get >/dev/null 2>&1 ||
+    fail "/usr/bin/chromium is missing and there is no apt-get to install Debian's chromium"
+  if [ "$(id -u)" -ne 0 ]; then
+    fail "/usr/bin/chromium is missing; install Debian's chromium as root (apt-get install chromium)"
+  fi
+  run "apt-get update" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  run "apt-get install chromium" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  [ -x /usr/bin/chromium ] || fail "apt-get installed chromium but /usr/bin/chromium is missing"
+fi
 
 # ---- Python ---------------------------------------------------------------------------------
 python_bin=""
@@ -77,7 +91,7 @@ if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_want" ]; then
     "$VENV/bin/python" -m pip install --only-binary=:all: -r "$FIXTURES/requirements.txt"
   run "pip check" "$VENV/bin/python" -m pip check
   run "importing the OpenTelemetry SDK" "$VENV/bin/python" -c \
-    'import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.exporter.otlp.proto.grpc.trace_exporter, opentelemetry.proto.collector.trace.v1.trace_service_pb2, pytest'
+    'import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.exporter.otlp.proto.grpc.trace_exporter, opentelemetry.proto.collector.trace.v1.trace_service_pb2, pytest, playwright.sync_api'
   run "maturin --version" "$VENV/bin/maturin" --version
   printf '%s\n' "$py_want" >"$py_stamp"
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests need (Python
-# virtual environment, npm packages), then formatting, lints, the Rust test suites (with the
-# conformance corpus from ../shared/conformance), the example check, and short fuzz runs when a
-# nightly toolchain is present. Exit status non-zero on the first failure.
+# virtual environment, npm packages, chromium), then formatting, lints, the Rust test suites (with
+# the conformance corpus from ../shared/conformance), the web UI in a browser, the example check,
+# and short fuzz runs when a nightly toolchain is present. Exit status non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -32,6 +32,9 @@ mkdir -p target
 export BETRACE_PYTHON="$PWD/.venv/bin/python"
 cargo test --workspace --quiet 2>&1 | tee target/test-output.txt
 grep -q "test result" target/test-output.txt
+
+step "web UI in a browser: Playwright + Debian's chromium (screenshots in target/ui-screenshots/)"
+BETRACE_BIN="$PWD/target/debug/betrace" .venv/bin/python -m pytest -q betrace-server/tests/ui
 
 step "Python package betrace-py: build into .venv, pytest"
 bash betrace-py/run-tests.sh

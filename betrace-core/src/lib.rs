@@ -34,7 +34,7 @@ pub use input::simple_json::{
     SimpleJsonDecoder, SimpleJsonError, decode_simple_json, span_from_simple_json,
     spans_from_simple_json,
 };
-pub use input::{Decoded, JsonInputError, SpanError, decode_json};
+pub use input::{Decoded, JsonInputError, SpanError, decode_json, unsupported_json_format};
 pub use otlp::{
     OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf, decode_otlp_request,
 };

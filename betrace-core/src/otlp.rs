@@ -24,6 +24,10 @@
 //! means the default (`{"arrayValue": {}}` is an empty array); unknown fields are ignored. A
 //! malformed resource or scope rejects each span below it; a request, resource spans or scope
 //! spans that is not an object, or a list that is not an array, is an [`OtlpError`].
+//!
+//! Pre-1.0 senders are read too (opentelemetry-proto v0.16–v0.19 asks receivers to): in
+//! OTLP/JSON `instrumentationLibrarySpans` / `instrumentationLibrary` where `scopeSpans` /
+//! `scope` are absent, in protobuf `ResourceSpans` field 1000 where field 2 is empty.
 
 use std::sync::Arc;
 
@@ -64,10 +68,42 @@ pub enum OtlpError {
 }
 
 /// Decodes an OTLP protobuf `ExportTraceServiceRequest` (the body of OTLP/HTTP
-/// `application/x-protobuf`) and converts its spans with [`decode_otlp_request`].
+/// `application/x-protobuf`) and converts its spans with [`decode_otlp_request`]. A resource
+/// spans without scope spans takes those of the pre-1.0 field
+/// `instrumentation_library_spans` (number 1000, the wire layout of `ScopeSpans`), as
+/// `trace.proto` v0.16–v0.19 asks receivers to.
 pub fn decode_otlp_protobuf(bytes: &[u8]) -> Result<Decoded, OtlpError> {
-    let request = ExportTraceServiceRequest::decode(bytes)?;
+    let mut request = ExportTraceServiceRequest::decode(bytes)?;
+    if request
+        .resource_spans
+        .iter()
+        .any(|rs| rs.scope_spans.is_empty())
+        && let Ok(legacy) = LegacyRequest::decode(bytes)
+    {
+        for (rs, old) in request.resource_spans.iter_mut().zip(legacy.resource_spans) {
+            if rs.scope_spans.is_empty() {
+                rs.scope_spans = old.instrumentation_library_spans;
+            }
+        }
+    }
     Ok(decode_otlp_request(request))
+}
+
+/// `ExportTraceServiceRequest` as pre-1.0 senders could fill it: only what
+/// [`decode_otlp_protobuf`] needs of it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LegacyRequest {
+    #[prost(message, repeated, tag = "1")]
+    resource_spans: Vec<LegacyResourceSpans>,
+}
+
+/// `ResourceSpans.instrumentation_library_spans` (field 1000, deprecated in v0.16, removed in
+/// 1.0); `InstrumentationLibrarySpans` and `InstrumentationLibrary` have the field numbers and
+/// types of `ScopeSpans` and `InstrumentationScope`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LegacyResourceSpans {
+    #[prost(message, repeated, tag = "1000")]
+    instrumentation_library_spans: Vec<pb::ScopeSpans>,
 }
 
 /// Converts the spans of a decoded request, moving its strings and values (nothing is
@@ -273,9 +309,27 @@ pub fn decode_otlp_json_value(request: &Value) -> Result<Decoded, OtlpError> {
         let rs_path = || format!("resourceSpans[{ri}]");
         let rs = json_object(rs, rs_path)?;
         let resource = json_resource(rs, &mut keys);
-        let scope_spans = json_array(rs, "scopeSpans", "scope_spans", rs_path)?;
+        // Pre-1.0 OTLP names scope spans `instrumentationLibrarySpans`; receivers read them
+        // when `scopeSpans` is absent (opentelemetry-proto v0.16–v0.19, `trace.proto`).
+        let list = if get(rs, "scopeSpans", "scope_spans").is_none()
+            && get(rs, LEGACY_SCOPE_SPANS, "instrumentation_library_spans").is_some()
+        {
+            LEGACY_SCOPE_SPANS
+        } else {
+            "scopeSpans"
+        };
+        let scope_spans = if list == LEGACY_SCOPE_SPANS {
+            json_array(
+                rs,
+                LEGACY_SCOPE_SPANS,
+                "instrumentation_library_spans",
+                rs_path,
+            )?
+        } else {
+            json_array(rs, "scopeSpans", "scope_spans", rs_path)?
+        };
         for (si, ss) in scope_spans.iter().enumerate() {
-            let ss_path = || format!("{}.scopeSpans[{si}]", rs_path());
+            let ss_path = || format!("{}.{list}[{si}]", rs_path());
             let ss = json_object(ss, ss_path)?;
             let scope_name = json_scope_name(ss).map(|n| keys.intern(&n));
             let spans = json_array(ss, "spans", "spans", ss_path)?;
@@ -363,17 +417,25 @@ fn json_resource(
     Ok(Arc::new(Resource { attributes }))
 }
 
+/// The pre-1.0 name of `scopeSpans`.
+const LEGACY_SCOPE_SPANS: &str = "instrumentationLibrarySpans";
+
 fn json_scope_name(ss: &Map<String, Value>) -> Result<String, FieldError> {
-    let Some(scope) = get(ss, "scope", "scope") else {
-        return Ok(String::new());
+    // Pre-1.0: `instrumentationLibrary`, read when `scope` is absent.
+    let (field, scope) = match get(ss, "scope", "scope") {
+        Some(scope) => ("scope", scope),
+        None => match get(ss, "instrumentationLibrary", "instrumentation_library") {
+            Some(library) => ("instrumentationLibrary", library),
+            None => return Ok(String::new()),
+        },
     };
     let Value::Object(scope) = scope else {
         return Err((
-            "scope".into(),
+            field.into(),
             format!("expected an object, found {}", json_kind(scope)),
         ));
     };
-    json_string(scope, "name").map_err(|m| ("scope.name".into(), m))
+    json_string(scope, "name").map_err(|m| (format!("{field}.name"), m))
 }
 
 /// The string at `key` (the same in camelCase and snake_case) of `obj`, `""` when absent.

@@ -178,7 +178,14 @@ struct Request<'a> {
 struct ResourceSpans<'a> {
     #[serde(borrow)]
     resource: Option<JsonResource<'a>>,
-    #[serde(borrow, alias = "scope_spans")]
+    /// Pre-1.0 senders name it `instrumentationLibrarySpans`; a request holding both goes to
+    /// the reference decoder (a duplicate field here), which prefers `scopeSpans`.
+    #[serde(
+        borrow,
+        alias = "scope_spans",
+        alias = "instrumentationLibrarySpans",
+        alias = "instrumentation_library_spans"
+    )]
     scope_spans: Option<Vec<ScopeSpans<'a>>>,
 }
 
@@ -191,7 +198,12 @@ struct JsonResource<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ScopeSpans<'a> {
-    #[serde(borrow)]
+    /// Pre-1.0: `instrumentationLibrary` (the same `name`), handled like `scopeSpans`.
+    #[serde(
+        borrow,
+        alias = "instrumentationLibrary",
+        alias = "instrumentation_library"
+    )]
     scope: Option<Scope<'a>>,
     #[serde(borrow)]
     spans: Option<Vec<JsonSpan<'a>>>,
@@ -406,6 +418,19 @@ mod tests {
             read += 1;
         }
         assert!(read >= 10, "only {read} OTLP/JSON examples");
+    }
+
+    #[test]
+    fn pre_1_0_names_take_the_fast_path_unless_both_names_are_present() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testing/inputs/otlp-json-pre-1.0.json");
+        let body = std::fs::read(&path).unwrap();
+        let fast = decode(&body).expect("the fast path reads pre-1.0 names");
+        assert_eq!(fast.spans.len(), 2);
+        assert_eq!(Some(fast), reference(&body));
+        // Both names: a duplicate field here, so the reference decoder decides (1.0 wins).
+        let both = br#"{"resourceSpans":[{"scopeSpans":[],"instrumentationLibrarySpans":[]}]}"#;
+        assert!(decode(both).is_none());
     }
 
     const SPAN: &str =

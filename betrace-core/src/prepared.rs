@@ -47,7 +47,7 @@ pub struct PreparedTrace<'t> {
     /// The earliest root by (start, id) (DSL.md §7.15).
     root: Option<SpanIndex>,
     /// `max end − min start`, ns.
-    duration: u64,
+    duration: i64,
     hex: OnceLock<Hex>,
     tree: OnceLock<Option<Tree>>,
 }
@@ -483,8 +483,9 @@ impl<'t> PreparedTrace<'t> {
         &self.hex().trace_id
     }
 
-    /// `trace.duration`: max end − min start, ns.
-    pub fn duration_nanos(&self) -> u64 {
+    /// `trace.duration`: max end − min start, ns (negative when every span ends before the
+    /// earliest start).
+    pub fn duration_nanos(&self) -> i64 {
         self.duration
     }
 

@@ -204,16 +204,22 @@ pub struct Span {
     pub scope_name: Arc<str>,
 }
 
+/// `a − b` of two Unix-nanosecond times, saturating at the bounds of `i64`.
+pub(crate) fn signed_difference(a: u64, b: u64) -> i64 {
+    let d = i128::from(a) - i128::from(b);
+    i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
+}
+
 impl Span {
     /// `service.name` of the span's resource, `""` when absent.
     pub fn service(&self) -> &str {
         self.resource.service_name()
     }
 
-    /// `end - start` in nanoseconds, saturating at 0 for spans that end before they start.
-    pub fn duration_nanos(&self) -> u64 {
-        self.end_time_unix_nano
-            .saturating_sub(self.start_time_unix_nano)
+    /// `end − start` in nanoseconds (DSL.md §3.4 `span.duration`): negative for a span that
+    /// ends before it starts, saturating at the bounds of `i64`.
+    pub fn duration_nanos(&self) -> i64 {
+        signed_difference(self.end_time_unix_nano, self.start_time_unix_nano)
     }
 
     /// The span attribute `key`, else the resource attribute `key` (DSL.md §3.4).

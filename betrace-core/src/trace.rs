@@ -116,12 +116,13 @@ impl Trace {
         self.roots().next().map(|i| self.span(i))
     }
 
-    /// `max end − min start` in nanoseconds, 0 when empty.
-    pub fn duration_nanos(&self) -> u64 {
+    /// `max end − min start` in nanoseconds (DSL.md §3.4 `trace.duration`), 0 when empty;
+    /// negative when every span ends before the earliest start, like `span.duration`.
+    pub fn duration_nanos(&self) -> i64 {
         let start = self.spans.iter().map(|s| s.start_time_unix_nano).min();
         let end = self.spans.iter().map(|s| s.end_time_unix_nano).max();
         match (start, end) {
-            (Some(s), Some(e)) => e.saturating_sub(s),
+            (Some(s), Some(e)) => crate::span::signed_difference(e, s),
             _ => 0,
         }
     }

@@ -14,9 +14,6 @@ use regex::Regex;
 
 use crate::span::{AttrValue, SpanKind, StatusCode};
 
-/// Deepest nesting of arrays compared element by element; deeper arrays compare unequal.
-const MAX_ARRAY_DEPTH: u32 = 64;
-
 /// A runtime value (DSL.md §3.4). Strings borrow from the trace or the program; only
 /// `lower`/`upper` of a string that changes under case mapping own theirs.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +34,9 @@ pub enum Value<'a> {
     Kind(u8),
     /// An array attribute.
     Array(&'a [AttrValue]),
+    /// A list literal used as a value (`x == [1, 2]`, `[[1, 2]]`); an array like
+    /// [`Value::Array`].
+    List(&'a [Literal]),
     /// A bytes attribute.
     Bytes(&'a [u8]),
     /// A key-value-list attribute; it equals nothing.
@@ -76,6 +76,7 @@ impl<'a> Value<'a> {
             Literal::Null => Value::Null,
             Literal::Status(s) => Value::Status(*s),
             Literal::Kind(k) => Value::Kind(*k),
+            Literal::List(items) => Value::List(items),
         }
     }
 
@@ -98,9 +99,10 @@ pub fn time_value(ns: u64) -> Value<'static> {
     }
 }
 
-/// A duration in ns (`span.duration`, `trace.duration`), saturating at `i64::MAX`.
-pub fn duration_value(ns: u64) -> Value<'static> {
-    Value::Duration(i64::try_from(ns).unwrap_or(i64::MAX))
+/// A duration in ns (`span.duration`, `trace.duration`; negative when the end precedes the
+/// start).
+pub fn duration_value(ns: i64) -> Value<'static> {
+    Value::Duration(ns)
 }
 
 /// A number after coercion: integers stay exact, everything else is an `f64`.
@@ -199,7 +201,7 @@ pub fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
 enum Rel {
     /// A missing attribute is involved: every comparison is false.
     Missing,
-    /// Only equality is defined (bool, enum, array, other type pairs, NaN); ordering is false.
+    /// Only equality is defined (bool, enum, other type pairs, NaN); ordering is false.
     Eq(bool),
     /// Numbers or strings: all six operators apply.
     Ord(Ordering),
@@ -232,7 +234,7 @@ fn bool_str_eq(b: bool, s: &str) -> bool {
     (b && s == "true") || (!b && s == "false")
 }
 
-fn relate(l: &Value<'_>, r: &Value<'_>, depth: u32) -> Rel {
+fn relate(l: &Value<'_>, r: &Value<'_>) -> Rel {
     use Value::*;
     match (l, r) {
         (Missing, Null) | (Null, Missing) | (Null, Null) => Rel::Eq(true),
@@ -248,13 +250,14 @@ fn relate(l: &Value<'_>, r: &Value<'_>, depth: u32) -> Rel {
                 _ => Rel::Eq(false),
             },
         },
-        (_, Str(_)) => match relate(r, l, depth) {
+        (_, Str(_)) => match relate(r, l) {
             Rel::Ord(o) => Rel::Ord(o.reverse()),
             other => other,
         },
         (Bool(a), Bool(b)) => Rel::Eq(a == b),
         (Status(a), Status(b)) | (Kind(a), Kind(b)) => Rel::Eq(a == b),
-        (Array(a), Array(b)) => Rel::Eq(arrays_equal(a, b, depth)),
+        // Arrays (attributes and list literals) fall under §3.4's "any other type pair", the
+        // pair of two arrays included: unequal, ordering false.
         (Bytes(a), Bytes(b)) => Rel::Eq(a == b),
         _ => match (numeric(l), numeric(r)) {
             (Some(a), Some(b)) => num_rel(a, b),
@@ -263,25 +266,14 @@ fn relate(l: &Value<'_>, r: &Value<'_>, depth: u32) -> Rel {
     }
 }
 
-fn arrays_equal(a: &[AttrValue], b: &[AttrValue], depth: u32) -> bool {
-    if depth >= MAX_ARRAY_DEPTH || a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).all(|(x, y)| {
-        matches!(
-            relate(&Value::from_attr(x), &Value::from_attr(y), depth + 1),
-            Rel::Eq(true) | Rel::Ord(Ordering::Equal)
-        )
-    })
-}
-
 /// `l op r` with the rules of DSL.md §3.4 and §7:
 /// a missing value makes every comparison false except `missing == null`;
 /// `null` equals only a missing value; numbers (int, float, duration, and strict-decimal
 /// strings facing a number) compare exactly by value, NaN only satisfies `!=`; strings compare
 /// by bytes; a bool equals a bool or the lower-case string `"true"`/`"false"`; enum members
-/// equal the same member or its name in any case; arrays equal element-wise; any other pair is
-/// unequal; ordering is false wherever only equality is defined.
+/// equal the same member or its name in any case; any other pair is unequal — two arrays
+/// included, as DSL.md §3.4 defines no array comparison; ordering is false wherever only
+/// equality is defined.
 #[inline]
 pub fn compare(l: &Value<'_>, op: CmpOp, r: &Value<'_>) -> bool {
     // Same-type pairs first: the general relation below gives the same answers.
@@ -293,7 +285,7 @@ pub fn compare(l: &Value<'_>, op: CmpOp, r: &Value<'_>) -> bool {
         }
         _ => {}
     }
-    match relate(l, r, 0) {
+    match relate(l, r) {
         Rel::Missing => false,
         Rel::Eq(eq) => match op {
             CmpOp::Eq => eq,
@@ -354,6 +346,7 @@ pub fn truthy(v: &Value<'_>) -> bool {
         Value::Int(i) | Value::Duration(i) => *i != 0,
         Value::Float(f) => *f != 0.0,
         Value::Array(a) => !a.is_empty(),
+        Value::List(a) => !a.is_empty(),
         Value::Bytes(b) => !b.is_empty(),
         Value::Map(m) => !m.is_empty(),
         Value::Status(_) | Value::Kind(_) => true,
@@ -366,6 +359,7 @@ pub fn len(v: &Value<'_>) -> Value<'static> {
     match v {
         Value::Str(s) => Value::Int(i64::try_from(s.chars().count()).unwrap_or(i64::MAX)),
         Value::Array(a) => Value::Int(i64::try_from(a.len()).unwrap_or(i64::MAX)),
+        Value::List(a) => Value::Int(i64::try_from(a.len()).unwrap_or(i64::MAX)),
         _ => Value::Missing,
     }
 }
@@ -412,6 +406,11 @@ pub fn string_test(op: StrOp, v: &Value<'_>, arg: &Value<'_>, regexes: &[Regex])
             items
                 .iter()
                 .any(|item| equals(&Value::from_attr(item), arg)),
+        ),
+        (StrOp::Contains, Value::List(items)) if arg.is_present() => Some(
+            items
+                .iter()
+                .any(|item| equals(&Value::from_literal(item), arg)),
         ),
         (_, Value::Str(s)) => match arg {
             Value::Str(a) => Some(match op {
@@ -603,8 +602,12 @@ mod tests {
             string_test(StrOp::Contains, &Value::Array(&codes), &Value::Missing, &[]),
             None
         );
-        let other = [AttrValue::Int(500), AttrValue::Float(503.0)];
-        assert!(compare(&Value::Array(&codes), Eq, &Value::Array(&other)));
+        // Two arrays are "any other type pair" (DSL.md §3.4), equal elements or not.
+        let same = [AttrValue::Int(500), AttrValue::Int(503)];
+        assert_eq!(
+            all_ops(&Value::Array(&codes), &Value::Array(&same)),
+            [false, true, false, false, false, false]
+        );
         assert!(truthy(&a));
         assert!(!truthy(&Value::Array(&[])));
         assert_eq!(len(&a), Value::Int(1));
@@ -620,6 +623,53 @@ mod tests {
         assert!(!not_in_list(&Value::Missing, vals()));
         assert!(not_in_list(&Value::Int(5), vals()));
         assert!(!not_in_list(&Value::Missing, std::iter::empty()));
+    }
+
+    #[test]
+    fn list_literals_as_values() {
+        let items = [Literal::Int(500), Literal::Str("503".into())];
+        let list = Value::List(&items);
+        let codes = [AttrValue::Int(500), AttrValue::Int(503)];
+        // An array pair, and an array against a scalar: `==` false, `!=` true, ordering false.
+        for other in [
+            Value::Array(&codes),
+            Value::List(&items),
+            Value::Int(500),
+            s("500"),
+        ] {
+            assert_eq!(
+                all_ops(&list, &other),
+                [false, true, false, false, false, false]
+            );
+            assert_eq!(
+                all_ops(&other, &list),
+                [false, true, false, false, false, false]
+            );
+        }
+        assert_eq!(all_ops(&list, &Value::Missing), [false; 6]);
+        assert!(!compare(&list, Eq, &Value::Null));
+        assert!(compare(&list, Ne, &Value::Null));
+        // A list as an `in` item: never equal to anything.
+        let nested = [Literal::List(items.clone().into())];
+        assert!(!in_list(
+            &Value::Array(&codes),
+            nested.iter().map(Value::from_literal)
+        ));
+        assert!(not_in_list(
+            &Value::Array(&codes),
+            nested.iter().map(Value::from_literal)
+        ));
+        assert!(truthy(&list));
+        assert!(!truthy(&Value::List(&[])));
+        assert_eq!(len(&list), Value::Int(2));
+        assert_eq!(
+            string_test(StrOp::Contains, &list, &s("500"), &[]),
+            Some(true)
+        );
+        assert_eq!(
+            string_test(StrOp::Contains, &list, &s("504"), &[]),
+            Some(false)
+        );
     }
 
     #[test]

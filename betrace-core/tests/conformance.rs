@@ -1,10 +1,12 @@
-//! The DSL conformance corpus (`shared/conformance/dsl.jsonl`) through the engine API: every
-//! case is compiled with the real compiler, its spans decoded from simple JSON, and the rule
-//! evaluated by the VM and by the reference evaluator; both must give exactly the expected
-//! `violated`, `failedClause`, `triggerSpans` and `offendingSpans` (lists compared in trace
-//! order after truncation to the default `max_span_refs` of 100, DSL.md §3.6, §7.3).
-//! Compile-error cases must fail with their code; malformed-span cases must be rejected at
-//! the span's index.
+//! The DSL conformance corpora (`shared/conformance/dsl.jsonl` and the project's
+//! `testing/conformance-extra.jsonl`) through the engine API: every case is compiled with the
+//! real compiler, its spans decoded from simple JSON, and the rule evaluated by the VM and by
+//! the reference evaluator, and through [`RuleSet`] with the rule index on — alone, and
+//! together with every other case's rule in one set (shared symbols, shared index). Each must
+//! give exactly the expected `violated`, `failedClause`, `triggerSpans` and `offendingSpans`
+//! (lists compared in trace order after truncation to the default `max_span_refs` of 100,
+//! DSL.md §3.6, §7.3). Compile-error cases must fail with their code; malformed-span cases
+//! must be rejected at the span's index.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,8 +15,10 @@ mod reference;
 #[path = "../../testing/conformance.rs"]
 mod conformance;
 
+use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
 use betrace_core::{
-    EvalOptions, FailedClause, Outcome, PreparedTrace, Trace, evaluate, spans_from_simple_json,
+    EvalOptions, FailedClause, Outcome, PreparedTrace, Rule, Trace, Violation, evaluate,
+    spans_from_simple_json,
 };
 use betrace_dsl::{Symbols, check_source};
 use serde_json::Value;
@@ -140,6 +144,116 @@ fn every_conformance_case_through_vm_and_reference() {
     assert!(
         failures.is_empty(),
         "{} of {} conformance cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// A rule set's answer for one rule on one trace, in the corpus's terms.
+fn violation_as_expect(violations: &[&Violation]) -> Value {
+    match violations {
+        [] => serde_json::json!({
+            "violated": false,
+            "failedClause": null,
+            "triggerSpans": [],
+            "offendingSpans": [],
+        }),
+        [v] => {
+            let ids = |list: &[betrace_core::SpanRef]| -> Vec<Value> {
+                list.iter().map(|s| s.span_id.clone().into()).collect()
+            };
+            serde_json::json!({
+                "violated": true,
+                "failedClause": v.failed_clause.as_str(),
+                "triggerSpans": ids(&v.trigger_spans),
+                "offendingSpans": ids(&v.offending_spans),
+            })
+        }
+        more => serde_json::json!({ "violations": more.len() }),
+    }
+}
+
+/// The evaluation cases: (id, rule text, trace, expectation).
+fn evaluation_cases() -> Vec<(String, String, Trace, Value)> {
+    conformance::cases()
+        .into_iter()
+        .filter(|c| c["expect"].get("violated").is_some())
+        .map(|c| {
+            let id = c["id"].as_str().unwrap_or("?").to_owned();
+            let spans = spans_from_simple_json(&c["spans"])
+                .unwrap_or_else(|e| panic!("{id}: spans do not decode: {e}"));
+            (
+                id,
+                conformance::rule_text(&c),
+                Trace::new(spans),
+                c["expect"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn evaluate_in(set: &RuleSet, id: &str, trace: &Trace) -> Result<Value, String> {
+    let eval = set.evaluate(trace, TraceContext::direct());
+    if let Some(e) = eval.errors.iter().find(|e| e.rule_id == id) {
+        return Err(format!("evaluation error: {}", e.error));
+    }
+    let mine: Vec<&Violation> = eval.violations.iter().filter(|v| v.rule_id == id).collect();
+    Ok(violation_as_expect(&mine))
+}
+
+#[test]
+fn every_evaluation_case_through_an_indexed_rule_set() {
+    let cases = evaluation_cases();
+    let options = EngineOptions::default();
+    assert!(options.use_index);
+    let mut failures = Vec::new();
+    for (id, text, trace, expect) in &cases {
+        let set = match RuleSet::compile(vec![Rule::new(id.clone(), text.clone())], options.clone())
+        {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{id}: does not compile: {}", e[0].render()));
+                continue;
+            }
+        };
+        match evaluate_in(&set, id, trace) {
+            Ok(got) if &got == expect => {}
+            Ok(got) => failures.push(format!("{id}: rule set gave {got}, expected {expect}")),
+            Err(e) => failures.push(format!("{id}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} evaluation cases failed through RuleSet:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every case's rule in one set: the index and the symbol table are shared, so a rule can
+/// only run on a trace when the index lets it, exactly as in the server.
+#[test]
+fn every_evaluation_case_through_one_shared_rule_set() {
+    let cases = evaluation_cases();
+    let rules = cases
+        .iter()
+        .map(|(id, text, _, _)| Rule::new(id.clone(), text.clone()))
+        .collect();
+    let set = RuleSet::compile(rules, EngineOptions::default())
+        .unwrap_or_else(|e| panic!("{}", e[0].render()));
+    let mut failures = Vec::new();
+    for (id, _, trace, expect) in &cases {
+        match evaluate_in(&set, id, trace) {
+            Ok(got) if &got == expect => {}
+            Ok(got) => failures.push(format!("{id}: rule set gave {got}, expected {expect}")),
+            Err(e) => failures.push(format!("{id}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} evaluation cases failed through the shared RuleSet:\n{}",
         failures.len(),
         cases.len(),
         failures.join("\n")

@@ -101,7 +101,7 @@ fn check_span_input_case(id: &str, spans: &[Span]) {
             assert_eq!(by_id("00000000000000b3").duration_nanos(), 2_000_000);
         }
         "in-end-time-wins" => {
-            let d: Vec<u64> = spans.iter().map(Span::duration_nanos).collect();
+            let d: Vec<i64> = spans.iter().map(Span::duration_nanos).collect();
             assert_eq!(d, [10_000_000, 10_000_000, 20_000_000, 10_000]);
         }
         _ => {}
@@ -936,4 +936,206 @@ proptest! {
         let _ = decode_otlp_protobuf(&bytes);
         let _ = decode_otlp_json(&bytes);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pre-1.0 OTLP and formats that are not span input
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The recorded exporter bodies of `examples/traces` with the given extension.
+fn example_bodies(ext: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(repo_root().join("examples/traces"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no examples/traces/*.{ext}");
+    out
+}
+
+/// A JSON value with every object key renamed by `rename`.
+fn rename_keys(v: &Value, rename: &dyn Fn(&str) -> Option<&'static str>) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let k = rename(k).map_or_else(|| k.clone(), str::to_owned);
+                    (k, rename_keys(v, rename))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|i| rename_keys(i, rename)).collect()),
+        other => other.clone(),
+    }
+}
+
+fn to_pre_1_0(key: &str) -> Option<&'static str> {
+    match key {
+        "scopeSpans" => Some("instrumentationLibrarySpans"),
+        "scope" => Some("instrumentationLibrary"),
+        _ => None,
+    }
+}
+
+/// Pre-1.0 OTLP/JSON (`instrumentationLibrarySpans` / `instrumentationLibrary`, still sent by
+/// published exporters) decodes like the 1.0 names, through both decoders; before, such a
+/// request gave no spans at all.
+#[test]
+fn pre_1_0_otlp_json_decodes_like_scope_spans() {
+    for (name, bytes) in example_bodies("json") {
+        let current = decode_otlp_json(&bytes).unwrap();
+        assert!(current.total() > 0, "{name}");
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let old = rename_keys(&value, &to_pre_1_0);
+        let text = serde_json::to_vec(&old).unwrap();
+        assert!(String::from_utf8_lossy(&text).contains("instrumentationLibrarySpans"));
+        assert_eq!(
+            decode_otlp_json(&text).unwrap(),
+            current,
+            "{name}: fast path"
+        );
+        assert_eq!(
+            decode_otlp_json_value(&old).unwrap(),
+            current,
+            "{name}: reference"
+        );
+    }
+    let path = repo_root().join("testing/inputs/otlp-json-pre-1.0.json");
+    let bytes = std::fs::read(&path).unwrap();
+    let fast = decode_otlp_json(&bytes).unwrap();
+    let reference = decode_otlp_json_value(&serde_json::from_slice(&bytes).unwrap()).unwrap();
+    assert_eq!(fast, reference);
+    assert!(fast.rejected.is_empty());
+    let names: Vec<&str> = fast.spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["POST /checkout", "payment"]);
+    for s in &fast.spans {
+        assert_eq!(s.service(), "checkout");
+        assert_eq!(&*s.scope_name, "@opentelemetry/instrumentation-http");
+    }
+    assert_eq!(fast.spans[1].status_code, StatusCode::Error);
+}
+
+/// With both names present, `scopeSpans` / `scope` win and the pre-1.0 copy is ignored, as
+/// `trace.proto` v0.16–v0.19 asks of receivers during the transition.
+#[test]
+fn scope_spans_win_over_their_pre_1_0_copy() {
+    let span = |id: &str| {
+        json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": id, "name": id,
+               "startTimeUnixNano": "1", "endTimeUnixNano": "2"})
+    };
+    let doc = json!({"resourceSpans": [{
+        "scopeSpans": [{"scope": {"name": "new"}, "instrumentationLibrary": {"name": "old"},
+                        "spans": [span("00000000000000a1")]}],
+        "instrumentationLibrarySpans": [{"spans": [span("00000000000000a2")]}],
+    }]});
+    for decoded in [
+        decode_otlp_json(doc.to_string().as_bytes()).unwrap(),
+        decode_otlp_json_value(&doc).unwrap(),
+    ] {
+        assert_eq!(decoded.spans.len(), 1);
+        assert_eq!(decoded.spans[0].name, "00000000000000a1");
+        assert_eq!(&*decoded.spans[0].scope_name, "new");
+    }
+    // A bad pre-1.0 list is named by its own key.
+    let bad = json!({"resourceSpans": [{"instrumentationLibrarySpans": {"spans": []}}]});
+    let e = decode_otlp_json(bad.to_string().as_bytes()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("resourceSpans[0].instrumentationLibrarySpans"),
+        "{e}"
+    );
+}
+
+/// Pre-1.0 protobuf senders during the transition could fill `ResourceSpans` field 1000
+/// (`instrumentation_library_spans`) instead of field 2: the recorded SDK bodies, re-encoded
+/// that way, decode to the same spans.
+#[test]
+fn pre_1_0_protobuf_field_1000_decodes_like_scope_spans() {
+    for (name, bytes) in example_bodies("pb") {
+        let current = decode_otlp_protobuf(&bytes).unwrap();
+        assert!(current.total() > 0, "{name}");
+        let request = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let mut old = Vec::new();
+        for rs in request.resource_spans {
+            let mut body = Vec::new();
+            if let Some(r) = &rs.resource {
+                prost::encoding::message::encode(1, r, &mut body);
+            }
+            for ss in &rs.scope_spans {
+                prost::encoding::message::encode(1000, ss, &mut body);
+            }
+            prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut old);
+            prost::encoding::encode_varint(body.len() as u64, &mut old);
+            old.extend_from_slice(&body);
+        }
+        assert_eq!(decode_otlp_protobuf(&old).unwrap(), current, "{name}");
+    }
+}
+
+fn unsupported(doc: &Value) -> String {
+    let message = betrace_core::unsupported_json_format(doc).expect("recognised as unsupported");
+    match betrace_core::decode_json(doc) {
+        Err(betrace_core::JsonInputError::Unsupported(m)) => assert_eq!(m, message),
+        other => panic!("decode_json gave {other:?}"),
+    }
+    message
+}
+
+/// Jaeger and Zipkin JSON and wrapped API responses are named, not reported as a span without
+/// `traceId`.
+#[test]
+fn other_trace_formats_are_named() {
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(repo_root().join("testing/inputs").join(name)).unwrap(),
+        )
+        .unwrap()
+    };
+    let m = unsupported(&read("jaeger-ui.json"));
+    assert!(
+        m.starts_with("Jaeger JSON (`data[].spans`) is not supported; send OTLP"),
+        "{m}"
+    );
+    let m = unsupported(&read("zipkin-v2.json"));
+    assert!(m.starts_with("Zipkin JSON v2 spans"), "{m}");
+    let m = unsupported(&read("jaeger-api-v3.json"));
+    assert!(
+        m.starts_with("an OTLP request wrapped in `{\"result\": …}`"),
+        "{m}"
+    );
+    let jaeger_trace = read("jaeger-ui.json")["data"][0].clone();
+    assert!(unsupported(&jaeger_trace).starts_with("a Jaeger JSON trace"));
+    let jaeger_spans = jaeger_trace["spans"].clone();
+    assert!(unsupported(&jaeger_spans).starts_with("Jaeger JSON spans"));
+    assert!(unsupported(&json!({"batches": []})).starts_with("Grafana Tempo JSON"));
+    assert!(unsupported(&json!({"resourceLogs": []})).contains("OTLP logs"));
+    assert!(unsupported(&json!([{"resourceSpans": []}])).contains("array of OTLP requests"));
+    let m = unsupported(&json!({"trace": {"id": 1}, "kind": "x"}));
+    assert!(
+        m.starts_with(
+            "the format was not recognised: found an object with the keys `kind`, `trace`"
+        ),
+        "{m}"
+    );
+    assert!(unsupported(&json!({})).contains("found an empty object"));
+    // What BeTrace reads is not flagged; a malformed simple span still names its field.
+    for ok in [
+        json!({"resourceSpans": []}),
+        json!({"spans": []}),
+        json!([]),
+        json!([{"traceId": "x", "name": "a"}]),
+        json!({"traceId": "x", "name": "a"}),
+    ] {
+        assert_eq!(betrace_core::unsupported_json_format(&ok), None, "{ok}");
+    }
+    let e = betrace_core::decode_json(&json!({"name": "a"})).unwrap();
+    assert_eq!(
+        e.rejected[0].to_string(),
+        "span 0: field `traceId`: missing"
+    );
 }

@@ -1125,6 +1125,12 @@ mod props {
             Just(Literal::Null),
             (0u8..3).prop_map(Literal::Status),
             (0u8..6).prop_map(Literal::Kind),
+            // A list literal as a value (DSL.md §2 `value`), nested once.
+            prop::collection::vec((-2i64..3).prop_map(Literal::Int), 0..3)
+                .prop_map(|items| Literal::List(items.into())),
+            Just(Literal::List(
+                vec![Literal::List(vec![Literal::Int(1)].into())].into()
+            )),
         ]
     }
 

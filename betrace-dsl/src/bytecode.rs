@@ -656,6 +656,14 @@ pub fn literal_text(l: &Literal) -> String {
             5 => "consumer".into(),
             n => format!("kind#{n}"),
         },
+        Literal::List(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(literal_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

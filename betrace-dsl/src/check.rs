@@ -88,6 +88,8 @@ enum Ty {
     Status,
     Kind,
     Null,
+    /// A list literal.
+    List,
     /// Attributes and other values whose type is known only at run time.
     Dynamic,
 }
@@ -106,6 +108,7 @@ impl Ty {
             Ty::Status => "a `span.status` member",
             Ty::Kind => "a `span.kind` member",
             Ty::Null => "`null`",
+            Ty::List => "a list",
             Ty::Dynamic => "a value",
         }
     }
@@ -258,6 +261,7 @@ fn operand_ty(o: &Operand) -> Ty {
             Literal::Null => Ty::Null,
             Literal::Status(_) => Ty::Status,
             Literal::Kind(_) => Ty::Kind,
+            Literal::List(_) => Ty::List,
         },
         Operand::Attribute { .. } | Operand::Lower(_) | Operand::Upper(_) => Ty::Dynamic,
         Operand::Intrinsic(i) => intrinsic_ty(*i),
@@ -394,7 +398,7 @@ impl Checker<'_> {
         let ExprKind::Ident(first) = &base.kind else {
             return None;
         };
-        if first == "span" || first == "trace" || first == "resource" {
+        if first == "span" || first == "trace" {
             return None;
         }
         let segs = dotted(lhs)?;
@@ -443,7 +447,7 @@ impl Checker<'_> {
         )
     }
 
-    fn cond_compare(&mut self, e: &Expr, op: CmpOp, lhs: &Expr, rhs: &Expr) -> Option<Cond> {
+    fn cond_compare(&mut self, e: &Expr, mut op: CmpOp, lhs: &Expr, rhs: &Expr) -> Option<Cond> {
         let lhs = unparen(lhs);
         match &lhs.kind {
             ExprKind::Call { name, args } if name.text == "count" => {
@@ -453,13 +457,11 @@ impl Checker<'_> {
                     ExprKind::Call { name, args } if name.text == "count" => {
                         CountRhs::Count(self.count_arg(name, args, rhs_u.range)?)
                     }
-                    ExprKind::Number(n) => match n.value {
-                        NumberValue::Int(m) => CountRhs::Int(self.int_value(n, m, rhs_u.range)?),
-                        _ => {
-                            self.err(count_rhs_error(rhs_u.range));
-                            return None;
-                        }
-                    },
+                    ExprKind::Number(n) => {
+                        let (bound_op, k) = self.count_bound(op, n, rhs_u.range)?;
+                        op = bound_op;
+                        CountRhs::Int(k)
+                    }
                     _ => {
                         self.err(count_rhs_error(rhs_u.range));
                         return None;
@@ -488,6 +490,43 @@ impl Checker<'_> {
                     None
                 }
             },
+        }
+    }
+
+    /// The bound of `count(...) op n` / `trace.count(...) op n` (DSL.md §2: `number`). A count
+    /// is a whole number ≥ 0 compared with `n` by value (§3.4), so a fractional or out-of-range
+    /// bound becomes the integer comparison that holds for exactly the same counts:
+    /// `> 2.5` is `> 2` (true for 3), `<= 2.5` is `<= 2`, `== 2.5` never holds (`< 0`) and
+    /// `!= 2.5` always does (`>= 0`). A duration or any other literal is E308.
+    fn count_bound(
+        &mut self,
+        op: CmpOp,
+        n: &ast::Number,
+        range: TextRange,
+    ) -> Option<(CmpOp, i64)> {
+        // 2^63: the first f64 outside i64.
+        const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+        match n.value {
+            NumberValue::Int(m) => Some((op, self.int_value(n, m, range)?)),
+            NumberValue::Float(f) => {
+                let f = if n.negative { -f } else { f };
+                if f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f) {
+                    return Some((op, f as i64));
+                }
+                // `as` saturates: a bound beyond i64 compares like i64::MAX / i64::MIN, which
+                // no count reaches either.
+                let floor = f.floor() as i64;
+                Some(match op {
+                    CmpOp::Gt | CmpOp::Ge => (CmpOp::Gt, floor),
+                    CmpOp::Lt | CmpOp::Le => (CmpOp::Le, floor),
+                    CmpOp::Eq => (CmpOp::Lt, 0),
+                    CmpOp::Ne => (CmpOp::Ge, 0),
+                })
+            }
+            NumberValue::Duration(_) => {
+                self.err(count_rhs_error(range));
+                None
+            }
         }
     }
 
@@ -612,14 +651,8 @@ impl Checker<'_> {
             [Suffix::Method { name, args, .. }] if name.text == "count" => {
                 let pred = self.trace_pred_arg(name, args, lhs.range)?;
                 let rhs_u = unparen(rhs);
-                let value = match &rhs_u.kind {
-                    ExprKind::Number(n) => match n.value {
-                        NumberValue::Int(m) => self.int_value(n, m, rhs_u.range)?,
-                        _ => {
-                            self.err(count_rhs_error(rhs_u.range));
-                            return None;
-                        }
-                    },
+                let (op, value) = match &rhs_u.kind {
+                    ExprKind::Number(n) => self.count_bound(op, n, rhs_u.range)?,
                     _ => {
                         self.err(count_rhs_error(rhs_u.range));
                         return None;
@@ -921,18 +954,7 @@ impl Checker<'_> {
                 if let ExprKind::Call { name, .. } = &l.kind
                     && name.text == "count"
                 {
-                    self.err(
-                        Diagnostic::new(
-                            Code::E309,
-                            name.range,
-                            "`count(...)` counts spans of the trace and is not available in a span predicate",
-                        )
-                        .with_help(if top {
-                            "use `trace.count(span.name == \"retry\") > 2`, or a block rule: `always { count(retry) < 3 }`"
-                        } else {
-                            "use a block rule: `always { count(retry) < 3 }`"
-                        }),
-                    );
+                    self.err(count_in_predicate(name.range, top));
                     return None;
                 }
                 let lo = self.operand(lhs, Side::Left);
@@ -1148,6 +1170,7 @@ impl Checker<'_> {
             ExprKind::Number(n) => self.number(n, item.range)?,
             ExprKind::Bool(b) => Literal::Bool(*b),
             ExprKind::Null => Literal::Null,
+            ExprKind::List(items) => self.list_literal(items)?,
             _ => {
                 self.err(
                     Diagnostic::new(Code::E308, item.range, "list items must be literal values")
@@ -1170,6 +1193,20 @@ impl Checker<'_> {
             return None;
         }
         Some(lit)
+    }
+
+    /// A list as a value (DSL.md §2 `list`): its items are values, lists included; a bare
+    /// name in it is a string, as in `in` lists.
+    fn list_literal(&mut self, items: &[Expr]) -> Option<Literal> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items {
+            match self.list_item(item, Ty::Dynamic) {
+                Some(l) => out.push(l),
+                None => ok = false,
+            }
+        }
+        ok.then(|| Literal::List(out.into()))
     }
 
     fn str_op_arg(&mut self, op: StrKw, rhs: &Expr) -> Option<(StrOp, Operand)> {
@@ -1290,13 +1327,7 @@ impl Checker<'_> {
                 .map(|o| Operand::Len(Box::new(o))),
             ExprKind::Call { name, args } => self.operand_call(e, name, args),
             ExprKind::Postfix { base, suffixes } => self.operand_postfix(e, base, suffixes, side),
-            ExprKind::List(_) => {
-                self.err(
-                    Diagnostic::new(Code::E302, e.range, "a list can only follow `in`")
-                        .with_help("write `x in [a, b]`"),
-                );
-                None
-            }
+            ExprKind::List(items) => self.list_literal(items).map(Operand::Literal),
             ExprKind::Star => {
                 self.err(
                     Diagnostic::new(Code::E201, e.range, "unexpected `*`")
@@ -1324,6 +1355,10 @@ impl Checker<'_> {
     }
 
     fn operand_call(&mut self, e: &Expr, name: &Name, args: &[Arg]) -> Option<Operand> {
+        if name.text == "count" {
+            self.err(count_in_predicate(name.range, false));
+            return None;
+        }
         if name.text == "exists" {
             let attr = match args {
                 [Arg::Expr(a)] => self.attribute_ref(a),
@@ -1383,7 +1418,7 @@ impl Checker<'_> {
                         };
                         Some((k.clone(), scope))
                     }
-                    ("span" | "resource" | "trace", _) => None,
+                    ("span" | "trace", _) => None,
                     _ => {
                         let segs = dotted(e)?;
                         let mut key = first.to_string();
@@ -1535,8 +1570,12 @@ impl Checker<'_> {
             }
         };
         let _ = side;
+        // Only `resource.attributes["…"]` is special (DSL.md §2 `attribute`); any other
+        // `resource.…` path is an ordinary dotted attribute name.
+        let resource_index = first == "resource"
+            && matches!(head, [Suffix::Field(f), Suffix::Index(_)] if f.text == "attributes");
         match first {
-            "span" | "resource" => {
+            "span" | "resource" if first == "span" || resource_index => {
                 if let [Suffix::Field(f), Suffix::Index(i)] = head
                     && f.text == "attributes"
                 {
@@ -1588,12 +1627,10 @@ impl Checker<'_> {
                         what.map(|f| f.text.as_str()).unwrap_or("")
                     ),
                 );
-                d = d.with_help(if first == "span" {
+                d = d.with_help(
                     suggest(what.map(|f| f.text.as_str()).unwrap_or(""), SPAN_FIELDS)
-                        .unwrap_or_else(|| format!("`span.` has {}", SPAN_FIELDS.join(", ")))
-                } else {
-                    "write `resource.attributes[\"service.name\"]`".to_string()
-                });
+                        .unwrap_or_else(|| format!("`span.` has {}", SPAN_FIELDS.join(", "))),
+                );
                 self.err(d);
                 None
             }
@@ -1652,6 +1689,21 @@ fn reads_span(p: &Pred) -> bool {
     }
 }
 
+/// `count(...)` is a trace-level term (DSL.md §2 `term`); a span predicate has no production
+/// for it, so it is a syntax error there, at the top of the expression form too.
+fn count_in_predicate(range: TextRange, top: bool) -> Diagnostic {
+    Diagnostic::new(
+        Code::E201,
+        range,
+        "unexpected `count`: `count(...)` is a term of block clauses, not of a span predicate",
+    )
+    .with_help(if top {
+        "use `trace.count(span.name == \"retry\") > 2`, or a block rule: `always { count(retry) < 3 }`"
+    } else {
+        "use a block rule: `always { count(retry) < 3 }`"
+    })
+}
+
 fn span_at_trace_level(range: TextRange) -> Diagnostic {
     Diagnostic::new(
         Code::E309,
@@ -1679,7 +1731,7 @@ fn count_rhs_error(range: TextRange) -> Diagnostic {
     Diagnostic::new(
         Code::E308,
         range,
-        "a count is compared with a whole number or another `count(...)`",
+        "a count is compared with a number or another `count(...)`",
     )
     .with_help("write `count(retry) < 3` or `count(request) == count(response)`")
 }

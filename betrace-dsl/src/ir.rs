@@ -155,6 +155,8 @@ pub enum Cond {
 /// Right side of a `count(...)` comparison.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CountRhs {
+    /// A number. A fractional bound was turned by the checker into the integer comparison
+    /// that holds for the same counts (`> 2.5` is `> 2`), so only integers remain.
     Int(i64),
     Count(Selection),
 }
@@ -166,7 +168,7 @@ pub enum TraceTerm {
     Has(Pred),
     /// `trace.all(p)`: every span satisfies `p` (true on an empty trace). No witnesses.
     All(Pred),
-    /// `trace.count(p) op n`. No witnesses.
+    /// `trace.count(p) op n`, `n` made an integer as for [`CountRhs::Int`]. No witnesses.
     Count { pred: Pred, op: CmpOp, value: i64 },
     /// `trace.<field> op literal`, compared with the rules of §3.4. No witnesses.
     Field {
@@ -334,6 +336,10 @@ pub enum Literal {
     Status(u8),
     /// Kind member, OTLP `Span.SpanKind` number: 0 unspecified … 5 consumer.
     Kind(u8),
+    /// A list used as a value (`x == [1, 2]`) or as an item of an `in` list (DSL.md §2
+    /// `value`). At run time it is an array; an array pair is one of §3.4's "any other type
+    /// pair": `==` false, `!=` true, ordering false.
+    List(Box<[Literal]>),
 }
 
 /// Comparison operators.

@@ -97,8 +97,8 @@ fn ident_tail(lex: &mut logos::Lexer<Raw>) {
     lex.bump(n);
 }
 
-/// Digits, an optional fraction and exponent, then any identifier-like suffix (a duration
-/// unit, or junk reported as E105).
+/// Digits, an optional fraction and exponent, then any suffix of letters, digits and `_` (a
+/// duration unit, or junk reported as E105).
 fn number_tail(lex: &mut logos::Lexer<Raw>) {
     let rest = lex.remainder();
     let b = rest.as_bytes();
@@ -121,10 +121,11 @@ fn number_tail(lex: &mut logos::Lexer<Raw>) {
             n = m;
         }
     }
+    // Any letters after the number are its suffix: a unit, or E105 (`5min`, `7Μs`).
     let suffix = &rest[n..];
     let mut m = 0;
     for c in suffix.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' || c == 'µ' || c == 'μ' {
+        if c.is_alphanumeric() || c == '_' {
             m += c.len_utf8();
         } else {
             break;
@@ -425,10 +426,13 @@ pub fn has_comments(source: &str) -> bool {
 
 const MAX_MAGNITUDE: u128 = 1 << 63;
 
+/// Nanoseconds per unit (DSL.md §1). Microseconds are `us`, `µs` (U+00B5 MICRO SIGN, as
+/// DSL.md writes it) or `μs` (U+03BC GREEK SMALL LETTER MU, what most keyboards type and what
+/// Unicode compatibility normalisation turns U+00B5 into).
 fn unit_nanos(unit: &str) -> Option<u128> {
     Some(match unit {
         "ns" => 1,
-        "us" | "µs" | "μs" => 1_000,
+        "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
         "ms" => 1_000_000,
         "s" => 1_000_000_000,
         "m" => 60_000_000_000,
@@ -484,7 +488,7 @@ fn number<'a>(slice: &str, range: TextRange, diags: &mut Vec<Diagnostic>) -> Tok
                 TextRange::new(range.start + numeric_len, range.end),
                 format!("`{suffix}` is not a duration unit"),
             )
-            .with_help("durations take one of the units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`"),
+            .with_help("durations take one of the units `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`"),
         );
         return Tok::Int(0);
     };
@@ -684,6 +688,19 @@ mod tests {
         assert_eq!(codes("5min"), vec!["E105"]);
         assert_eq!(codes("10x"), vec!["E105"]);
         assert_eq!(codes("9223372036854775809ns"), vec!["E103"]);
+        // Micro: the micro sign (U+00B5) and the Greek small mu (U+03BC) alike; any other
+        // letter after a number, ASCII or not, is a bad suffix.
+        assert_eq!(
+            toks("7\u{b5}s 7\u{3bc}s 1.5\u{3bc}s"),
+            vec![
+                Tok::Duration(7000),
+                Tok::Duration(7000),
+                Tok::Duration(1500)
+            ]
+        );
+        assert_eq!(codes("7\u{39c}s"), vec!["E105"]);
+        assert_eq!(codes("7\u{3bc}"), vec!["E105"]);
+        assert_eq!(codes("7\u{e9}"), vec!["E105"]);
     }
 
     #[test]

@@ -218,6 +218,7 @@ enum LitKey {
     Null,
     Status(u8),
     Kind(u8),
+    List(Vec<LitKey>),
 }
 
 impl LitKey {
@@ -231,6 +232,7 @@ impl LitKey {
             Literal::Null => LitKey::Null,
             Literal::Status(s) => LitKey::Status(*s),
             Literal::Kind(k) => LitKey::Kind(*k),
+            Literal::List(items) => LitKey::List(items.iter().map(LitKey::of).collect()),
         }
     }
 }

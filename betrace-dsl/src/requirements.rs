@@ -111,16 +111,20 @@ fn selection(sel: &Selection, name_id: NameOf<'_>) -> Option<Vec<Need>> {
 fn trace(t: &TraceTerm, name_id: NameOf<'_>) -> Option<Vec<Need>> {
     match t {
         TraceTerm::Has(p) => pred(p, name_id),
+        // `trace.root_name == X` needs a root span named X. `""` is also the value without a
+        // root (DSL.md §3.4 table, §7.15: every span's parent may lie outside the trace), so
+        // `== ""` needs nothing at all; likewise for `root_service` (a root without
+        // `service.name` has the service `""` as well).
         TraceTerm::Field {
             field: TraceField::RootName,
             op: CmpOp::Eq,
             value: Literal::Str(name),
-        } => Some(vec![Need::Name(name_id(name)?)]),
+        } if !name.is_empty() => Some(vec![Need::Name(name_id(name)?)]),
         TraceTerm::Field {
             field: TraceField::RootService,
             op: CmpOp::Eq,
             value: Literal::Str(service),
-        } => Some(vec![Need::Service(service.clone())]),
+        } if !service.is_empty() => Some(vec![Need::Service(service.clone())]),
         _ => None,
     }
 }
@@ -146,5 +150,65 @@ fn pred(p: &Pred, name_id: NameOf<'_>) -> Option<Vec<Need>> {
         },
         Pred::Trace(t) => trace(t, name_id),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Symbols;
+
+    /// The needs of `source` as written: `name:x` and `service:x`, sorted; `None` when any trace
+    /// may violate it.
+    fn needs(source: &str) -> Option<Vec<String>> {
+        let mut symbols = Symbols::new();
+        let rule = crate::check_source(source, &mut symbols).unwrap();
+        let mut interned = symbols.clone();
+        let mut out: Vec<String> =
+            violation_needs(&rule.body, &mut |n| Some(interned.intern_span_name(n)))?
+                .into_iter()
+                .map(|n| match n {
+                    Need::Name(id) => format!("name:{}", interned.span_names()[id.0 as usize]),
+                    Need::Service(s) => format!("service:{s}"),
+                })
+                .collect();
+        out.sort();
+        Some(out)
+    }
+
+    fn some(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn root_name_and_service_need_a_root_of_that_name_or_service() {
+        assert_eq!(
+            needs("never { trace.root_name == \"checkout\" }"),
+            some(&["name:checkout"])
+        );
+        assert_eq!(
+            needs("trace.root_service == \"api\""),
+            some(&["service:api"])
+        );
+        assert_eq!(needs("never { trace.root_name != \"checkout\" }"), None);
+    }
+
+    #[test]
+    fn an_empty_root_name_or_service_needs_nothing() {
+        // `""` is also the value of a trace without a root.
+        assert_eq!(needs("never { trace.root_name == \"\" }"), None);
+        assert_eq!(needs("trace.root_name == \"\""), None);
+        assert_eq!(needs("trace.root_service == \"\""), None);
+        assert_eq!(
+            needs("when { trace.root_service == \"\" } always { gateway }"),
+            None
+        );
+        assert_eq!(
+            needs("when { trace.root_name == \"\" and payment } always { gateway }"),
+            some(&["name:payment"])
+        );
+        // A span named `""` is still a span name.
+        assert_eq!(needs("span.name == \"\""), some(&["name:"]));
+        assert_eq!(needs("span.service == \"\""), some(&["service:"]));
     }
 }

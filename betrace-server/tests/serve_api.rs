@@ -1,5 +1,6 @@
 //! The REST API of `betrace serve` as a process: rules, violations, bad input, security,
-//! the OpenAPI document, compatibility routes, durability, back-pressure, configuration.
+//! the OpenAPI document, durability, back-pressure, configuration (compatibility routes:
+//! `serve_compat.rs`; body limits and exact codes: `serve_limits.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -560,48 +561,6 @@ fn openapi_lists_every_route() {
             );
         }
     }
-}
-
-#[test]
-fn compatibility_routes() {
-    let s = Server::test_mode();
-    let (st, r) = s.post(
-        "/api/v1/rules",
-        &json!({"id": "errs", "expression": "never { payment.where(span.status == error) }", "severity": "HIGH"}),
-    );
-    assert_eq!(st, 201, "{r}");
-    let (st, v) = s.post(
-        "/api/v1/rules/validate",
-        &json!({"expression": "never { x }"}),
-    );
-    assert_eq!((st, v["valid"].clone()), (200, json!(true)));
-    let (_, list) = s.get("/api/rules");
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    let (st, t) = s.send("PATCH", "/api/rules/errs", Some(&json!({"enabled": false})));
-    assert_eq!((st, t["enabled"].clone()), (200, json!(false)));
-    s.send("PATCH", "/api/rules/errs", Some(&json!({"enabled": true})));
-    s.post(
-        "/v1/spans",
-        &json!({"spans": [span("t9", "p", "payment", json!({"status": "error"}))]}),
-    );
-    s.flush();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let (st, list) = s.get(&format!(
-        "/api/violations?from={}&to={}&severity=HIGH",
-        now_ms - 60_000,
-        now_ms + 60_000
-    ));
-    assert_eq!(st, 200);
-    let v = &list.as_array().unwrap()[0];
-    assert_eq!(v["ruleId"], "errs");
-    assert_eq!(v["traceIds"].as_array().unwrap().len(), 1);
-    assert_eq!(v["spanReferences"][0]["serviceName"], "shop");
-    assert!(v["signature"].as_str().unwrap().starts_with("v1:"));
-    let (_, none) = s.get(&format!("/api/violations?to={}", now_ms - 60_000));
-    assert_eq!(none, json!([]));
 }
 
 #[test]

@@ -764,10 +764,10 @@ mod tests {
             (s.start_time_unix_nano, s.end_time_unix_nano),
             (start, start + 5)
         );
-        // An end before the start is kept as given.
+        // An end before the start is kept as given; the duration is negative (DSL.md §3.4).
         let s = ok(with(json!({"endTime": start - 1})));
         assert_eq!(s.end_time_unix_nano, start - 1);
-        assert_eq!(s.duration_nanos(), 0);
+        assert_eq!(s.duration_nanos(), -1);
 
         for (changes, field) in [
             (json!({"startTime": "abc"}), "startTime"),

@@ -50,6 +50,9 @@ pub fn run(rules_path: &Path, fail_on: &str, format: CheckFormat, traces: &[Path
     let mut bad_input = false;
     for f in &files {
         match load_file(f) {
+            Ok(s) if s.is_empty() => {
+                eprintln!("warning: {}: the file holds no spans", f.display());
+            }
             Ok(s) => spans.extend(s),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -80,13 +83,13 @@ pub fn run(rules_path: &Path, fail_on: &str, format: CheckFormat, traces: &[Path
         CheckFormat::Json => {
             for v in &violations {
                 match serde_json::to_string(v) {
-                    Ok(s) => println!("{s}"),
+                    Ok(s) => outln!("{s}"),
                     Err(e) => eprintln!("error: {e}"),
                 }
             }
         }
         CheckFormat::Junit => match junit(&rule_set, &violations, fail_on) {
-            Ok(xml) => println!("{xml}"),
+            Ok(xml) => outln!("{xml}"),
             Err(e) => {
                 eprintln!("error: cannot write JUnit XML: {e}");
                 return 2;
@@ -105,20 +108,21 @@ pub fn run(rules_path: &Path, fail_on: &str, format: CheckFormat, traces: &[Path
 
 fn print_text(rules: &RuleSet, violations: &[Violation], files: usize, traces: usize) {
     for v in violations {
-        println!("{:<8} {} — {}", v.severity.as_str(), v.rule_id, v.rule_name);
-        println!("    {}", v.message_detail());
-        println!(
+        outln!("{:<8} {} — {}", v.severity.as_str(), v.rule_id, v.rule_name);
+        outln!("    {}", v.message_detail());
+        outln!(
             "    trace {}  failed clause: {}",
-            v.trace_id, v.failed_clause
+            v.trace_id,
+            v.failed_clause
         );
         for s in v.trigger_spans.iter().take(5) {
-            println!("    trigger   {} {} ({})", s.span_id, s.name, s.service);
+            outln!("    trigger   {} {} ({})", s.span_id, s.name, s.service);
         }
         for s in v.offending_spans.iter().take(5) {
-            println!("    offending {} {} ({})", s.span_id, s.name, s.service);
+            outln!("    offending {} {} ({})", s.span_id, s.name, s.service);
         }
     }
-    println!(
+    outln!(
         "{} violations; {} rules, {} traces, {} files",
         violations.len(),
         rules.len(),

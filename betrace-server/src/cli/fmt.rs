@@ -71,14 +71,14 @@ fn one(check: bool, path: &Path) -> u8 {
         return status;
     }
     if check {
-        println!("{origin}: not formatted");
+        outln!("{origin}: not formatted");
         return 1;
     }
     if let Err(e) = std::fs::write(path, new_text) {
         eprintln!("error: {origin}: cannot write: {e}");
         return 2;
     }
-    println!("{origin}: formatted");
+    outln!("{origin}: formatted");
     status
 }
 

@@ -4,9 +4,18 @@
 //! rule errors for `validate`, unformatted files for `fmt --check`, a bad signature for
 //! `verify`), 2 bad input (unreadable files, malformed spans, rules that do not compile).
 
+use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// Writes one line of a command's result to standard output: `outln!("{x}")`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::emit(format_args!($($arg)*))
+    };
+}
 
 mod check;
 mod fmt;
@@ -59,8 +68,8 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
-        /// Files or directories of OTLP/JSON (one request per file or per line), OTLP
-        /// protobuf (`.pb`) or simple-JSON spans.
+        /// Files or directories of OTLP/JSON (one or more requests per file), OTLP
+        /// protobuf or simple-JSON spans, recognised by content; gzip is inflated.
         #[arg(required = true)]
         traces: Vec<std::path::PathBuf>,
     },
@@ -84,8 +93,8 @@ pub enum Command {
         /// The rule expression (may start with `-`, e.g. a `--` comment).
         #[arg(long, allow_hyphen_values = true)]
         expression: String,
-        /// A file of spans: a JSON array of simple-JSON spans, an OTLP/JSON request, or OTLP
-        /// protobuf (`.pb`).
+        /// A file of spans: a JSON array of simple-JSON spans, OTLP/JSON requests, or OTLP
+        /// protobuf, recognised by content; gzip is inflated.
         #[arg(long)]
         spans: std::path::PathBuf,
         /// Output format.
@@ -100,6 +109,49 @@ pub enum Command {
         /// A violation as JSON (ENGINE.md §6).
         violation: std::path::PathBuf,
     },
+}
+
+/// What became of standard output: still open, closed by the reader, or failing.
+static STDOUT: AtomicU8 = AtomicU8::new(OPEN);
+const OPEN: u8 = 0;
+const CLOSED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Writes one line to standard output. Once the reader has gone (a closed pipe:
+/// `betrace check … | head -1`) nothing more is written and the command finishes quietly with
+/// its own exit code, as other command-line tools do; any other write error is reported once
+/// on standard error and makes the command exit 2.
+pub(crate) fn emit(line: std::fmt::Arguments<'_>) {
+    if STDOUT.load(Ordering::Relaxed) != OPEN {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        stdout_failed(&e);
+    }
+}
+
+fn stdout_failed(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        STDOUT.store(CLOSED, Ordering::Relaxed);
+    } else if STDOUT.swap(FAILED, Ordering::Relaxed) == OPEN {
+        eprintln!("error: cannot write to standard output: {e}");
+    }
+}
+
+/// The exit code once standard output is flushed: `code`, or 2 when writing failed for a
+/// reason other than a closed pipe.
+fn finish(code: u8) -> u8 {
+    if STDOUT.load(Ordering::Relaxed) == OPEN
+        && let Err(e) = std::io::stdout().flush()
+    {
+        stdout_failed(&e);
+    }
+    if STDOUT.load(Ordering::Relaxed) == FAILED {
+        2
+    } else {
+        code
+    }
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -125,5 +177,5 @@ pub fn main() -> ExitCode {
             violation,
         } => verify::run(&key_file, &violation),
     };
-    ExitCode::from(code)
+    ExitCode::from(finish(code))
 }

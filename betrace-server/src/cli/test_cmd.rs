@@ -21,7 +21,7 @@ pub fn run(expression: &str, spans: &Path, format: TestFormat) -> u8 {
                 if let Some(i) = span {
                     err["span"] = json!(i);
                 }
-                println!("{}", json!({ "error": err }));
+                outln!("{}", json!({ "error": err }));
             }
             TestFormat::Text => eprintln!("error: {message}"),
         }
@@ -42,7 +42,7 @@ pub fn run(expression: &str, spans: &Path, format: TestFormat) -> u8 {
         Ok(outcome) => {
             match format {
                 TestFormat::Json => match serde_json::to_string(&outcome) {
-                    Ok(s) => println!("{s}"),
+                    Ok(s) => outln!("{s}"),
                     Err(e) => return fail(e.to_string(), None),
                 },
                 TestFormat::Text => {
@@ -51,11 +51,11 @@ pub fn run(expression: &str, spans: &Path, format: TestFormat) -> u8 {
                             .failed_clause
                             .map(|c| c.as_str())
                             .unwrap_or("expression");
-                        println!("violation (failed clause: {clause})");
-                        println!("  trigger spans:   {}", list(&outcome.trigger_spans));
-                        println!("  offending spans: {}", list(&outcome.offending_spans));
+                        outln!("violation (failed clause: {clause})");
+                        outln!("  trigger spans:   {}", list(&outcome.trigger_spans));
+                        outln!("  offending spans: {}", list(&outcome.offending_spans));
                     } else {
-                        println!("no violation");
+                        outln!("no violation");
                     }
                 }
             }
@@ -65,7 +65,7 @@ pub fn run(expression: &str, spans: &Path, format: TestFormat) -> u8 {
             match format {
                 TestFormat::Json => {
                     let d: Vec<_> = diags.iter().map(|d| d.to_json(expression)).collect();
-                    println!("{}", json!({ "error": { "diagnostics": d } }));
+                    outln!("{}", json!({ "error": { "diagnostics": d } }));
                 }
                 TestFormat::Text => eprint!("{}", render(&diags, "<expression>", expression)),
             }

@@ -15,7 +15,7 @@ pub fn run(file: &str) -> u8 {
         }
         let diags = validate(&text);
         if diags.is_empty() {
-            println!("ok: the expression compiles");
+            outln!("ok: the expression compiles");
             return 0;
         }
         eprint!("{}", render(&diags, "<stdin>", &text));
@@ -44,7 +44,7 @@ pub fn run(file: &str) -> u8 {
         }
     }
     if failed == 0 {
-        println!("ok: {} rules compile", rules.len());
+        outln!("ok: {} rules compile", rules.len());
         0
     } else {
         eprintln!("{failed} of {} rules have errors", rules.len());

@@ -34,10 +34,10 @@ pub fn run(key_file: &Path, violation: &Path) -> u8 {
         return 1;
     }
     if betrace_core::sign::verify_json(&value, key) {
-        println!("{}: signature valid", violation.display());
+        outln!("{}: signature valid", violation.display());
         0
     } else {
-        println!("{}: signature INVALID", violation.display());
+        outln!("{}: signature INVALID", violation.display());
         1
     }
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// YAML config file (keys: server.*, storage.*, otlp.*, rules.*, trace.*, compliance.*,
-    /// logging.*; see docs/server.md).
+    /// logging.*, ui.*; see docs/server.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// REST API and OTLP/HTTP listener (default 127.0.0.1:12011; env BETRACE_HTTP_ADDR,
@@ -67,8 +67,9 @@ pub struct ServeArgs {
     /// Allow binding a non-loopback address without an API token.
     #[arg(long)]
     pub allow_unauthenticated: bool,
-    /// Allowed CORS origin (repeatable; `*` for any). CORS is off without it.
-    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    /// Allowed CORS origin (repeatable; `*` for any; env BETRACE_CORS_ORIGINS, a comma list).
+    /// CORS is off without it.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Most client connections open at once, all listeners together (default: the open-files
     /// limit minus 64; env BETRACE_MAX_CONNECTIONS).
@@ -86,6 +87,11 @@ pub struct ServeArgs {
     /// (env BETRACE_SPOOL_FSYNC).
     #[arg(long, value_name = "always|interval|never")]
     pub spool_fsync: Option<String>,
+    /// Link from a violation in the web UI to the tracing backend; `{traceId}` is replaced by
+    /// the trace id (e.g. `http://tempo:3000/explore?traceId={traceId}`; env
+    /// BETRACE_UI_TRACE_URL).
+    #[arg(long, value_name = "URL")]
+    pub ui_trace_url: Option<String>,
 }
 
 /// A setting that stops start-up. The message names the key, variable or flag.
@@ -142,6 +148,12 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest body after gzip decompression, bytes (64 MiB).
     pub max_decompressed_bytes: usize,
+    /// Largest body of a REST request other than the bulk ones, bytes (1 MiB): rules,
+    /// validation, flush, the compatibility routes.
+    pub max_api_body_bytes: usize,
+    /// Largest body of `POST /v1/rules/import`, `POST /v1/rules/test` and `POST /v1/spans`,
+    /// bytes (16 MiB; for `/v1/spans` as received, before gzip).
+    pub max_bulk_body_bytes: usize,
     /// Spans in one request (100 000).
     pub max_spans_per_request: usize,
     /// Attributes kept per span; extra ones are dropped and counted (128).
@@ -155,6 +167,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 16 * 1024 * 1024,
             max_decompressed_bytes: 64 * 1024 * 1024,
+            max_api_body_bytes: 1024 * 1024,
+            max_bulk_body_bytes: 16 * 1024 * 1024,
             max_spans_per_request: 100_000,
             max_attributes_per_span: 128,
             max_attribute_value_bytes: 4096,
@@ -238,6 +252,9 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// Violations held in memory for a retry while storage fails.
     pub retry_queue_violations: usize,
+    /// After SIGTERM/SIGINT, how long the listeners keep answering 503 (readiness included)
+    /// before the buffered traces are evaluated and the listeners close.
+    pub shutdown_delay: Duration,
     pub storage: StorageKind,
     /// Directory of the database and the generated signature key.
     pub data_dir: PathBuf,
@@ -263,6 +280,8 @@ pub struct Config {
     pub test_mode: bool,
     /// Evaluation worker threads.
     pub eval_workers: usize,
+    /// `ui.trace_url`: an http(s) URL template holding `{traceId}`.
+    pub ui_trace_url: Option<String>,
 }
 
 /// Instructions per second assumed when turning `rules.evaluation_timeout` into a budget.
@@ -290,6 +309,7 @@ impl Config {
             },
             spool: SpoolConfig::default(),
             retry_queue_violations: 100_000,
+            shutdown_delay: Duration::ZERO,
             storage: StorageKind::Sqlite(PathBuf::from("betrace-data/betrace.db")),
             data_dir: PathBuf::from("betrace-data"),
             max_violations: 1_000_000,
@@ -308,6 +328,7 @@ impl Config {
             eval_workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            ui_trace_url: None,
         }
     }
 
@@ -359,6 +380,14 @@ pub struct FileConfig {
     compliance: ComplianceSection,
     #[serde(default)]
     logging: LoggingSection,
+    #[serde(default)]
+    ui: UiSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UiSection {
+    trace_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -375,6 +404,9 @@ struct ServerSection {
     cors_origins: Option<Vec<String>>,
     max_body_bytes: Option<usize>,
     max_decompressed_bytes: Option<usize>,
+    max_api_body_bytes: Option<usize>,
+    max_bulk_body_bytes: Option<usize>,
+    shutdown_delay: Option<String>,
     max_spans_per_request: Option<usize>,
     max_attributes_per_span: Option<usize>,
     max_attribute_value_length: Option<usize>,
@@ -508,6 +540,7 @@ struct Builder {
     allow_unauthenticated: Option<bool>,
     cors_origins: Option<Vec<String>>,
     limits: Limits,
+    shutdown_delay: Option<Duration>,
     storage_type: Option<StorageType>,
     storage_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
@@ -535,6 +568,8 @@ struct Builder {
     spool_fsync_interval: Option<Duration>,
     spool_segment_bytes: Option<u64>,
     retry_queue_violations: Option<usize>,
+    /// With where it came from, for the error message.
+    ui_trace_url: Option<(String, &'static str)>,
 }
 
 fn parse_fsync(text: &str) -> Result<SpoolFsync, String> {
@@ -556,6 +591,25 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     } else {
         Ok(d)
     }
+}
+
+/// Checks a `ui.trace_url` template: http(s), and `{traceId}` in it.
+pub fn parse_trace_url(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if !(t.starts_with("http://") || t.starts_with("https://")) {
+        return Err(format!("`{t}` must start with http:// or https://"));
+    }
+    if !t.contains("{traceId}") {
+        return Err(format!(
+            "`{t}` has no `{{traceId}}` placeholder for the trace id"
+        ));
+    }
+    if t.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>')
+    {
+        return Err(format!("`{t}` contains a space, quote or angle bracket"));
+    }
+    Ok(t.to_owned())
 }
 
 /// `host:port`; `localhost` means 127.0.0.1.
@@ -708,6 +762,16 @@ impl Builder {
         if let Some(v) = s.max_decompressed_bytes {
             l.max_decompressed_bytes = positive("key `server.max_decompressed_bytes`", v)?;
         }
+        if let Some(v) = s.max_api_body_bytes {
+            l.max_api_body_bytes = positive("key `server.max_api_body_bytes`", v)?;
+        }
+        if let Some(v) = s.max_bulk_body_bytes {
+            l.max_bulk_body_bytes = positive("key `server.max_bulk_body_bytes`", v)?;
+        }
+        if let Some(t) = &s.shutdown_delay {
+            self.shutdown_delay =
+                Some(parse_duration(t).map_err(|e| key("server.shutdown_delay", e))?);
+        }
         if let Some(v) = s.max_spans_per_request {
             l.max_spans_per_request = positive("key `server.max_spans_per_request`", v)?;
         }
@@ -816,6 +880,9 @@ impl Builder {
         if let Some(l) = &f.logging.format {
             self.log_format = Some(parse_format(l).map_err(|e| key("logging.format", e))?);
         }
+        if let Some(u) = &f.ui.trace_url {
+            self.ui_trace_url = Some((u.clone(), "key `ui.trace_url`"));
+        }
         Ok(())
     }
 
@@ -840,6 +907,15 @@ impl Builder {
         if let Some(v) = get("BETRACE_OTLP_GRPC_ADDR") {
             self.otlp_grpc_addr =
                 Some(parse_optional_addr(v).map_err(|e| var("BETRACE_OTLP_GRPC_ADDR", e))?);
+        }
+        if let Some(v) = get("BETRACE_CORS_ORIGINS") {
+            self.cors_origins = Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
         }
         if let Some(v) = get("BETRACE_API_TOKEN") {
             self.api_token = Some(v.clone());
@@ -897,6 +973,9 @@ impl Builder {
         }
         if let Some(v) = get("BETRACE_SPOOL_FSYNC") {
             self.spool_fsync = Some(parse_fsync(v).map_err(|e| var("BETRACE_SPOOL_FSYNC", e))?);
+        }
+        if let Some(v) = get("BETRACE_UI_TRACE_URL") {
+            self.ui_trace_url = Some((v.clone(), "environment variable BETRACE_UI_TRACE_URL"));
         }
         Ok(())
     }
@@ -964,6 +1043,9 @@ impl Builder {
         if let Some(v) = &a.spool_fsync {
             self.spool_fsync = Some(parse_fsync(v).map_err(|e| flag("spool-fsync", e))?);
         }
+        if let Some(u) = &a.ui_trace_url {
+            self.ui_trace_url = Some((u.clone(), "flag --ui-trace-url"));
+        }
         Ok(())
     }
 
@@ -1019,6 +1101,9 @@ impl Builder {
         }
         if let Some(b) = self.spool_segment_bytes {
             c.spool.segment_bytes = b;
+        }
+        if let Some(d) = self.shutdown_delay {
+            c.shutdown_delay = d;
         }
 
         if let Some(d) = &self.data_dir {
@@ -1117,6 +1202,10 @@ impl Builder {
         }
         if let Some(w) = self.eval_workers {
             c.eval_workers = w;
+        }
+        if let Some((u, source)) = self.ui_trace_url.filter(|(u, _)| !u.trim().is_empty()) {
+            c.ui_trace_url =
+                Some(parse_trace_url(&u).map_err(|e| ConfigError(format!("{source}: {e}")))?);
         }
 
         let open: Vec<SocketAddr> = [Some(c.http_addr), c.otlp_http_addr, c.otlp_grpc_addr]
@@ -1248,6 +1337,42 @@ mod tests {
     }
 
     #[test]
+    fn cors_body_limits_and_shutdown_delay() {
+        let f = parse_file(
+            "server:\n  cors_origins: [https://file.example]\n  max_api_body_bytes: 2048\n  max_bulk_body_bytes: 4096\n  shutdown_delay: 2s\n",
+            "f",
+        )
+        .unwrap();
+        let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
+        assert_eq!(c.cors_origins, vec!["https://file.example"]);
+        assert_eq!(c.limits.max_api_body_bytes, 2048);
+        assert_eq!(c.limits.max_bulk_body_bytes, 4096);
+        assert_eq!(c.shutdown_delay, Duration::from_secs(2));
+        let e = env(&[(
+            "BETRACE_CORS_ORIGINS",
+            "https://a.example, https://b.example",
+        )]);
+        let c = Config::resolve(&ServeArgs::default(), &e, Some(&f)).unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        let args = ServeArgs {
+            cors_origins: vec!["https://flag.example".into()],
+            ..Default::default()
+        };
+        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        assert_eq!(c.cors_origins, vec!["https://flag.example"]);
+        let d = Config::resolve(&ServeArgs::default(), &env(&[]), None).unwrap();
+        assert_eq!(d.limits.max_api_body_bytes, 1024 * 1024);
+        assert_eq!(d.limits.max_bulk_body_bytes, 16 * 1024 * 1024);
+        assert!(d.cors_origins.is_empty());
+        let f = parse_file("server:\n  max_api_body_bytes: 0\n", "f").unwrap();
+        let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
+        assert!(e.0.contains("server.max_api_body_bytes"), "{e}");
+    }
+
+    #[test]
     fn non_loopback_needs_a_token() {
         let args = ServeArgs {
             http_addr: Some("0.0.0.0:12011".into()),
@@ -1344,5 +1469,41 @@ mod tests {
         let f = parse_file("rules:\n  evaluation_timeout: 50ms\n", "f").unwrap();
         let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
         assert_eq!(c.instruction_budget, 5_000_000);
+    }
+
+    #[test]
+    fn ui_trace_url_layers_and_checks() {
+        let f = parse_file("ui:\n  trace_url: http://file/{traceId}\n", "f").unwrap();
+        let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
+        assert_eq!(c.ui_trace_url.as_deref(), Some("http://file/{traceId}"));
+        let e = env(&[("BETRACE_UI_TRACE_URL", "https://env/x?t={traceId}")]);
+        let c = Config::resolve(&ServeArgs::default(), &e, Some(&f)).unwrap();
+        assert_eq!(c.ui_trace_url.as_deref(), Some("https://env/x?t={traceId}"));
+        let args = ServeArgs {
+            ui_trace_url: Some("http://tempo:3000/explore?traceId={traceId}".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        assert_eq!(
+            c.ui_trace_url.as_deref(),
+            Some("http://tempo:3000/explore?traceId={traceId}")
+        );
+        let bad = parse_file("ui:\n  trace_url: http://no-placeholder\n", "f").unwrap();
+        let err = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&bad)).unwrap_err();
+        assert!(
+            err.0.contains("ui.trace_url") && err.0.contains("{traceId}"),
+            "{err}"
+        );
+        let err = Config::resolve(
+            &ServeArgs::default(),
+            &env(&[("BETRACE_UI_TRACE_URL", "javascript:alert(1)//{traceId}")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("BETRACE_UI_TRACE_URL") && err.0.contains("http://"),
+            "{err}"
+        );
+        assert!(parse_file("ui:\n  colour: red\n", "f").is_err());
     }
 }

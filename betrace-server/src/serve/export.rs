@@ -338,6 +338,9 @@ impl Exporter {
                         Outcome::Rejected(why) => {
                             tracing::error!(reason = %why, count = n, "the OTLP receiver refused violation spans; skipping them");
                             self.metrics.exported("rejected", n);
+                            self.metrics.export_failed(format!(
+                                "the OTLP receiver refused {n} violation spans: {why}"
+                            ));
                         }
                     }
                     cursor = last;
@@ -348,6 +351,7 @@ impl Exporter {
                 }
                 Err(e) => {
                     self.metrics.exported("failure", n);
+                    self.metrics.export_failed(e.to_string());
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "exporting violations failed");
                     if stopping_since.is_some() {
                         tracing::warn!(

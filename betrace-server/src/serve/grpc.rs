@@ -2,9 +2,15 @@
 //! TraceService/Export` on tonic, gzip accepted.
 //!
 //! In: `ExportTraceServiceRequest`s. Out: `ExportTraceServiceResponse` with `partial_success`
-//! for rejected spans; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the
-//! span limit, `UNAVAILABLE` while shutting down or while storage fails, `UNAUTHENTICATED`
-//! without the bearer token.
+//! for rejected spans; `RESOURCE_EXHAUSTED` with `RetryInfo` (1 s) under back-pressure,
+//! `INVALID_ARGUMENT` past the span limit and past the message size limit, `UNAVAILABLE`
+//! while shutting down or while storage fails, `UNAUTHENTICATED` without the bearer token.
+//!
+//! A message over `server.max_decompressed_bytes` (as sent, or once inflated) is refused by
+//! tonic before the handler with `OUT_OF_RANGE` (or `RESOURCE_EXHAUSTED` when inflating);
+//! OTLP clients retry `OUT_OF_RANGE` (OTLP specification, "OTLP/gRPC Response": retryable
+//! codes), and the same message would be refused forever, so [`status_layer`] turns both into
+//! `INVALID_ARGUMENT`, which no OTLP client retries.
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -46,6 +52,100 @@ pub fn server_builder(limits: &ConnLimits) -> tonic::transport::Server {
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(limits.idle_timeout))
         .http2_keepalive_timeout(Some(limits.header_read_timeout))
+}
+
+/// `google.rpc.Status` with its details (`grpc-status-details-bin`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<Any>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+/// `RESOURCE_EXHAUSTED` with a `RetryInfo` detail (retry after
+/// [`RETRY_AFTER_SECONDS`](super::http::ingest::RETRY_AFTER_SECONDS)): OTLP clients retry
+/// `RESOURCE_EXHAUSTED` only when it carries `RetryInfo` (OTLP specification, "OTLP/gRPC
+/// Throttling"), and back-pressure is temporary.
+fn retryable_exhausted(message: String) -> Status {
+    use prost::Message as _;
+    let retry = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: super::http::ingest::RETRY_AFTER_SECONDS as i64,
+            nanos: 0,
+        }),
+    };
+    let details = RpcStatus {
+        code: tonic::Code::ResourceExhausted as i32,
+        message: message.clone(),
+        details: vec![Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".to_owned(),
+            value: retry.encode_to_vec(),
+        }],
+    };
+    Status::with_details(
+        tonic::Code::ResourceExhausted,
+        message,
+        details.encode_to_vec().into(),
+    )
+}
+
+/// The layer that answers `INVALID_ARGUMENT` where tonic refuses a message over `max` bytes.
+pub fn status_layer(
+    max: usize,
+) -> tower::util::MapResponseLayer<
+    impl Fn(axum::http::Response<tonic::body::Body>) -> axum::http::Response<tonic::body::Body> + Clone,
+> {
+    tower::util::MapResponseLayer::new(move |resp| size_status(resp, max))
+}
+
+/// Rewrites a trailers-only answer of tonic's size checks (`grpc-status` in the headers).
+fn size_status<B>(mut resp: axum::http::Response<B>, max: usize) -> axum::http::Response<B> {
+    let Some(status) = Status::from_header_map(resp.headers()) else {
+        return resp;
+    };
+    let over = match status.code() {
+        tonic::Code::OutOfRange => true,
+        tonic::Code::ResourceExhausted => status.message().starts_with("Error decompressing"),
+        _ => false,
+    };
+    if over {
+        let s = Status::invalid_argument(format!(
+            "the request message is larger than server.max_decompressed_bytes ({max} bytes): {}",
+            status.message()
+        ));
+        if s.add_header(resp.headers_mut()).is_err() {
+            tracing::warn!("cannot rewrite a gRPC size-limit status");
+        }
+    }
+    resp
 }
 
 /// The service with gzip accepted and the decompressed size limit applied.
@@ -102,7 +202,14 @@ impl TraceService for GrpcReceiver {
                     error_message: rejection_message(&rejected),
                 }),
             })),
-            Err(r) => Err(Status::new(tonic::Code::from(r.code), r.message)),
+            Err(r) => {
+                let code = tonic::Code::from(r.code);
+                if code == tonic::Code::ResourceExhausted {
+                    Err(retryable_exhausted(r.message))
+                } else {
+                    Err(Status::new(code, r.message))
+                }
+            }
         }
     }
 }

@@ -43,6 +43,11 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// The `transport` labels of `betrace_spans_received_total`.
+const TRANSPORTS: [&str; 3] = ["otlp_http", "otlp_grpc", "spans_api"];
+/// The `reason` labels of `betrace_spans_rejected_total`.
+const REJECT_REASONS: [&str; 5] = ["invalid", "backpressure", "limit", "shutdown", "storage"];
+
 /// Every metric of the server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -76,6 +81,8 @@ pub struct Metrics {
     pub spool_corrupt_records: Counter,
     pub spool_write_failures: Counter,
     sync: Mutex<()>,
+    /// The last export failure: message and time (RFC 3339).
+    last_export_error: Mutex<Option<(String, String)>>,
 }
 
 impl Default for Metrics {
@@ -118,6 +125,7 @@ impl Metrics {
             spool_corrupt_records: Counter::default(),
             spool_write_failures: Counter::default(),
             sync: Mutex::new(()),
+            last_export_error: Mutex::new(None),
         };
         registry.register(
             "betrace_spans_received",
@@ -131,7 +139,7 @@ impl Metrics {
         );
         registry.register(
             "betrace_spans_dropped",
-            "Spans handed to the trace buffer and not buffered, by reason (refused, shutdown)",
+            "Spans accepted (answered 2xx) and not evaluated, by reason (shutdown: evaluation did not finish within 120 s of shutdown); refused spans are counted in betrace_spans_rejected only",
             m.spans_dropped.clone(),
         );
         registry.register(
@@ -268,12 +276,13 @@ impl Metrics {
         }
         m.storage_ok.set(1);
         // Families of known labels show from the start, at 0.
-        for t in ["otlp_http", "otlp_grpc", "spans_api"] {
+        for t in TRANSPORTS {
             m.received(t, 0);
         }
-        for r in ["invalid", "backpressure", "limit", "shutdown", "storage"] {
+        for r in REJECT_REASONS {
             m.rejected_init(r);
         }
+        m.dropped("shutdown", 0);
         for r in ["success", "failure", "rejected"] {
             m.exported(r, 0);
         }
@@ -289,7 +298,9 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Brings the counters mirrored from the assembler up to `stats`.
+    /// Brings the counters mirrored from the assembler up to `stats`. The assembler's refused
+    /// spans (`spans_dropped`: back-pressure, shut down) are not mirrored: the pipeline counts
+    /// each refusal once, as `betrace_spans_rejected_total{reason="backpressure"|"shutdown"}`.
     pub fn sync_assembler(&self, stats: &AssemblerStats) {
         let _guard = self.sync.lock();
         let up = |c: &Counter, to: u64| {
@@ -299,14 +310,6 @@ impl Metrics {
             }
         };
         up(&self.late_spans, stats.late_spans);
-        for (reason, n) in stats.spans_dropped.by_reason() {
-            up(
-                &self.spans_dropped.get_or_create(&ReasonLabel {
-                    reason: reason.to_owned(),
-                }),
-                n,
-            );
-        }
         self.buffered_spans.set(stats.spans_buffered as i64);
         self.buffered_traces.set(stats.traces_buffered as i64);
     }
@@ -352,6 +355,53 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Spans received over every transport.
+    pub fn spans_received_total(&self) -> u64 {
+        TRANSPORTS
+            .iter()
+            .map(|t| {
+                self.spans_received
+                    .get_or_create(&TransportLabel {
+                        transport: (*t).to_owned(),
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Spans refused to their senders, every reason.
+    pub fn spans_rejected_total(&self) -> u64 {
+        REJECT_REASONS
+            .iter()
+            .map(|r| {
+                self.spans_rejected
+                    .get_or_create(&ReasonLabel {
+                        reason: (*r).to_owned(),
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
+    pub fn dropped(&self, reason: &str, n: u64) {
+        self.spans_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    /// Records an export failure (shown by the web UI's status page).
+    pub fn export_failed(&self, message: String) {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        *self.last_export_error.lock() = Some((message, at));
+    }
+
+    /// The last export failure: message and time (RFC 3339).
+    pub fn last_export_error(&self) -> Option<(String, String)> {
+        self.last_export_error.lock().clone()
     }
 
     pub fn exported(&self, result: &str, n: usize) {

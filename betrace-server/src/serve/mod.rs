@@ -10,8 +10,10 @@
 //! OTLP/gRPC ([`grpc`]), all under the connection limits of [`conn`] — and the exporter
 //! ([`export`]). Once bound, one line goes to standard output:
 //! `betrace listening http=ADDR otlp_http=ADDR|off otlp_grpc=ADDR|off` (useful with port 0).
-//! Shutdown: stop accepting, evaluate every buffered trace (`completion_reason=shutdown`),
-//! store, export what is left, exit 0.
+//! Shutdown: requests are answered 503 (`Retry-After`; gRPC `UNAVAILABLE`) for
+//! `server.shutdown_delay` and while every buffered trace is evaluated
+//! (`completion_reason=shutdown`) and stored; then the listeners close, what is left is
+//! exported, exit 0.
 
 pub mod config;
 pub mod conn;
@@ -23,6 +25,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod spool;
 pub mod storage;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -229,8 +232,14 @@ async fn serve(config: Config) -> Result<(), String> {
         signing_key: key,
         started,
         ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
         limits: config.limits,
         openapi: std::sync::OnceLock::new(),
+        ui: http::ui::UiSettings {
+            trace_url: config.ui_trace_url.clone(),
+            rules_file: config.rules_file.as_ref().map(|p| p.display().to_string()),
+            export_enabled: config.export.is_some(),
+        },
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -270,9 +279,11 @@ async fn serve(config: Config) -> Result<(), String> {
         let svc = grpc::service(Arc::clone(&state));
         let mut stop = stop_rx.clone();
         let incoming = conn::incoming(listener, Arc::clone(&conns));
-        let mut builder = grpc::server_builder(&config.connections);
+        let max = state.limits.max_decompressed_bytes;
+        let builder = grpc::server_builder(&config.connections);
         servers.push(tokio::spawn(async move {
             builder
+                .layer(grpc::status_layer(max))
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -318,8 +329,19 @@ async fn serve(config: Config) -> Result<(), String> {
     let signal = wait_for_signal().await;
     tracing::info!(
         signal,
-        "shutting down: no new requests; evaluating buffered traces"
+        "shutting down: answering 503; evaluating buffered traces"
     );
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
+    if !config.shutdown_delay.is_zero() {
+        tokio::time::sleep(config.shutdown_delay).await;
+    }
+    let p = Arc::clone(&pipeline);
+    let drained = tokio::task::spawn_blocking(move || p.shutdown())
+        .await
+        .map_err(|e| format!("shutdown failed: {e}"))?;
+    tracing::info!(traces = drained, "buffered traces evaluated at shutdown");
     let _ = stop_tx.send(true);
     for s in servers {
         match tokio::time::timeout(Duration::from_secs(30), s).await {
@@ -329,11 +351,6 @@ async fn serve(config: Config) -> Result<(), String> {
             Err(_) => tracing::warn!("a listener did not stop within 30 s"),
         }
     }
-    let p = Arc::clone(&pipeline);
-    let drained = tokio::task::spawn_blocking(move || p.shutdown())
-        .await
-        .map_err(|e| format!("shutdown failed: {e}"))?;
-    tracing::info!(traces = drained, "buffered traces evaluated at shutdown");
     if let Some((tx, task)) = exporter {
         let _ = tx.send(true);
         let _ = task.await;

@@ -8,7 +8,8 @@
 //! cap, eviction), from the background tick every 100 ms (root complete, idle, age), on
 //! [`Pipeline::flush`] and on [`Pipeline::shutdown`] — are queued for a pool of evaluation
 //! threads that evaluate them against the rule set in force at that moment and store the
-//! violations. Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
+//! violations, with the span summaries of each trace that produced one ([`TraceSpans`]).
+//! Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
 //! gRPC `RESOURCE_EXHAUSTED`) when the assembler refuses it (`trace.reject_when_full`) or
 //! when the spans queued for evaluation exceed `trace.max_buffered_spans`, so memory stays
 //! bounded by twice the buffer. Every span received is counted as rejected, buffered,
@@ -21,8 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
+use betrace_core::engine::TraceContext;
 use betrace_core::engine::now_unix_nanos;
-use betrace_core::stream::evaluate_completed;
 use betrace_core::{AttrValue, Span, Violation};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -32,6 +33,7 @@ use super::metrics::{CompletionLabel, Metrics, RuleLabel, ViolationLabel};
 use super::registry::RuleRegistry;
 use super::spool::{RecordKind, Spool, TraceCounts, trace_counts};
 use super::storage::Store;
+use super::summary::TraceSpans;
 
 /// Why a batch of spans was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,7 @@ pub enum IngestError {
 #[derive(Debug)]
 struct Held {
     violations: Vec<Violation>,
+    summaries: Vec<TraceSpans>,
     traces: TraceCounts,
 }
 
@@ -435,7 +438,14 @@ impl Pipeline {
         let traces = self.assembler.shutdown();
         let n = traces.len();
         self.enqueue(traces);
-        self.wait_idle(Duration::from_secs(120));
+        if !self.wait_idle(Duration::from_secs(120)) {
+            let lost = self.pending_spans.load(Ordering::Acquire);
+            tracing::error!(
+                spans = lost,
+                "evaluation did not finish within 120 s of shutdown"
+            );
+            self.metrics.dropped("shutdown", lost);
+        }
         let workers: Vec<_> = self.workers.lock().drain(..).collect();
         for _ in &workers {
             let _ = self.tx.send(Job::Stop);
@@ -501,14 +511,23 @@ impl Pipeline {
 
     /// Stores `violations`; when that fails, holds them for a retry (ingest answers 503 until
     /// they are stored). `traces` leave the spool once their violations are stored.
-    fn store_or_hold(&self, violations: Vec<Violation>, traces: TraceCounts) {
+    fn store_or_hold(
+        &self,
+        violations: Vec<Violation>,
+        summaries: Vec<TraceSpans>,
+        traces: TraceCounts,
+    ) {
         let stored = if violations.is_empty() {
             true
         } else if self.store_failing.load(Ordering::Acquire) {
             // Keep the order of the held ones.
             false
         } else {
-            match self.store.insert_violations(&violations) {
+            // Cloned so that a failed store can be retried with the span summaries.
+            match self
+                .store
+                .insert_violations_with_spans(&violations, summaries.clone())
+            {
                 Ok(()) => {
                     self.violations_stored.notify_one();
                     true
@@ -533,7 +552,11 @@ impl Pipeline {
             self.set_health();
         }
         held.1 += violations.len();
-        held.0.push_back(Held { violations, traces });
+        held.0.push_back(Held {
+            violations,
+            summaries,
+            traces,
+        });
         while held.1 > self.held_limit {
             let Some(old) = held.0.pop_front() else {
                 break;
@@ -564,7 +587,10 @@ impl Pipeline {
         }
         let mut held = self.held.lock();
         while let Some(front) = held.0.front() {
-            if let Err(e) = self.store.insert_violations(&front.violations) {
+            if let Err(e) = self
+                .store
+                .insert_violations_with_spans(&front.violations, front.summaries.clone())
+            {
                 tracing::debug!(error = %e, "storing held violations failed again");
                 return;
             }
@@ -629,11 +655,18 @@ impl Pipeline {
         } else {
             Vec::new()
         };
+        let mut summaries: Vec<TraceSpans> = Vec::new();
         for t in traces {
             spans += t.spans.len() as u64;
             let reason = t.reason;
             let started = Instant::now();
-            let eval = evaluate_completed(&set, t, now).evaluation;
+            let ctx = TraceContext {
+                completion_reason: t.reason,
+                partial: t.partial,
+                now_unix_nanos: now,
+            };
+            let trace = t.into_trace();
+            let eval = set.evaluate(&trace, ctx);
             self.metrics
                 .evaluation_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -661,9 +694,12 @@ impl Pipeline {
                     })
                     .inc();
             }
+            if !eval.violations.is_empty() {
+                summaries.push(TraceSpans::of(&trace, &eval.violations));
+            }
             violations.extend(eval.violations);
         }
-        self.store_or_hold(violations, done);
+        self.store_or_hold(violations, summaries, done);
         self.pending_spans.fetch_sub(spans, Ordering::AcqRel);
         self.metrics
             .pending_evaluation_spans

@@ -20,6 +20,15 @@ use serde_json::{Map, Value, json};
 use super::metrics::Metrics;
 use super::storage::{Store, StoreError, StoredRule};
 
+/// Longest rule name, bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest rule description, bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 16 * 1024;
+/// Most tags on one rule.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag, bytes.
+pub const MAX_TAG_BYTES: usize = 128;
+
 /// Keys of the API's rule shape that are computed, ignored when sent back.
 const COMPUTED_KEYS: [&str; 4] = ["createdAt", "updatedAt", "readOnly", "ruleVersion"];
 
@@ -232,14 +241,66 @@ impl RuleRegistry {
         Ok(rule)
     }
 
-    /// Checks the expression length and that the rule compiles alone.
-    fn check(&self, rule: &Rule) -> Result<(), RuleOpError> {
-        if rule.expression.len() > self.max_expression_length {
-            return Err(RuleOpError::BadRequest(format!(
-                "field `expression`: {} bytes, longer than rules.max_expression_length ({})",
-                rule.expression.len(),
+    /// The E401 diagnostic (DSL.md §3.7) of rule text longer than
+    /// `rules.max_expression_length` (or the language's 64 KiB), else `None`.
+    pub fn length_diagnostic(&self, expression: &str) -> Option<DiagnosticJson> {
+        let len = expression.len();
+        if len > betrace_dsl::parser::MAX_RULE_BYTES {
+            return betrace_dsl::validate(expression)
+                .first()
+                .map(|d| d.to_json(expression));
+        }
+        (len > self.max_expression_length).then(|| DiagnosticJson {
+            code: betrace_dsl::Code::E401.as_str().to_owned(),
+            message: format!(
+                "the rule is {len} bytes long, more than rules.max_expression_length ({} bytes)",
                 self.max_expression_length
+            ),
+            line: 1,
+            column: 1,
+            start: 0,
+            end: 0,
+            help: Some("split it into several rules".to_owned()),
+        })
+    }
+
+    /// Checks the sizes of the text fields (name, description, tags; 400 naming the field and
+    /// the limit), the expression length (E401) and that the rule compiles alone.
+    fn check(&self, rule: &Rule) -> Result<(), RuleOpError> {
+        let over = |field: &str, len: usize, max: usize| {
+            RuleOpError::BadRequest(format!(
+                "field `{field}`: {len} bytes, longer than the limit of {max} bytes"
+            ))
+        };
+        if rule.name.len() > MAX_NAME_BYTES {
+            return Err(over("name", rule.name.len(), MAX_NAME_BYTES));
+        }
+        if rule.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(over(
+                "description",
+                rule.description.len(),
+                MAX_DESCRIPTION_BYTES,
+            ));
+        }
+        if rule.tags.len() > MAX_TAGS {
+            return Err(RuleOpError::BadRequest(format!(
+                "field `tags`: {} tags, more than the limit of {MAX_TAGS}",
+                rule.tags.len()
             )));
+        }
+        if let Some((i, t)) = rule
+            .tags
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.len() > MAX_TAG_BYTES)
+        {
+            return Err(over(&format!("tags[{i}]"), t.len(), MAX_TAG_BYTES));
+        }
+        if let Some(d) = self.length_diagnostic(&rule.expression) {
+            return Err(RuleOpError::Invalid {
+                id: rule.id.clone(),
+                diagnostics: vec![d],
+            });
         }
         RuleSet::compile(vec![rule.clone()], self.engine.clone())
             .map(|_| ())

@@ -8,7 +8,9 @@
 //! refused) and [`MemoryStore`]. Every violation gets a sequence number (`seq`) in insertion
 //! order: listings go newest first by `seq`, cursors are `seq`s, and the exporter reads
 //! `seq > cursor` in order. A violation is kept as the exact JSON it was signed as, so its
-//! signature can be checked later against those bytes.
+//! signature can be checked later against those bytes. The span summaries of a violation's
+//! trace ([`TraceSpans`], for the UI's waterfall) are kept beside it, one record per trace id,
+//! outside the signed JSON; they are deleted once no violation of their trace is left.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -18,6 +20,8 @@ use betrace_core::rules::Rule;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+
+use super::summary::TraceSpans;
 
 /// A storage failure (I/O, a corrupt database, a refused schema version).
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +81,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Removes a rule; false when there was none.
     fn delete_rule(&self, id: &str) -> Result<bool, StoreError>;
     /// Appends violations in order (one transaction).
-    fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError>;
+    fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError> {
+        self.insert_violations_with_spans(violations, Vec::new())
+    }
+    /// Appends violations in order and stores the span summaries of their traces, merged into
+    /// those already stored for the same trace id (one transaction).
+    fn insert_violations_with_spans(
+        &self,
+        violations: &[Violation],
+        traces: Vec<TraceSpans>,
+    ) -> Result<(), StoreError>;
+    /// The span summaries of a trace that produced a violation.
+    fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError>;
+    /// The newest violation of each rule that has one, by rule id.
+    fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError>;
     /// Newest first; at most `q.limit`, plus whether more match.
     fn list_violations(
         &self,
@@ -155,6 +172,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE export_cursors (
         name TEXT PRIMARY KEY,
         seq INTEGER NOT NULL
+    );",
+    // 2: span summaries of the traces that produced violations (not signed).
+    "CREATE TABLE trace_spans (
+        trace_id TEXT PRIMARY KEY,
+        body TEXT NOT NULL
     );",
 ];
 
@@ -257,8 +279,12 @@ impl Store for SqliteStore {
             > 0)
     }
 
-    fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError> {
-        if violations.is_empty() {
+    fn insert_violations_with_spans(
+        &self,
+        violations: &[Violation],
+        traces: Vec<TraceSpans>,
+    ) -> Result<(), StoreError> {
+        if violations.is_empty() && traces.is_empty() {
             return Ok(());
         }
         let rows = violations
@@ -282,9 +308,58 @@ impl Store for SqliteStore {
                     r.json
                 ])?;
             }
+            let mut read = tx.prepare_cached("SELECT body FROM trace_spans WHERE trace_id = ?1")?;
+            let mut write = tx.prepare_cached(
+                "INSERT INTO trace_spans (trace_id, body) VALUES (?1, ?2)
+                 ON CONFLICT(trace_id) DO UPDATE SET body = ?2",
+            )?;
+            for t in traces {
+                let old: Option<String> = read
+                    .query_row(params![t.trace_id], |r| r.get(0))
+                    .optional()?;
+                let merged = match old {
+                    Some(body) => {
+                        let mut o: TraceSpans = serde_json::from_str(&body)?;
+                        o.merge(t);
+                        o
+                    }
+                    None => t,
+                };
+                write.execute(params![merged.trace_id, serde_json::to_string(&merged)?])?;
+            }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError> {
+        let conn = self.conn.lock();
+        // One index seek per rule on `violations_rule (rule_id, seq)`.
+        let mut stmt = conn.prepare(
+            "SELECT v.seq, v.body FROM violations v
+             JOIN (SELECT MAX(seq) AS seq FROM violations GROUP BY rule_id) m ON v.seq = m.seq
+             ORDER BY v.rule_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(stored(seq, &body)?);
+        }
+        Ok(out)
+    }
+
+    fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError> {
+        let body: Option<String> = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT body FROM trace_spans WHERE trace_id = ?1",
+                params![trace_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
     }
 
     fn list_violations(
@@ -408,6 +483,12 @@ impl Store for SqliteStore {
                 params![excess as i64],
             )? as u64;
         }
+        if n > 0 {
+            conn.execute(
+                "DELETE FROM trace_spans WHERE trace_id NOT IN (SELECT trace_id FROM violations)",
+                [],
+            )?;
+        }
         Ok(n)
     }
 }
@@ -419,6 +500,7 @@ struct MemInner {
     by_id: HashMap<String, i64>,
     next_seq: i64,
     cursors: HashMap<String, i64>,
+    traces: HashMap<String, TraceSpans>,
 }
 
 #[derive(Debug)]
@@ -463,7 +545,11 @@ impl Store for MemoryStore {
         Ok(self.inner.lock().rules.remove(id).is_some())
     }
 
-    fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError> {
+    fn insert_violations_with_spans(
+        &self,
+        violations: &[Violation],
+        traces: Vec<TraceSpans>,
+    ) -> Result<(), StoreError> {
         let mut prepared = Vec::with_capacity(violations.len());
         for v in violations {
             prepared.push((v, serde_json::to_value(v)?));
@@ -487,7 +573,32 @@ impl Store for MemoryStore {
                 },
             );
         }
+        for t in traces {
+            match m.traces.get_mut(&t.trace_id) {
+                Some(old) => old.merge(t),
+                None => {
+                    m.traces.insert(t.trace_id.clone(), t);
+                }
+            }
+        }
         Ok(())
+    }
+
+    fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError> {
+        Ok(self.inner.lock().traces.get(trace_id).cloned())
+    }
+
+    fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError> {
+        let m = self.inner.lock();
+        let mut last: BTreeMap<&str, StoredViolation> = BTreeMap::new();
+        for (&seq, v) in m.violations.iter().rev() {
+            last.entry(v.rule_id.as_str())
+                .or_insert_with(|| StoredViolation {
+                    seq,
+                    json: v.json.clone(),
+                });
+        }
+        Ok(last.into_values().collect())
     }
 
     fn list_violations(
@@ -582,6 +693,14 @@ impl Store for MemoryStore {
             remove_id(&mut m.by_id, &v.json);
             removed += 1;
         }
+        if removed > 0 {
+            let MemInner {
+                traces, violations, ..
+            } = &mut *m;
+            let live: std::collections::HashSet<&str> =
+                violations.values().map(|v| v.trace_id.as_str()).collect();
+            traces.retain(|id, _| live.contains(id.as_str()));
+        }
         Ok(removed)
     }
 }
@@ -632,6 +751,12 @@ mod tests {
             .collect();
         s.insert_violations(&vs).unwrap();
         s.insert_violations(&vs[..1]).unwrap(); // duplicate id ignored
+        let last = s.last_violation_per_rule().unwrap();
+        let ids: Vec<&str> = last
+            .iter()
+            .map(|v| v.json["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [vs[4].id.as_str(), vs[3].id.as_str()]); // rules a, b
         let q = ViolationQuery {
             limit: 2,
             ..Default::default()
@@ -700,9 +825,110 @@ mod tests {
         assert!(!s.delete_rule("r1").unwrap());
     }
 
+    fn summary(trace: &str, ids: &[&str]) -> TraceSpans {
+        use crate::serve::summary::SpanSummary;
+        TraceSpans {
+            trace_id: trace.to_owned(),
+            spans: ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| SpanSummary {
+                    span_id: (*id).to_owned(),
+                    parent_span_id: None,
+                    name: format!("op{i}"),
+                    service: "svc".into(),
+                    kind: "server".into(),
+                    start_ns: 10 + i as u64,
+                    end_ns: 20 + i as u64,
+                    status: "ok".into(),
+                    status_message: String::new(),
+                    attributes: Default::default(),
+                })
+                .collect(),
+            total_spans: ids.len() as u64,
+            truncated: false,
+        }
+    }
+
+    /// Summaries are kept per trace, merged with later fragments, outside the signed JSON, and
+    /// pruned with the last violation of their trace.
+    fn summaries(s: &dyn Store) -> Violation {
+        let base = 1_700_000_000_000_000_000u64;
+        let mut v1 = violation("a", Severity::High, 1, base);
+        betrace_core::sign::sign_in_place(&mut v1, b"k");
+        let v2 = violation("a", Severity::High, 2, base + 1);
+        let v2_trace = v2.trace_id.clone();
+        let t1 = v1.trace_id.clone();
+        s.insert_violations_with_spans(
+            std::slice::from_ref(&v1),
+            vec![summary(&t1, &["aa", "bb"])],
+        )
+        .unwrap();
+        s.insert_violations_with_spans(&[v2], vec![summary(&t1, &["bb", "cc"])])
+            .unwrap();
+        let got = s.trace_spans(&t1).unwrap().unwrap();
+        let ids: Vec<&str> = got.spans.iter().map(|x| x.span_id.as_str()).collect();
+        assert_eq!(ids, ["aa", "bb", "cc"]);
+        assert_eq!(got.total_spans, 3);
+        let stored = s.get_violation(&v1.id).unwrap().unwrap();
+        assert_eq!(stored.json, serde_json::to_value(&v1).unwrap());
+        assert!(betrace_core::sign::verify_json(&stored.json, b"k"));
+        assert!(s.trace_spans(&"00".repeat(16)).unwrap().is_none());
+        let last = s.last_violation_per_rule().unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].json["traceId"], v2_trace.as_str());
+        // Both violations pruned (by age): the summary goes with them.
+        assert_eq!(s.prune(10, (base + 2) as i64).unwrap(), 2);
+        assert!(s.trace_spans(&t1).unwrap().is_none());
+        v1
+    }
+
     #[test]
     fn memory_store() {
         exercise(&MemoryStore::new());
+        summaries(&MemoryStore::new());
+    }
+
+    #[test]
+    fn sqlite_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let v = summaries(&s);
+        // The stored body is the signed serialization, byte for byte.
+        s.insert_violations_with_spans(
+            std::slice::from_ref(&v),
+            vec![summary(&v.trace_id, &["aa"])],
+        )
+        .unwrap();
+        let body: String = s
+            .conn
+            .lock()
+            .query_row(
+                "SELECT body FROM violations WHERE id = ?1",
+                params![v.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(body, serde_json::to_string(&v).unwrap());
+        assert!(!body.contains("\"spans\""));
+    }
+
+    #[test]
+    fn schema_1_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        drop(c);
+        let s = SqliteStore::open(&path).unwrap();
+        let v: i64 = s
+            .conn
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        summaries(&s);
     }
 
     #[test]

@@ -2,15 +2,101 @@
 //! `max_body_bytes`, and a gzip body is inflated only up to `max_decompressed_bytes` — a gzip
 //! bomb is refused without being inflated beyond the limit.
 //!
+//! REST bodies are bounded per route ([`bounded`]: a `Content-Length` check, axum's
+//! `DefaultBodyLimit`, and the name of the setting) and read with the [`Bounded`] extractor;
+//! past the limit the answer is 413 with the JSON error shape.
+//!
 //! In: an HTTP body and its headers. Out: the decoded bytes, or a [`BodyError`].
 
 use std::io::Read;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use utoipa_axum::router::OpenApiRouter;
 
+use super::{ApiError, AppState};
 use crate::serve::config::Limits;
+
+/// The body limit of a route: bytes, and the setting that sets it (for messages).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    pub bytes: usize,
+    pub key: &'static str,
+}
+
+impl BodyLimit {
+    fn too_large(self, what: String) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body {what} more than {} ({} bytes)",
+                self.key, self.bytes
+            ),
+        )
+    }
+}
+
+/// Bounds the bodies of `router`'s routes to `bytes` (`key` names the setting in the 413): a
+/// `Content-Length` over it is answered before the handler runs, and a body without one is cut
+/// by axum's `DefaultBodyLimit` while [`Bounded`] reads it.
+pub fn bounded(
+    router: OpenApiRouter<AppState>,
+    bytes: usize,
+    key: &'static str,
+) -> OpenApiRouter<AppState> {
+    router
+        .layer(axum::middleware::from_fn(check_length))
+        .layer(DefaultBodyLimit::max(bytes))
+        .layer(axum::Extension(BodyLimit { bytes, key }))
+}
+
+async fn check_length(req: Request, next: Next) -> Response {
+    if let Some(limit) = req.extensions().get::<BodyLimit>().copied()
+        && let Some(len) = content_length(req.headers())
+        && len > limit.bytes as u64
+    {
+        return limit.too_large(format!("has {len} bytes,")).into_response();
+    }
+    next.run(req).await
+}
+
+/// A REST request body within the route's [`BodyLimit`]; past it, 413
+/// `{"error": {"code": "payload_too_large", "message"}}` naming the limit and its setting.
+#[derive(Debug)]
+pub struct Bounded(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Bounded {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Bounded, ApiError> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Bounded(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(limit
+                .unwrap_or(BodyLimit {
+                    bytes: 0,
+                    key: "the body limit",
+                })
+                .too_large("has".to_owned())),
+            Err(r) => Err(ApiError::bad_request(format!(
+                "cannot read the request body: {}",
+                r.body_text()
+            ))),
+        }
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
 
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,8 +112,28 @@ pub enum BodyError {
     Encoding(String),
 }
 
-/// Reads the whole body, then inflates it when `Content-Encoding: gzip`.
+/// Reads the whole body (at most `server.max_body_bytes`), then inflates it when
+/// `Content-Encoding: gzip` (at most `server.max_decompressed_bytes`).
 pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Bytes, BodyError> {
+    read_within(
+        headers,
+        body,
+        BodyLimit {
+            bytes: limits.max_body_bytes,
+            key: "server.max_body_bytes",
+        },
+        limits.max_decompressed_bytes,
+    )
+    .await
+}
+
+/// [`read`] with the limit as received given as `limit`.
+pub async fn read_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: BodyLimit,
+    max_decompressed: usize,
+) -> Result<Bytes, BodyError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -38,14 +144,14 @@ pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<By
         "gzip" | "x-gzip" => true,
         other => return Err(BodyError::Encoding(other.to_owned())),
     };
-    let max = limits.max_body_bytes;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let max = limit.bytes;
+    if let Some(len) = content_length(headers)
         && len > max as u64
     {
-        return Err(too_large(len, max));
+        return Err(BodyError::TooLarge(format!(
+            "the request body has {len} bytes, more than {} ({max} bytes)",
+            limit.key
+        )));
     }
     let limited = http_body_util::Limited::new(body, max);
     let bytes = match limited.collect().await {
@@ -55,7 +161,8 @@ pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<By
                 .is_some()
             {
                 return Err(BodyError::TooLarge(format!(
-                    "the request body is larger than server.max_body_bytes ({max} bytes)"
+                    "the request body is larger than {} ({max} bytes)",
+                    limit.key
                 )));
             }
             return Err(BodyError::Invalid(format!(
@@ -64,16 +171,10 @@ pub async fn read(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<By
         }
     };
     if gzip {
-        gunzip(&bytes, limits.max_decompressed_bytes).map(Bytes::from)
+        gunzip(&bytes, max_decompressed).map(Bytes::from)
     } else {
         Ok(bytes)
     }
-}
-
-fn too_large(len: u64, max: usize) -> BodyError {
-    BodyError::TooLarge(format!(
-        "the request body has {len} bytes, more than server.max_body_bytes ({max} bytes)"
-    ))
 }
 
 /// Inflates gzip data, refusing to produce more than `max` bytes.

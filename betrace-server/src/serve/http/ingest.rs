@@ -144,17 +144,29 @@ pub async fn otlp_traces(
         Encoding::Protobuf => betrace_core::decode_otlp_protobuf(&bytes),
         Encoding::Json => betrace_core::decode_otlp_json(&bytes),
     };
+    // A JSON body in another trace format (Jaeger, Zipkin, …) is named: in the 400 when it is
+    // not an OTLP request at all, else in a partial success that rejects nothing (an OTLP
+    // warning) when it yields no spans.
+    let other_format = || {
+        (enc == Encoding::Json)
+            .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+            .flatten()
+            .and_then(|v| betrace_core::unsupported_json_format(&v))
+    };
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => {
-            return status_response(
-                enc,
-                StatusCode::BAD_REQUEST,
-                INVALID_ARGUMENT,
-                e.to_string(),
-            );
+            let message = match other_format() {
+                Some(m) => format!("{e}: {m}"),
+                None => e.to_string(),
+            };
+            return status_response(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message);
         }
     };
+    let warning = (decoded.total() == 0)
+        .then(other_format)
+        .flatten()
+        .map(|m| format!("no spans read: {m}"));
     let kind = match enc {
         Encoding::Protobuf => RecordKind::OtlpProtobuf,
         Encoding::Json => RecordKind::OtlpJson,
@@ -162,10 +174,17 @@ pub async fn otlp_traces(
     match accept(&st, decoded, "otlp_http", Some((kind, &bytes))) {
         Err(r) => status_response(enc, r.status, r.code, r.message),
         Ok(rejected) => {
-            let partial = (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
-                rejected_spans: rejected.len() as i64,
-                error_message: rejection_message(&rejected),
-            });
+            let partial = if rejected.is_empty() {
+                warning.map(|error_message| ExportTracePartialSuccess {
+                    rejected_spans: 0,
+                    error_message,
+                })
+            } else {
+                Some(ExportTracePartialSuccess {
+                    rejected_spans: rejected.len() as i64,
+                    error_message: rejection_message(&rejected),
+                })
+            };
             match enc {
                 Encoding::Protobuf => (
                     StatusCode::OK,
@@ -209,6 +228,15 @@ pub fn accept(
     raw: Option<(RecordKind, &[u8])>,
 ) -> Result<Vec<SpanError>, Refusal> {
     let total = decoded.total();
+    if st.draining.load(std::sync::atomic::Ordering::Acquire) {
+        st.metrics.received(transport, total);
+        st.metrics.rejected("shutdown", total);
+        return Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: UNAVAILABLE,
+            message: IngestError::ShuttingDown.to_string(),
+        });
+    }
     let max = st.limits.max_spans_per_request;
     if total > max {
         st.metrics.received(transport, total);
@@ -250,14 +278,20 @@ pub fn accept(
     responses(
         (status = 200, description = "`{accepted, rejected, errors: [{index, message}]}`"),
         (status = 400, description = "Not a span list"),
+        (status = 413, description = "Body over server.max_bulk_body_bytes (or, inflated, server.max_decompressed_bytes)"),
         (status = 429, description = "Trace buffer full; Retry-After"),
+        (status = 503, description = "Shutting down; Retry-After"),
     ))]
 pub async fn spans(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = body::read(&headers, body, &st.limits)
+    let limit = body::BodyLimit {
+        bytes: st.limits.max_bulk_body_bytes,
+        key: "server.max_bulk_body_bytes",
+    };
+    let bytes = body::read_within(&headers, body, limit, st.limits.max_decompressed_bytes)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge(m) => {
@@ -271,6 +305,10 @@ pub async fn spans(
             ),
         })?;
     let value = parse_json(&bytes)?;
+    // Jaeger or Zipkin spans would each be rejected for a missing `traceId`: name the format.
+    if let Some(message) = betrace_core::unsupported_json_format(&value) {
+        return Err(ApiError::bad_request(message));
+    }
     let decoded = betrace_core::decode_simple_json(&value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = decoded.spans.len();

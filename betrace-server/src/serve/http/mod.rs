@@ -6,7 +6,10 @@
 //! through `utoipa-axum`, so the OpenAPI 3 document served at `/v1/openapi.json` lists each
 //! route the router serves. A bearer token, when configured, guards every route except
 //! health, ready and metrics; CORS is added only for configured origins; a panic in a handler
-//! becomes a JSON 500.
+//! becomes a JSON 500. Every REST body is bounded (`server.max_api_body_bytes`, or
+//! `server.max_bulk_body_bytes` for the bulk routes; 413 JSON past it). Once shutdown starts
+//! ([`Shared::draining`]) every route but health, readiness and metrics answers 503 with
+//! `Retry-After`, and readiness answers 503 itself.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +39,8 @@ pub mod body;
 mod compat;
 pub mod ingest;
 mod rules;
+mod traces;
+pub mod ui;
 mod violations;
 
 /// What every handler shares.
@@ -50,8 +55,11 @@ pub struct Shared {
     pub signing_key: Vec<u8>,
     pub started: Instant,
     pub ready: AtomicBool,
+    /// Set at SIGTERM/SIGINT: requests are answered 503 while the buffered traces drain.
+    pub draining: AtomicBool,
     pub limits: Limits,
     pub openapi: OnceLock<String>,
+    pub ui: ui::UiSettings,
 }
 
 /// Handler state.
@@ -221,36 +229,50 @@ pub async fn blocking<T: Send + 'static>(
 struct ApiDoc;
 
 /// The REST routes with their OpenAPI document.
-fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(rules::router())
-        .nest("/api", rules::router())
+fn api_router(limits: &Limits) -> OpenApiRouter<AppState> {
+    let operations = OpenApiRouter::new()
         .merge(violations::router())
-        .merge(compat::router())
-        .routes(routes!(ingest::otlp_traces))
-        .routes(routes!(ingest::spans))
+        .merge(traces::router())
+        .merge(ui::router())
         .routes(routes!(health))
         .routes(routes!(health_root))
         .routes(routes!(ready))
         .routes(routes!(metrics))
         .routes(routes!(flush))
-        .routes(routes!(openapi_json))
+        .routes(routes!(openapi_json));
+    // OTLP/HTTP and `/v1/spans` read their bodies with their own limits (`body::read`).
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(rules::router(limits))
+        .nest("/api", compat::v1_router(limits))
+        .merge(compat::router(limits))
+        .merge(body::bounded(
+            operations,
+            limits.max_api_body_bytes,
+            "server.max_api_body_bytes",
+        ))
+        .routes(routes!(ingest::otlp_traces))
+        .routes(routes!(ingest::spans));
+    compat::tag_openapi(router.get_openapi_mut());
+    router
 }
 
 /// The OpenAPI document of the REST API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    api_router(&Limits::default()).split_for_parts().1
 }
 
 /// The main listener's router: REST API, OTLP/HTTP, metrics.
 pub fn main_router(state: AppState, cors_origins: &[String]) -> Router {
-    let (router, doc) = api_router().split_for_parts();
+    let (router, doc) = api_router(&state.limits).split_for_parts();
     let _ = state
         .openapi
         .set(doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
     let router = router
+        .merge(ui::pages())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), drain))
+        .layer(axum::middleware::from_fn(compat::errors));
     let router = match cors(cors_origins) {
         Some(c) => router.layer(c),
         None => router,
@@ -261,6 +283,27 @@ pub fn main_router(state: AppState, cors_origins: &[String]) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Answers 503 (`Retry-After`) once shutdown started, except health, readiness and metrics; OTLP
+/// `POST /v1/traces` answers in its own encoding from the handler.
+async fn drain(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if st.draining.load(Ordering::Acquire)
+        && !matches!(
+            path,
+            "/v1/health" | "/health" | "/v1/ready" | "/metrics" | "/v1/traces"
+        )
+    {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry against another instance or later",
+        )
+        .with_retry_after(ingest::RETRY_AFTER_SECONDS)
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The OTLP/HTTP listener's router (`POST /v1/traces` only).
@@ -290,6 +333,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     if origins.is_empty() {
         return None;
     }
+    // The methods and headers of the earlier product's clients (COMPAT.md "Common").
     let layer = CorsLayer::new()
         .allow_methods([
             Method::GET,
@@ -297,12 +341,16 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             Method::PUT,
             Method::PATCH,
             Method::DELETE,
+            Method::OPTIONS,
         ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::CONTENT_ENCODING,
-        ]);
+            header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("x-tenant-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(600));
     if origins.iter().any(|o| o == "*") {
         return Some(layer.allow_origin(Any));
     }
@@ -313,9 +361,9 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(layer.allow_origin(AllowOrigin::list(list)))
 }
 
-/// Paths open without a token (SERVER.md §1 "Security").
+/// Paths open without a token (SERVER.md §1 "Security"), and the static UI pages.
 fn is_open(path: &str) -> bool {
-    matches!(path, "/v1/health" | "/health" | "/v1/ready" | "/metrics")
+    matches!(path, "/v1/health" | "/health" | "/v1/ready" | "/metrics") || ui::is_page(path)
 }
 
 /// True when `headers` carry `Authorization: Bearer <token>` matching `hash`.
@@ -369,11 +417,14 @@ pub async fn health(State(st): State<AppState>) -> Json<Value> {
     Json(health_body(&st))
 }
 
-/// Health (alias of `/v1/health`).
-#[utoipa::path(get, path = "/health", tag = "operations",
-    responses((status = 200, description = "Same as /v1/health")))]
+/// Health for the earlier product's clients: `status` in lower case (`healthy`), the rest as
+/// `/v1/health` (COMPAT.md "Common").
+#[utoipa::path(get, path = "/health", tag = "compatibility",
+    responses((status = 200, description = "`{status: healthy, version, uptimeSeconds, metadata: {storage}}`")))]
 pub async fn health_root(State(st): State<AppState>) -> Json<Value> {
-    Json(health_body(&st))
+    let mut body = health_body(&st);
+    body["status"] = json!("healthy");
+    Json(body)
 }
 
 fn health_body(st: &Shared) -> Value {
@@ -385,12 +436,20 @@ fn health_body(st: &Shared) -> Value {
     })
 }
 
-/// Readiness: 503 until storage is open, the spool replayed and the rules loaded, and again
-/// while storage fails (violations cannot be stored or the spool written).
+/// Readiness: 503 until storage is open, the spool replayed and the rules loaded, again while
+/// storage fails (violations cannot be stored or the spool written), and once shutdown
+/// starts.
 #[utoipa::path(get, path = "/v1/ready", tag = "operations",
     responses((status = 200, description = "`{status: READY}`"),
-        (status = 503, description = "`{status: NOT_READY, reason?}`: starting, or storage failing")))]
+        (status = 503, description = "`{status: NOT_READY, reason}` while starting or while storage fails; `{status: SHUTTING_DOWN}`")))]
 pub async fn ready(State(st): State<AppState>) -> Response {
+    if st.draining.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "SHUTTING_DOWN"})),
+        )
+            .into_response();
+    }
     if !st.ready.load(Ordering::Acquire) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

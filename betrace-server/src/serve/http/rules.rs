@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,18 +20,28 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::body::{Bounded, bounded};
 use super::{ApiError, AppState, Who, blocking, parse_json};
+use crate::serve::config::Limits;
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// The rules routes; import and test take bodies up to `server.max_bulk_body_bytes`, the
+/// others up to `server.max_api_body_bytes`.
+pub fn router(limits: &Limits) -> OpenApiRouter<AppState> {
+    let bulk = OpenApiRouter::new()
+        .routes(routes!(test_rule))
+        .routes(routes!(import_rules));
+    let api = OpenApiRouter::new()
         .routes(routes!(list_rules, create_rule))
         .routes(routes!(validate))
-        .routes(routes!(test_rule))
         .routes(routes!(export_rules))
-        .routes(routes!(import_rules))
         .routes(routes!(get_rule, put_rule, patch_rule, delete_rule))
         .routes(routes!(enable_rule))
-        .routes(routes!(disable_rule))
+        .routes(routes!(disable_rule));
+    bounded(api, limits.max_api_body_bytes, "server.max_api_body_bytes").merge(bounded(
+        bulk,
+        limits.max_bulk_body_bytes,
+        "server.max_bulk_body_bytes",
+    ))
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, camel: &str, snake: &str) -> Option<&'a str> {
@@ -65,6 +74,7 @@ pub fn severity_param(v: &str) -> Result<Severity, ApiError> {
         ("enabledOnly" = Option<bool>, Query, description = "Only enabled rules"),
         ("severity" = Option<String>, Query, description = "CRITICAL, HIGH, MEDIUM or LOW"),
         ("tag" = Option<String>, Query, description = "Rules with this tag"),
+        ("tags" = Option<String>, Query, description = "Comma list: rules with at least one of these tags"),
     ),
     responses((status = 200, description = "`{rules: [...], totalCount}`")))]
 pub async fn list_rules(
@@ -75,7 +85,8 @@ pub async fn list_rules(
     Ok(Json(json!({"totalCount": rules.len(), "rules": rules})))
 }
 
-/// The rules matching `enabledOnly`, `severity`, `tag`.
+/// The rules matching `enabledOnly`, `severity`, `tag` and `tags` (a comma list: at least one
+/// of them).
 pub fn filtered_rules(
     st: &super::Shared,
     q: &HashMap<String, String>,
@@ -88,6 +99,14 @@ pub fn filtered_rules(
         .map(severity_param)
         .transpose()?;
     let tag = param(q, "tag", "tag");
+    let any_of: Vec<&str> = param(q, "tags", "tags")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(st
         .registry
         .list()
@@ -100,6 +119,12 @@ pub fn filtered_rules(
                     .as_array()
                     .is_some_and(|tags| tags.iter().any(|x| x == t))
             })
+        })
+        .filter(|r| {
+            any_of.is_empty()
+                || r["tags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|x| any_of.iter().any(|t| x == *t)))
         })
         .collect())
 }
@@ -116,7 +141,7 @@ pub fn filtered_rules(
 pub async fn create_rule(
     State(st): State<AppState>,
     Extension(who): Extension<Who>,
-    body: Bytes,
+    Bounded(body): Bounded,
 ) -> Result<Response, ApiError> {
     let value = parse_json(&body)?;
     let reg = Arc::clone(&st.registry);
@@ -151,7 +176,7 @@ pub async fn put_rule(
     State(st): State<AppState>,
     Extension(who): Extension<Who>,
     Path(id): Path<String>,
-    body: Bytes,
+    Bounded(body): Bounded,
 ) -> Result<Json<Value>, ApiError> {
     let value = parse_json(&body)?;
     let reg = Arc::clone(&st.registry);
@@ -176,7 +201,7 @@ pub async fn patch_rule(
     State(st): State<AppState>,
     Extension(who): Extension<Who>,
     Path(id): Path<String>,
-    body: Bytes,
+    Bounded(body): Bounded,
 ) -> Result<Json<Value>, ApiError> {
     let value = parse_json(&body)?;
     let reg = Arc::clone(&st.registry);
@@ -229,7 +254,7 @@ pub async fn disable_rule(
     ))
 }
 
-fn expression_of(value: &Value, max: usize) -> Result<String, ApiError> {
+fn expression_of(value: &Value) -> Result<String, ApiError> {
     let e = value
         .get("expression")
         .or_else(|| value.get("condition"))
@@ -237,35 +262,44 @@ fn expression_of(value: &Value, max: usize) -> Result<String, ApiError> {
     let e = e
         .as_str()
         .ok_or_else(|| ApiError::bad_request("field `expression`: expected a string"))?;
-    if e.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "field `expression`: {} bytes, longer than rules.max_expression_length ({max})",
-            e.len()
-        )));
-    }
     Ok(e.to_owned())
 }
 
-/// Compiles an expression and reports its diagnostics.
+/// Compiles an expression and reports its diagnostics; `error` renders the first one.
 #[utoipa::path(post, path = "/v1/rules/validate", tag = "rules",
     request_body(content = Object, description = "`{expression}`"),
-    responses((status = 200, description = "`{valid, diagnostics: [...], form: block|expression}`")))]
-pub async fn validate(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "`{valid, diagnostics: [...], form: block|expression, error?: \"line:col: CODE message\"}`; text over rules.max_expression_length is one E401 diagnostic")))]
+pub async fn validate(
+    State(st): State<AppState>,
+    Bounded(body): Bounded,
+) -> Result<Json<Value>, ApiError> {
     let value = parse_json(&body)?;
-    let expr = expression_of(&value, st.registry.max_expression_length())?;
-    let diagnostics: Vec<_> = betrace_dsl::validate(&expr)
-        .iter()
-        .map(|d| d.to_json(&expr))
-        .collect();
-    let form = betrace_dsl::form_of(&expr).map(|f| match f {
-        betrace_dsl::ir::FormKind::Block => "block",
-        betrace_dsl::ir::FormKind::Expression => "expression",
-    });
-    Ok(Json(json!({
+    let expr = expression_of(&value)?;
+    let too_long = st.registry.length_diagnostic(&expr);
+    let form = if too_long.is_some() {
+        None
+    } else {
+        betrace_dsl::form_of(&expr).map(|f| match f {
+            betrace_dsl::ir::FormKind::Block => "block",
+            betrace_dsl::ir::FormKind::Expression => "expression",
+        })
+    };
+    let diagnostics: Vec<_> = match too_long {
+        Some(d) => vec![d],
+        None => betrace_dsl::validate(&expr)
+            .iter()
+            .map(|d| d.to_json(&expr))
+            .collect(),
+    };
+    let mut out = json!({
         "valid": diagnostics.is_empty(),
         "diagnostics": diagnostics,
         "form": form,
-    })))
+    });
+    if let Some(d) = diagnostics.first() {
+        out["error"] = json!(format!("{}:{}: {} {}", d.line, d.column, d.code, d.message));
+    }
+    Ok(Json(out))
 }
 
 fn spans_of(value: &Value) -> Result<Vec<Span>, ApiError> {
@@ -307,9 +341,20 @@ fn spans_of(value: &Value) -> Result<Vec<Span>, ApiError> {
         (status = 200, description = "`{matches, violation, evaluationTimeMs}`"),
         (status = 400, description = "Does not compile (diagnostics), or a malformed span"),
     ))]
-pub async fn test_rule(State(st): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn test_rule(
+    State(st): State<AppState>,
+    Bounded(body): Bounded,
+) -> Result<Json<Value>, ApiError> {
     let value = parse_json(&body)?;
-    let expr = expression_of(&value, st.registry.max_expression_length())?;
+    let expr = expression_of(&value)?;
+    if let Some(d) = st.registry.length_diagnostic(&expr) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_expression",
+            d.message.clone(),
+        )
+        .with_diagnostics(vec![d]));
+    }
     let spans = spans_of(&value)?;
     let mut engine = st.registry.engine().clone();
     engine.signing_key = None;
@@ -379,7 +424,7 @@ pub async fn export_rules(
 pub async fn import_rules(
     State(st): State<AppState>,
     Extension(who): Extension<Who>,
-    body: Bytes,
+    Bounded(body): Bounded,
 ) -> Result<Json<Value>, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the rules file is not UTF-8"))?;
