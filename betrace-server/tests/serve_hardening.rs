@@ -409,3 +409,28 @@ fn a_trace_stored_before_sigkill_is_not_evaluated_again() {
     traces.sort();
     assert_eq!(traces, vec![format!("{:032x}", 1), format!("{:032x}", 2)]);
 }
+
+/// The control of `acknowledged_spans_survive_sigkill`: without the spool (what a 200 meant
+/// before it), the same kill loses the acknowledged traces.
+#[test]
+fn without_the_spool_a_sigkill_loses_acknowledged_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let slow = write_config(
+        dir.path(),
+        "slow.yaml",
+        "trace:\n  root_grace: 60s\n  idle_timeout: 60s\ningest:\n  spool: false\n",
+    );
+    let mut s = Server::start(sqlite_opts(&data, &slow));
+    s.create_rule(&serde_json::json!({"id": "errs", "expression": "never { payment.where(span.status == error) }", "severity": "HIGH"}));
+    let (st, r) = s.post(
+        "/v1/spans",
+        &serde_json::json!({"spans": [payment_error(1)]}),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(segments(&data), 0);
+    s.kill();
+    let s = Server::start(sqlite_opts(&data, &slow));
+    assert_eq!(s.flush(), 0, "nothing comes back without the spool");
+    assert!(s.violations("").is_empty());
+}
