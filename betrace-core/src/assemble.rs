@@ -8,9 +8,9 @@
 //!
 //! | trigger | setting (default) | reason | returned by |
 //! |---|---|---|---|
-//! | a root span (no parent, end time set) has arrived and no span arrived for `root_grace` | 2 s | `root_complete` | [`TraceAssembler::poll_expired`] |
-//! | no span arrived for `idle_timeout` | 10 s | `idle_timeout` | `poll_expired` |
-//! | the first span arrived more than `max_trace_age` ago | 60 s | `max_age` | `poll_expired` |
+//! | a root span (no parent, end time set) has arrived and no span arrived for `root_grace` | 7 s | `root_complete` | [`TraceAssembler::poll_expired`] |
+//! | no span arrived for `idle_timeout` | 30 s | `idle_timeout` | `poll_expired` |
+//! | the first span arrived more than `max_trace_age` ago | 5 min | `max_age` | `poll_expired` |
 //! | the trace holds `max_spans_per_trace` spans | 10 000 | `span_cap` | [`TraceAssembler::ingest`] |
 //! | more than `max_buffered_spans` spans are buffered: oldest trace (first arrival) first | 1 000 000 | `evicted` | `ingest` |
 //! | [`TraceAssembler::flush`] / [`TraceAssembler::shutdown`] | — | `flush` / `shutdown` | those calls |
@@ -18,16 +18,31 @@
 //! Times are readings of an injectable [`Clock`] taken when spans arrive, never the spans' own
 //! timestamps.
 //!
-//! **Late spans.** The ids of released traces are remembered for `released_memory` (default
-//! 60 s, at most `max_remembered_traces`). A span arriving for a remembered trace id is late:
-//! it is counted in `late_spans` and buffered as a new fragment, released later like any trace
-//! but with `partial: true`. Spans past the span cap start such a fragment too: nothing is
-//! dropped to enforce the cap.
+//! The defaults follow the exporters in the field: the batch span processor of every
+//! OpenTelemetry SDK waits up to 5 s (`OTEL_BSP_SCHEDULE_DELAY` 5000 ms) before it sends, so
+//! the spans of a downstream service may arrive 5 s after the root span of its trace;
+//! `root_grace` covers that delay plus 2 s for a Collector hop. `idle_timeout` equals the
+//! Collector's tail-sampling `decision_wait` (30 s).
+//!
+//! **Late spans and re-evaluation.** The ids of released traces are remembered for
+//! `released_memory` (default 60 s, at most `max_remembered_traces`). A span arriving for a
+//! remembered trace id is late: it is counted in `late_spans` and buffered as a new fragment
+//! with the next evaluation number ([`CompletedTrace::evaluation`]), released like any trace
+//! (by `root_grace` when the earlier part had a root). After a trace was evaluated, its owner
+//! may hand its spans back with [`TraceAssembler::retain`]; they are kept for
+//! `reevaluate_window` (default 30 s), at most `max_retained_spans` spans in all (oldest
+//! trace dropped first). When the late fragment is released and the earlier spans are still
+//! kept, it is released together with them as the whole trace, `partial: false`; otherwise
+//! on its own, `partial: true`. Traces released by the span cap, by eviction or at shutdown
+//! are not kept, and spans past the span cap start a partial fragment: nothing is dropped to
+//! enforce the cap.
 //!
 //! **Accounting.** Every span passed to `ingest` is, at every moment when no call is running,
 //! exactly one of: released in a completed trace, buffered, or dropped with a reason (refused
 //! by back-pressure, or refused after shutdown):
 //! `spans_in == spans_released + spans_buffered + spans_dropped.total()` ([`AssemblerStats`]).
+//! Spans kept for re-evaluation are counted apart (`spans_retained`), and a re-released
+//! span is not counted as released twice.
 //!
 //! **Back-pressure.** With `reject_when_full`, a batch that would take the buffer over
 //! `max_buffered_spans` is refused whole ([`IngestOutcome::Refused`], for an HTTP 429 or gRPC
@@ -134,14 +149,16 @@ fn nanos_of(d: Duration) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AssemblerConfig {
-    /// Quiet time after a root span arrived before its trace is released. Default 2 s.
+    /// Quiet time after a root span arrived before its trace is released. Default 7 s: the
+    /// SDKs' 5 s batch delay plus 2 s.
     #[serde(with = "duration_text")]
     pub root_grace: Duration,
-    /// Quiet time after which a trace is released without a root. Default 10 s.
+    /// Quiet time after which a trace is released without a root. Default 30 s (the
+    /// Collector's tail-sampling `decision_wait`).
     #[serde(with = "duration_text")]
     pub idle_timeout: Duration,
     /// Time after the first span's arrival at which a trace is released regardless. Default
-    /// 60 s.
+    /// 5 min.
     #[serde(with = "duration_text")]
     pub max_trace_age: Duration,
     /// Spans at which a trace is released at once. Default 10 000; at least 1.
@@ -158,20 +175,31 @@ pub struct AssemblerConfig {
     pub released_memory: Duration,
     /// Most released trace ids remembered (spread over the shards). Default 100 000.
     pub max_remembered_traces: usize,
+    /// How long the spans of an evaluated trace are kept (see [`TraceAssembler::retain`]) so
+    /// that late spans re-open the whole trace. Default 30 s; `0s` keeps nothing (late spans
+    /// are then evaluated alone, `partial: true`). Late spans are recognised only while the
+    /// trace id is remembered, so a window longer than `released_memory` acts as that.
+    #[serde(with = "duration_text")]
+    pub reevaluate_window: Duration,
+    /// Most spans kept for re-evaluation, all traces together (spread over the shards); the
+    /// oldest kept trace goes first. Default 200 000.
+    pub max_retained_spans: usize,
 }
 
 impl Default for AssemblerConfig {
     fn default() -> AssemblerConfig {
         AssemblerConfig {
-            root_grace: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(10),
-            max_trace_age: Duration::from_secs(60),
+            root_grace: Duration::from_secs(7),
+            idle_timeout: Duration::from_secs(30),
+            max_trace_age: Duration::from_secs(300),
             max_spans_per_trace: 10_000,
             max_buffered_spans: 1_000_000,
             reject_when_full: false,
             shards: 16,
             released_memory: Duration::from_secs(60),
             max_remembered_traces: 100_000,
+            reevaluate_window: Duration::from_secs(30),
+            max_retained_spans: 200_000,
         }
     }
 }
@@ -300,8 +328,12 @@ pub struct CompletedTrace {
     /// In arrival order, duplicates kept ([`Trace::new`] removes them, the last copy winning).
     pub spans: Vec<Span>,
     pub reason: CompletionReason,
-    /// True for a fragment made of late spans (the trace id had been released before).
+    /// True for a fragment of late spans released without the earlier spans of its trace.
     pub partial: bool,
+    /// 1 for the first release of the trace id, n for the n-th (late spans re-opened it).
+    /// With `partial: false` and n > 1, `spans` is the whole trace: the spans kept from the
+    /// earlier evaluation followed by the late ones.
+    pub evaluation: u32,
 }
 
 impl CompletedTrace {
@@ -390,8 +422,12 @@ pub struct AssemblerStats {
     pub spans_buffered: u64,
     /// Traces (fragments) buffered now (gauge).
     pub traces_buffered: u64,
-    /// Spans that arrived for an already released trace id (buffered into partial fragments).
+    /// Spans that arrived for an already released trace id (buffered into late fragments).
     pub late_spans: u64,
+    /// Spans of evaluated traces kept for re-evaluation now (gauge).
+    pub spans_retained: u64,
+    /// Late fragments released together with the kept spans of their trace.
+    pub traces_reevaluated: u64,
     pub spans_dropped: SpansDropped,
     pub traces_released: TracesReleased,
 }
@@ -410,6 +446,8 @@ struct Counters {
     spans_buffered: AtomicU64,
     traces_buffered: AtomicU64,
     late_spans: AtomicU64,
+    spans_retained: AtomicU64,
+    traces_reevaluated: AtomicU64,
     dropped_refused: AtomicU64,
     dropped_shut_down: AtomicU64,
     traces_released: [AtomicU64; CompletionReason::ALL.len()],
@@ -424,6 +462,8 @@ struct Limits {
     max_spans_per_trace: usize,
     released_memory: u64,
     remembered_per_shard: usize,
+    reevaluate_window: u64,
+    retained_per_shard: usize,
 }
 
 #[derive(Debug)]
@@ -435,6 +475,7 @@ struct Pending {
     last_arrival: u64,
     root_arrived: bool,
     partial: bool,
+    evaluation: u32,
 }
 
 impl Pending {
@@ -468,9 +509,31 @@ struct Shard {
     /// `(due, seq, trace id)`: a time at or before which the trace must be looked at. Entries
     /// of released traces go stale and are skipped when they come up.
     timers: BinaryHeap<Reverse<(u64, u64, TraceId)>>,
-    /// Released trace id → when, for recognising late spans.
-    released: AHashMap<TraceId, u64>,
+    /// Released trace id → when and how, for recognising late spans.
+    released: AHashMap<TraceId, Remembered>,
     released_order: VecDeque<(u64, TraceId)>,
+    /// Spans of evaluated traces kept for re-evaluation.
+    retained: AHashMap<TraceId, Retained>,
+    /// `(when kept, trace id)`, oldest first; entries of traces no longer kept go stale.
+    retained_order: VecDeque<(u64, TraceId)>,
+    retained_spans: usize,
+}
+
+/// What is remembered of a released trace id.
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    at: u64,
+    /// Releases so far.
+    evaluations: u32,
+    had_root: bool,
+    /// Its spans may be kept ([`TraceAssembler::retain`]).
+    retainable: bool,
+}
+
+#[derive(Debug)]
+struct Retained {
+    at: u64,
+    spans: Vec<Span>,
 }
 
 impl Shard {
@@ -498,6 +561,7 @@ impl Shard {
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 let seq = next_seq.fetch_add(1, Ordering::Relaxed);
+                let prior = self.released.get(&tid).copied();
                 let first_check = l.root_grace.min(l.idle_timeout).min(l.max_trace_age);
                 self.timers
                     .push(Reverse((now.saturating_add(first_check), seq, tid)));
@@ -508,8 +572,9 @@ impl Shard {
                     seq,
                     first_arrival: now,
                     last_arrival: now,
-                    root_arrived: is_root,
-                    partial: self.released.contains_key(&tid),
+                    root_arrived: is_root || prior.is_some_and(|r| r.had_root),
+                    partial: prior.is_some(),
+                    evaluation: prior.map_or(1, |r| r.evaluations.saturating_add(1)),
                 })
             }
         };
@@ -537,27 +602,100 @@ impl Shard {
     ) -> Option<Released> {
         let p = self.traces.remove(&tid)?;
         self.by_seq.remove(&p.seq);
-        self.remember(tid, now, l);
         let n = p.spans.len() as u64;
         c.spans_buffered.fetch_sub(n, Ordering::Relaxed);
         c.traces_buffered.fetch_sub(1, Ordering::Relaxed);
         c.spans_released.fetch_add(n, Ordering::Relaxed);
         c.traces_released[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+        let mut spans = p.spans;
+        let mut partial = p.partial;
+        if p.evaluation > 1
+            && let Some(kept) = self.unretain(&tid, c)
+        {
+            let mut all = kept.spans;
+            all.append(&mut spans);
+            spans = all;
+            partial = false;
+            c.traces_reevaluated.fetch_add(1, Ordering::Relaxed);
+        }
+        // Only a whole trace is kept: a partial fragment would pass later for the whole.
+        let retainable = l.reevaluate_window > 0
+            && !partial
+            && !matches!(
+                reason,
+                CompletionReason::SpanCap | CompletionReason::Evicted | CompletionReason::Shutdown
+            );
+        self.remember(
+            tid,
+            Remembered {
+                at: now,
+                evaluations: p.evaluation,
+                had_root: p.root_arrived,
+                retainable,
+            },
+            l,
+        );
         Some((
             p.seq,
             CompletedTrace {
                 trace_id: tid,
-                spans: p.spans,
+                spans,
                 reason,
-                partial: p.partial,
+                partial,
+                evaluation: p.evaluation,
             },
         ))
     }
 
-    fn remember(&mut self, tid: TraceId, now: u64, l: &Limits) {
-        self.released.insert(tid, now);
-        self.released_order.push_back((now, tid));
-        self.forget_old(now, l);
+    fn remember(&mut self, tid: TraceId, r: Remembered, l: &Limits) {
+        self.released.insert(tid, r);
+        self.released_order.push_back((r.at, tid));
+        self.forget_old(r.at, l);
+    }
+
+    fn unretain(&mut self, tid: &TraceId, c: &Counters) -> Option<Retained> {
+        let kept = self.retained.remove(tid)?;
+        self.retained_spans -= kept.spans.len();
+        c.spans_retained
+            .fetch_sub(kept.spans.len() as u64, Ordering::Relaxed);
+        Some(kept)
+    }
+
+    /// Keeps `spans` of the released trace `tid` (evaluation `evaluation`), within the budget.
+    fn retain(
+        &mut self,
+        tid: TraceId,
+        evaluation: u32,
+        spans: Vec<Span>,
+        now: u64,
+        l: &Limits,
+        c: &Counters,
+    ) -> bool {
+        let Some(r) = self.released.get(&tid) else {
+            return false;
+        };
+        if !r.retainable
+            || r.evaluations != evaluation
+            || spans.is_empty()
+            || spans.len() > l.retained_per_shard
+        {
+            return false;
+        }
+        let _ = self.unretain(&tid, c);
+        while self.retained_spans + spans.len() > l.retained_per_shard {
+            let Some((at, old)) = self.retained_order.pop_front() else {
+                break;
+            };
+            if self.retained.get(&old).is_some_and(|k| k.at == at) {
+                let _ = self.unretain(&old, c);
+            }
+        }
+        self.retained_spans += spans.len();
+        c.spans_retained
+            .fetch_add(spans.len() as u64, Ordering::Relaxed);
+        self.retained_order.push_back((now, tid));
+        self.retained.insert(tid, Retained { at: now, spans });
+        true
     }
 
     fn forget_old(&mut self, now: u64, l: &Limits) {
@@ -567,8 +705,22 @@ impl Shard {
                 break;
             }
             self.released_order.pop_front();
-            if self.released.get(&tid) == Some(&at) {
+            if self.released.get(&tid).is_some_and(|r| r.at == at) {
                 self.released.remove(&tid);
+            }
+        }
+    }
+
+    fn forget_retained(&mut self, now: u64, l: &Limits, c: &Counters) {
+        while let Some(&(at, tid)) = self.retained_order.front() {
+            let current = self.retained.get(&tid).is_some_and(|k| k.at == at);
+            let expired = at.saturating_add(l.reevaluate_window) <= now;
+            if current && !expired && self.released.contains_key(&tid) {
+                break;
+            }
+            self.retained_order.pop_front();
+            if current {
+                let _ = self.unretain(&tid, c);
             }
         }
     }
@@ -593,6 +745,7 @@ impl Shard {
             }
         }
         self.forget_old(now, l);
+        self.forget_retained(now, l, c);
     }
 
     fn drain(
@@ -654,6 +807,8 @@ impl TraceAssembler {
             max_spans_per_trace: config.max_spans_per_trace,
             released_memory: nanos_of(config.released_memory),
             remembered_per_shard: (config.max_remembered_traces / config.shards).max(1),
+            reevaluate_window: nanos_of(config.reevaluate_window.min(config.released_memory)),
+            retained_per_shard: (config.max_retained_spans / config.shards).max(1),
         };
         let shards = (0..config.shards)
             .map(|_| Mutex::new(Shard::default()))
@@ -780,6 +935,25 @@ impl TraceAssembler {
         in_order(out)
     }
 
+    /// Keeps the spans of a trace this assembler released with `evaluation`, after it was
+    /// evaluated (pass [`Trace::into_spans`] to avoid a copy), so that late spans re-open the
+    /// whole trace (see the module docs). Returns whether they are kept: not when the window is
+    /// `0s`, the trace id was forgotten or released again since, it was released by the span
+    /// cap, eviction or shutdown, or it alone holds more than the budget of its shard
+    /// (`max_retained_spans / shards`). Older kept traces of the shard make room.
+    pub fn retain(&self, trace_id: TraceId, evaluation: u32, spans: Vec<Span>) -> bool {
+        let now = self.clock.now();
+        let i = self.shard_of(&trace_id);
+        self.shards[i].lock().retain(
+            trace_id,
+            evaluation,
+            spans,
+            now,
+            &self.limits,
+            &self.counters,
+        )
+    }
+
     /// Releases every buffered trace with reason `flush`, oldest first.
     pub fn flush(&self) -> Vec<CompletedTrace> {
         self.drain(CompletionReason::Flush)
@@ -820,6 +994,8 @@ impl TraceAssembler {
             spans_buffered: get(&c.spans_buffered),
             traces_buffered: get(&c.traces_buffered),
             late_spans: get(&c.late_spans),
+            spans_retained: get(&c.spans_retained),
+            traces_reevaluated: get(&c.traces_reevaluated),
             spans_dropped: SpansDropped {
                 refused: get(&c.dropped_refused),
                 shut_down: get(&c.dropped_shut_down),
@@ -858,6 +1034,16 @@ mod tests {
         }
     }
 
+    /// The timings the assertions below are written for.
+    fn classic() -> AssemblerConfig {
+        AssemblerConfig {
+            root_grace: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            max_trace_age: Duration::from_secs(60),
+            ..Default::default()
+        }
+    }
+
     fn setup(config: AssemblerConfig) -> (Arc<ManualClock>, TraceAssembler) {
         let clock = Arc::new(ManualClock::new(1_000 * S));
         let a = TraceAssembler::with_clock(config, clock.clone()).unwrap();
@@ -886,7 +1072,7 @@ mod tests {
 
     #[test]
     fn root_complete_after_grace() {
-        let (clock, a) = setup(AssemblerConfig::default());
+        let (clock, a) = setup(classic());
         assert!(accepted(a.ingest(vec![span(1, 2, Some(1))])).is_empty());
         clock.advance(Duration::from_millis(500));
         assert!(accepted(a.ingest(vec![span(1, 1, None)])).is_empty());
@@ -912,7 +1098,7 @@ mod tests {
 
     #[test]
     fn root_without_end_time_has_not_ended() {
-        let (clock, a) = setup(AssemblerConfig::default());
+        let (clock, a) = setup(classic());
         let mut root = span(1, 1, None);
         root.end_time_unix_nano = 0;
         let _ = a.ingest(vec![root]);
@@ -925,7 +1111,7 @@ mod tests {
 
     #[test]
     fn idle_timeout_without_root() {
-        let (clock, a) = setup(AssemblerConfig::default());
+        let (clock, a) = setup(classic());
         let _ = a.ingest(vec![span(1, 2, Some(1))]);
         clock.advance(Duration::from_secs(9));
         let _ = a.ingest(vec![span(1, 3, Some(1))]);
@@ -941,7 +1127,7 @@ mod tests {
 
     #[test]
     fn max_age_for_a_trace_that_never_goes_quiet() {
-        let (clock, a) = setup(AssemblerConfig::default());
+        let (clock, a) = setup(classic());
         for i in 0..60u8 {
             let _ = a.ingest(vec![span(1, i + 2, Some(1))]);
             clock.advance(Duration::from_secs(1));
@@ -959,7 +1145,7 @@ mod tests {
     fn span_cap_releases_at_once_and_continues_as_partial_fragment() {
         let (clock, a) = setup(AssemblerConfig {
             max_spans_per_trace: 3,
-            ..Default::default()
+            ..classic()
         });
         let out = accepted(a.ingest((1..=5).map(|i| span(1, i, Some(9))).collect()));
         assert_eq!(out.len(), 1);
@@ -988,7 +1174,7 @@ mod tests {
         let (clock, a) = setup(AssemblerConfig {
             max_buffered_spans: 4,
             shards: 4,
-            ..Default::default()
+            ..classic()
         });
         for t in 1..=4u8 {
             let _ = a.ingest(vec![span(t, 1, Some(0))]);
@@ -1011,7 +1197,7 @@ mod tests {
         let (_clock, a) = setup(AssemblerConfig {
             max_buffered_spans: 3,
             reject_when_full: true,
-            ..Default::default()
+            ..classic()
         });
         assert!(accepted(a.ingest(vec![span(1, 1, Some(0)), span(1, 2, Some(0))])).is_empty());
         match a.ingest(vec![span(2, 1, Some(0)), span(2, 2, Some(0))]) {
@@ -1038,7 +1224,7 @@ mod tests {
     fn late_spans_form_partial_fragments_until_forgotten() {
         let (clock, a) = setup(AssemblerConfig {
             released_memory: Duration::from_secs(30),
-            ..Default::default()
+            ..classic()
         });
         let _ = a.ingest(vec![span(1, 1, None)]);
         clock.advance(Duration::from_secs(2));
@@ -1060,11 +1246,107 @@ mod tests {
     }
 
     #[test]
+    fn late_spans_reopen_the_kept_trace() {
+        let (clock, a) = setup(classic());
+        let _ = a.ingest(vec![span(1, 1, None), span(1, 2, Some(1))]);
+        clock.advance(Duration::from_secs(2));
+        let out = a.poll_expired();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].evaluation, 1);
+        assert!(a.retain(out[0].trace_id, 1, out[0].spans.clone()));
+        assert_eq!(a.stats().spans_retained, 2);
+        // A late child: the earlier part had a root, so root_grace applies.
+        let _ = a.ingest(vec![span(1, 3, Some(1))]);
+        clock.advance(Duration::from_millis(1999));
+        assert!(a.poll_expired().is_empty());
+        clock.advance(Duration::from_millis(1));
+        let out = a.poll_expired();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, CompletionReason::RootComplete);
+        assert_eq!(out[0].evaluation, 2);
+        assert!(!out[0].partial, "released with the kept spans");
+        assert_eq!(ids(&out[0]), [1, 2, 3]);
+        let s = a.stats();
+        assert_eq!(s.spans_retained, 0);
+        assert_eq!(s.traces_reevaluated, 1);
+        assert_eq!(s.spans_released, 3, "kept spans are not released twice");
+        check_invariant(&a);
+        // Evaluation 1 is over: its spans are no longer accepted.
+        assert!(!a.retain(out[0].trace_id, 1, out[0].spans.clone()));
+        assert!(a.retain(out[0].trace_id, 2, out[0].spans.clone()));
+    }
+
+    #[test]
+    fn late_spans_without_kept_spans_are_a_partial_fragment() {
+        let (clock, a) = setup(classic());
+        let _ = a.ingest(vec![span(1, 1, None)]);
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(a.poll_expired().len(), 1);
+        let _ = a.ingest(vec![span(1, 3, Some(1))]);
+        clock.advance(Duration::from_secs(2));
+        let out = a.poll_expired();
+        assert_eq!(out[0].evaluation, 2);
+        assert!(out[0].partial);
+        assert_eq!(ids(&out[0]), [3]);
+        // Its spans are not the whole trace: not kept.
+        assert!(!a.retain(out[0].trace_id, 2, out[0].spans.clone()));
+    }
+
+    #[test]
+    fn kept_spans_are_bounded_by_window_and_budget() {
+        let (clock, a) = setup(AssemblerConfig {
+            shards: 1,
+            max_retained_spans: 3,
+            reevaluate_window: Duration::from_secs(5),
+            ..classic()
+        });
+        let _ = a.ingest(vec![span(1, 1, None), span(1, 2, Some(1))]);
+        let _ = a.ingest(vec![span(2, 1, None), span(2, 2, Some(1))]);
+        let _ = a.ingest(vec![span(3, 1, None); 4]);
+        let out = a.flush();
+        assert_eq!(out.len(), 3);
+        assert!(a.retain(out[0].trace_id, 1, out[0].spans.clone()));
+        // Trace 2 does not fit beside trace 1: trace 1, the oldest, makes room.
+        assert!(a.retain(out[1].trace_id, 1, out[1].spans.clone()));
+        assert_eq!(a.stats().spans_retained, 2);
+        // Larger than the whole budget: not kept.
+        assert!(!a.retain(out[2].trace_id, 1, out[2].spans.clone()));
+        let _ = a.ingest(vec![span(1, 3, Some(1))]);
+        let again = a.flush();
+        assert!(again[0].partial, "trace 1 was dropped to make room");
+        // After the window, trace 2's spans are gone.
+        clock.advance(Duration::from_secs(5));
+        assert!(a.poll_expired().is_empty());
+        assert_eq!(a.stats().spans_retained, 0);
+        let _ = a.ingest(vec![span(2, 3, Some(1))]);
+        assert!(a.flush()[0].partial);
+        check_invariant(&a);
+    }
+
+    #[test]
+    fn capped_and_evicted_traces_are_not_kept() {
+        let (_clock, a) = setup(AssemblerConfig {
+            max_spans_per_trace: 2,
+            ..classic()
+        });
+        let out = accepted(a.ingest(vec![span(1, 1, None), span(1, 2, Some(1))]));
+        assert_eq!(out[0].reason, CompletionReason::SpanCap);
+        assert!(!a.retain(out[0].trace_id, 1, out[0].spans.clone()));
+        let (_clock, a) = setup(AssemblerConfig {
+            reevaluate_window: Duration::ZERO,
+            ..classic()
+        });
+        let _ = a.ingest(vec![span(1, 1, None)]);
+        let out = a.flush();
+        assert!(!a.retain(out[0].trace_id, 1, out[0].spans.clone()));
+    }
+
+    #[test]
     fn remembered_ids_are_bounded() {
         let (_clock, a) = setup(AssemblerConfig {
             shards: 1,
             max_remembered_traces: 2,
-            ..Default::default()
+            ..classic()
         });
         for t in 1..=3u8 {
             let _ = a.ingest(vec![span(t, 1, None)]);
@@ -1080,7 +1362,7 @@ mod tests {
 
     #[test]
     fn flush_and_shutdown() {
-        let (_clock, a) = setup(AssemblerConfig::default());
+        let (_clock, a) = setup(classic());
         let _ = a.ingest(vec![span(1, 1, None), span(2, 1, None)]);
         let out = a.flush();
         assert_eq!(out.len(), 2);
@@ -1102,7 +1384,7 @@ mod tests {
 
     #[test]
     fn stale_timers_do_not_release_a_new_fragment_early() {
-        let (clock, a) = setup(AssemblerConfig::default());
+        let (clock, a) = setup(classic());
         let _ = a.ingest(vec![span(1, 1, Some(0))]);
         assert_eq!(a.flush().len(), 1);
         clock.advance(Duration::from_secs(9));
@@ -1140,7 +1422,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.root_grace, Duration::from_millis(100));
         assert_eq!(c.idle_timeout, Duration::from_secs(90));
-        assert_eq!(c.max_trace_age, Duration::from_secs(60));
+        assert_eq!(c.max_trace_age, Duration::from_secs(300));
         assert_eq!(c.shards, 2);
         let e =
             serde_json::from_str::<AssemblerConfig>(r#"{"root_grace": "5 parsecs"}"#).unwrap_err();
@@ -1151,7 +1433,9 @@ mod tests {
         let e = serde_json::from_str::<AssemblerConfig>(r#"{"idle_timeot": "5s"}"#).unwrap_err();
         assert!(e.to_string().contains("idle_timeot"), "{e}");
         let text = serde_json::to_string(&AssemblerConfig::default()).unwrap();
-        assert!(text.contains(r#""root_grace":"2s""#), "{text}");
+        assert!(text.contains(r#""root_grace":"7s""#), "{text}");
+        assert!(text.contains(r#""reevaluate_window":"30s""#), "{text}");
+
         assert_eq!(
             serde_json::from_str::<AssemblerConfig>(&text).unwrap(),
             AssemblerConfig::default()

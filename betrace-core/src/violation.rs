@@ -15,9 +15,14 @@
 //!  "offendingSpans":[],"truncated":false,"createdAt":"2024-05-01T12:00:00.123Z","signature":null}
 //! ```
 //!
-//! Every key is always present; `signature` is `null` when the violation is unsigned. A
-//! violation holds no JSON numbers (only strings, booleans, lists and objects), which keeps its
-//! canonical form identical across JSON libraries (see [`crate::sign`]).
+//! Every key above is always present; `signature` is `null` when the violation is unsigned.
+//! A record made by a re-evaluation of its trace (late spans, ENGINE.md §5) adds
+//! `"evaluation": n` (n ≥ 2, a JSON integer), `"supersedes": "<id>"` when it replaces an
+//! earlier violation, and `"retraction": true` when it withdraws it ([`reconcile`]); these
+//! keys are absent otherwise, so a first evaluation's record is what it always was. Apart from
+//! `evaluation`, a violation holds no JSON numbers, and an integer below 2^53 is printed
+//! alike by every JSON library, which keeps the canonical form identical across them (see
+//! [`crate::sign`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -243,6 +248,34 @@ pub struct Violation {
     pub created_at: String,
     /// `v1:<hex>` (ENGINE.md §7, [`crate::sign`]); serialized as `null` when unsigned.
     pub signature: Option<String>,
+    /// Which evaluation of the trace id produced the record: 1 for the first, n for the one
+    /// after the (n-1)-th was re-opened by late spans. Serialized only when above 1 (a JSON
+    /// integer), so the record of a first evaluation keeps exactly the keys above.
+    #[serde(
+        default = "first_evaluation",
+        skip_serializing_if = "is_first_evaluation"
+    )]
+    pub evaluation: u32,
+    /// The id of the earlier violation of the same rule and trace that this record replaces;
+    /// serialized only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+    /// True for a retraction: evaluation `evaluation` of the whole trace no longer violates
+    /// the rule, and the violation `supersedes` is withdrawn. Serialized only when true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retraction: bool,
+}
+
+fn first_evaluation() -> u32 {
+    1
+}
+
+fn is_first_evaluation(n: &u32) -> bool {
+    *n <= 1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The source text of a block rule's clauses, without their braces, used to build a
@@ -329,11 +362,9 @@ impl Violation {
             .or(parts.offending_spans.first())
             .map(|r| r.span_id.clone())
             .unwrap_or_default();
-        let secs = created_at_unix_nanos / 1_000_000_000;
-        let subsec = (created_at_unix_nanos % 1_000_000_000) as u32;
-        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, subsec));
+        let (id, created_at) = fresh_id(created_at_unix_nanos);
         Violation {
-            id: id.hyphenated().to_string(),
+            id,
             rule_id: parts.rule_id.to_owned(),
             rule_name: parts.rule_name.to_owned(),
             rule_version: rule_version(parts.expression),
@@ -347,9 +378,56 @@ impl Violation {
             trigger_spans: parts.trigger_spans,
             offending_spans: parts.offending_spans,
             truncated: parts.truncated,
-            created_at: format_created_at(created_at_unix_nanos),
+            created_at,
             signature: None,
+            evaluation: 1,
+            supersedes: None,
+            retraction: false,
         }
+    }
+
+    /// True when `self` and `other` say the same thing about the trace: same rule version,
+    /// failed clause, span lists and partiality (ids, times, messages and signatures aside).
+    pub fn same_finding(&self, other: &Violation) -> bool {
+        self.rule_id == other.rule_id
+            && self.rule_version == other.rule_version
+            && self.failed_clause == other.failed_clause
+            && self.trigger_spans == other.trigger_spans
+            && self.offending_spans == other.offending_spans
+            && self.truncated == other.truncated
+            && self.partial == other.partial
+            && !self.retraction
+            && !other.retraction
+    }
+
+    /// The retraction of `self`: a new record (fresh UUIDv7 id, `createdAt` =
+    /// `created_at_unix_nanos`, unsigned) with the rule, trace and span lists of `self`,
+    /// `evaluation`, `supersedes` = the id of `self`, `retraction: true`, `completionReason`
+    /// of the evaluation that found the rule no longer violated, and the message
+    /// `rule "<name>" (<SEVERITY>): retracted: evaluation <n> of the whole trace (<k> spans) no
+    /// longer violates the rule`.
+    pub fn retraction_of(
+        &self,
+        evaluation: u32,
+        span_count: usize,
+        completion_reason: CompletionReason,
+        created_at_unix_nanos: u64,
+    ) -> Violation {
+        let mut r = self.clone();
+        let (id, created_at) = fresh_id(created_at_unix_nanos);
+        r.id = id;
+        r.created_at = created_at;
+        r.message = format!(
+            "{}retracted: evaluation {evaluation} of the whole trace ({span_count} spans) no longer violates the rule",
+            message_prefix(&self.rule_name, &self.rule_id, self.severity)
+        );
+        r.completion_reason = completion_reason;
+        r.partial = false;
+        r.signature = None;
+        r.evaluation = evaluation;
+        r.supersedes = Some(self.id.clone());
+        r.retraction = true;
+        r
     }
 
     /// The message without its `rule "name" (id, SEVERITY): ` head, for reports that show
@@ -368,6 +446,77 @@ impl Violation {
             .timestamp_nanos_opt()
             .and_then(|n| u64::try_from(n).ok())
     }
+}
+
+/// A UUIDv7 whose timestamp is `unix_nanos`, and `createdAt` of the same instant.
+fn fresh_id(unix_nanos: u64) -> (String, String) {
+    let secs = unix_nanos / 1_000_000_000;
+    let subsec = (unix_nanos % 1_000_000_000) as u32;
+    let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, subsec));
+    (id.hyphenated().to_string(), format_created_at(unix_nanos))
+}
+
+/// How the violations of a re-evaluation relate to the live violations of the earlier
+/// evaluations of the same trace (see [`reconcile`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Records to store: new violations (possibly superseding an earlier one) and
+    /// retractions, unsigned when they were changed (sign them again).
+    pub records: Vec<Violation>,
+    /// Fresh violations dropped because an earlier live violation says the same.
+    pub unchanged: usize,
+}
+
+/// Reconciles `fresh`, the violations of evaluation `evaluation` of a whole trace (not a
+/// partial fragment), with `earlier`, the live violations of the same trace from earlier
+/// evaluations. Per rule:
+/// - violated before and now with the same finding ([`Violation::same_finding`]): nothing new
+///   is recorded, the earlier violation stands;
+/// - violated before and now differently: the fresh violation gets `supersedes` = the earlier
+///   id;
+/// - violated before, not now: a retraction ([`Violation::retraction_of`]);
+/// - violated only now: the fresh violation as it is.
+///
+/// Every record gets `evaluation`; changed records lose their signature (`signature: None`)
+/// so that the caller signs what it stores.
+pub fn reconcile(
+    earlier: &[Violation],
+    fresh: Vec<Violation>,
+    evaluation: u32,
+    span_count: usize,
+    completion_reason: CompletionReason,
+    now_unix_nanos: u64,
+) -> Reconciled {
+    let mut out = Reconciled::default();
+    let mut matched = vec![false; earlier.len()];
+    for mut v in fresh {
+        let old = earlier
+            .iter()
+            .enumerate()
+            .find(|(i, e)| !matched[*i] && !e.retraction && e.rule_id == v.rule_id);
+        if let Some((i, e)) = old {
+            matched[i] = true;
+            if e.same_finding(&v) {
+                out.unchanged += 1;
+                continue;
+            }
+            v.supersedes = Some(e.id.clone());
+        }
+        v.evaluation = evaluation;
+        v.signature = None;
+        out.records.push(v);
+    }
+    for (e, done) in earlier.iter().zip(matched) {
+        if !done && !e.retraction {
+            out.records.push(e.retraction_of(
+                evaluation,
+                span_count,
+                completion_reason,
+                now_unix_nanos,
+            ));
+        }
+    }
+    out
 }
 
 /// `rule "name" (id, SEVERITY): ` — the head of every message (the id only when it differs
@@ -690,6 +839,78 @@ mod tests {
         assert_eq!(obj["triggerSpans"][0]["spanId"], "5f1c2a3b4c5d6e7f");
         let back: Violation = serde_json::from_value(json).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn first_evaluation_json_has_no_new_keys_and_later_ones_do() {
+        let mut v = Violation::new(parts(FailedClause::Always), 0);
+        let plain = serde_json::to_string(&v).unwrap();
+        assert!(!plain.contains("evaluation") && !plain.contains("supersedes"));
+        assert!(!plain.contains("retraction"));
+        v.evaluation = 2;
+        v.supersedes = Some("x".into());
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["evaluation"], 2);
+        assert_eq!(json["supersedes"], "x");
+        assert!(json.get("retraction").is_none());
+        let back: Violation = serde_json::from_value(json).unwrap();
+        assert_eq!(back, v);
+        let old: Violation = serde_json::from_str(&plain).unwrap();
+        assert_eq!(old.evaluation, 1);
+    }
+
+    #[test]
+    fn reconcile_keeps_supersedes_retracts_and_adds() {
+        let earlier_same = Violation::new(parts(FailedClause::Always), 0);
+        let mut p = parts(FailedClause::Always);
+        p.rule_id = "changes";
+        let earlier_changed = Violation::new(p.clone(), 0);
+        p.rule_id = "goes-away";
+        let earlier_gone = Violation::new(p.clone(), 0);
+        let same_again = Violation::new(parts(FailedClause::Always), 5);
+        let mut changed = parts(FailedClause::Always);
+        changed.rule_id = "changes";
+        changed
+            .trigger_spans
+            .push(r("checkout", "6f1c2a3b4c5d6e7f"));
+        let changed = Violation::new(changed, 5);
+        let mut fresh = parts(FailedClause::Never);
+        fresh.rule_id = "new";
+        let fresh = Violation::new(fresh, 5);
+        let out = reconcile(
+            &[earlier_same, earlier_changed.clone(), earlier_gone.clone()],
+            vec![same_again, changed.clone(), fresh.clone()],
+            2,
+            4,
+            CompletionReason::RootComplete,
+            1_714_564_800_000_000_000,
+        );
+        assert_eq!(out.unchanged, 1);
+        assert_eq!(out.records.len(), 3);
+        let [sup, add, retract] = &out.records[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(sup.id, changed.id);
+        assert_eq!(sup.supersedes.as_deref(), Some(earlier_changed.id.as_str()));
+        assert_eq!(sup.evaluation, 2);
+        assert_eq!(add.id, fresh.id);
+        assert_eq!(add.supersedes, None);
+        assert_eq!(add.evaluation, 2);
+        assert!(retract.retraction);
+        assert_eq!(
+            retract.supersedes.as_deref(),
+            Some(earlier_gone.id.as_str())
+        );
+        assert_ne!(retract.id, earlier_gone.id);
+        assert_eq!(retract.created_at, "2024-05-01T12:00:00.000Z");
+        assert_eq!(retract.signature, None);
+        assert_eq!(
+            retract.message,
+            "rule \"large-order-fraud\" (goes-away, HIGH): retracted: evaluation 2 of the whole \
+             trace (4 spans) no longer violates the rule"
+        );
+        let json = serde_json::to_value(retract).unwrap();
+        assert_eq!(json["retraction"], true);
     }
 
     #[test]

@@ -63,6 +63,13 @@ fn violations() -> Vec<Violation> {
     out.push(Violation::new(p, 99));
     // Fields set directly, beyond what the constructor produces.
     out[3].message = "line1\nline2 \u{0} </script> &amp; 🧪".into();
+    // Records of a re-evaluation: an integer key, a supersede and a retraction.
+    let mut again = out[0].clone();
+    again.evaluation = 2;
+    again.supersedes = Some(out[1].id.clone());
+    let retraction = out[1].retraction_of(12, 7, CompletionReason::Flush, 5);
+    out.push(again);
+    out.push(retraction);
     out
 }
 

@@ -352,3 +352,78 @@ fn the_index_also_selects_rules_by_service() {
         .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
 }
+
+#[test]
+fn late_spans_reopen_the_trace_for_a_second_evaluation() {
+    let rules = RuleSet::compile(
+        vec![
+            Rule::new("paid", "when { checkout } always { charge }"),
+            Rule::new("no-refund", "never { refund }"),
+        ],
+        EngineOptions {
+            signing_key: Some(b"k".to_vec()),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let engine = StreamEngine::with_clock(
+        rules,
+        AssemblerConfig::default(),
+        Arc::new(ManualClock::new(0)),
+    )
+    .unwrap();
+    let mut spans = build(
+        7,
+        &[
+            SpanSpec {
+                name: 0,
+                parent: None,
+                kind: 2,
+                error: false,
+                start_ms: 0,
+                dur_ms: 50,
+                amount: 10,
+                usd: false,
+            },
+            SpanSpec {
+                name: 0,
+                parent: Some(0),
+                kind: 3,
+                error: false,
+                start_ms: 5,
+                dur_ms: 10,
+                amount: 10,
+                usd: false,
+            },
+        ],
+    );
+    spans[0].name = "checkout".into();
+    spans[1].name = "charge".into();
+    let late = spans.pop().unwrap();
+    assert!(engine.ingest(spans).unwrap().is_empty());
+    let first = engine.flush();
+    assert_eq!(first[0].evaluation_number, 1);
+    let v = &first[0].evaluation.violations;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].evaluation, 1);
+    assert_eq!(engine.assembler().stats().spans_retained, 1);
+    // The downstream span arrives after the evaluation: the whole trace is evaluated again.
+    assert!(engine.ingest(vec![late.clone()]).unwrap().is_empty());
+    let second = engine.flush();
+    assert_eq!(second[0].evaluation_number, 2);
+    assert!(!second[0].partial);
+    assert_eq!(second[0].span_count, 2);
+    assert!(second[0].evaluation.violations.is_empty());
+    // Once more, with a span that breaks the rule again: numbered 3 and signed.
+    let mut third = late;
+    third.span_id.0[0] ^= 0xff;
+    third.name = "refund".into();
+    assert!(engine.ingest(vec![third]).unwrap().is_empty());
+    let out = engine.flush();
+    assert_eq!(out[0].evaluation_number, 3);
+    let v = &out[0].evaluation.violations;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].rule_id, "no-refund");
+    assert_eq!(v[0].evaluation, 3);
+    assert!(betrace_core::sign::verify(&v[0], b"k"));
+}

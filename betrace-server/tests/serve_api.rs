@@ -786,7 +786,19 @@ fn max_rules_gives_422() {
 
 #[test]
 fn rule_changes_apply_to_buffered_traces_and_are_audited() {
-    let s = Server::test_mode();
+    // Traces stay buffered until the flush, however slowly the rule is created.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "trace:\n  root_grace: 2m\n  idle_timeout: 2m\n").unwrap();
+    let s = Server::start(Opts {
+        args: vec![
+            "--test-mode".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+        ],
+        env: vec![],
+        cwd: None,
+    });
     // Buffered before the rule exists; evaluated after it was created.
     s.post(
         "/v1/spans",

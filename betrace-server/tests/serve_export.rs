@@ -291,3 +291,66 @@ fn sigkill_mid_export_then_restart_delivers_every_violation() {
     }
     assert_eq!(first_seen, stored);
 }
+
+#[test]
+fn a_rule_without_when_parents_its_span_to_the_first_offending_span() {
+    let receiver = Receiver::start("http", &[]);
+    let s = exporting(&receiver, "http/protobuf", &[]);
+    s.create_rule(&json!({
+        "id": "pay-ok",
+        "expression": "never { payment.where(span.status == error) }",
+        "severity": "CRITICAL",
+    }));
+    let (st, _) = s.post("/v1/spans", &error_spans(1));
+    assert_eq!(st, 200);
+    s.flush();
+    let ids = ids_of(&s);
+    assert_eq!(ids.len(), 1);
+    let spans = receiver.wait_for(&ids, Duration::from_secs(30));
+    assert_eq!(spans[0]["parent_span_id"], "00000000000000b2");
+    let v = &s.violations("")[0];
+    assert_eq!(v["spanId"], "00000000000000b2");
+    assert!(v["triggerSpans"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_retraction_after_late_spans_is_exported() {
+    let receiver = Receiver::start("http", &[]);
+    let s = exporting(&receiver, "http/protobuf", &[]);
+    s.create_rule(&json!({
+        "id": "charged",
+        "expression": "when { checkout } always { charge }",
+        "severity": "HIGH",
+    }));
+    let t = "0af7651916cd43dd8448eb211c80319c";
+    let root = json!({"traceId": t, "spanId": "00000000000000a1", "name": "checkout",
+                      "serviceName": "shop", "startTime": 1000, "endTime": 5000});
+    assert_eq!(s.post("/v1/spans", &json!({"spans": [root]})).0, 200);
+    s.flush();
+    let first = ids_of(&s);
+    receiver.wait_for(&first, Duration::from_secs(30));
+    let late = json!({"traceId": t, "spanId": "00000000000000b2", "parentSpanId": "00000000000000a1",
+                      "name": "charge", "serviceName": "pay", "startTime": 2000, "endTime": 3000});
+    assert_eq!(s.post("/v1/spans", &json!({"spans": [late]})).0, 200);
+    s.flush();
+    assert!(ids_of(&s).is_empty());
+    let all = s.violations("?includeSuperseded=true");
+    let retraction = all.iter().find(|v| v["retraction"] == true).unwrap();
+    let spans = receiver.wait_for(
+        &BTreeSet::from([retraction["id"].as_str().unwrap().to_owned()]),
+        Duration::from_secs(30),
+    );
+    let span = spans
+        .iter()
+        .find(|sp| violation_id(sp) == retraction["id"].as_str().unwrap())
+        .unwrap();
+    let a = &span["attributes"];
+    assert_eq!(a["betrace.violation.retraction"], true);
+    assert_eq!(a["betrace.violation.evaluation"], 2);
+    assert_eq!(
+        a["betrace.violation.supersedes"].as_str().unwrap(),
+        first.iter().next().unwrap()
+    );
+    assert_eq!(span["status_code"], 0, "a retraction is not an error");
+    assert_eq!(span["parent_span_id"], "00000000000000a1");
+}

@@ -320,4 +320,9 @@ async fn main() {
         metric("betrace_violations_total"),
         metric("betrace_buffered_spans ")
     );
+    println!(
+        "  trace assembly: {:.0} traces evicted (released before their grace), {:.0} spans kept for re-evaluation",
+        metric("betrace_traces_evaluated_total{completion_reason=\"evicted\"}"),
+        metric("betrace_retained_spans ")
+    );
 }

@@ -54,8 +54,8 @@ pub struct ServeArgs {
     /// Log format: `text` (default) or `json`.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
-    /// Memory storage and short trace timeouts (root_grace 100ms, idle_timeout 500ms), for
-    /// tests and CI pipelines.
+    /// Memory storage and short trace timeouts (root_grace 100ms, idle_timeout 500ms instead of
+    /// 7s and 30s), for tests and CI pipelines.
     #[arg(long)]
     pub test_mode: bool,
     /// Rules file loaded at start; its rules are read-only over the API.
@@ -1274,6 +1274,10 @@ mod tests {
         );
         assert_eq!(c.max_rules, 1000);
         assert!(c.export.is_none());
+        // Trace assembly waits for the SDKs' 5 s batch delay; late spans re-open for 30 s.
+        assert_eq!(c.trace.root_grace, Duration::from_secs(7));
+        assert_eq!(c.trace.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.trace.reevaluate_window, Duration::from_secs(30));
     }
 
     #[test]

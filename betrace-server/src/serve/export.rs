@@ -10,11 +10,20 @@
 //!
 //! Each violation becomes one span in the violating trace: trace id of the violation, span
 //! id = the first 8 bytes of SHA-256 of the violation id (so a re-export is recognisable as
-//! the same span), parent = the first trigger span, a link to every referenced span, start and
-//! end = `createdAt`, kind INTERNAL, status ERROR for CRITICAL and HIGH, resource
-//! `service.name=betrace`, and the attributes `betrace.violation=true`,
+//! the same span), parent = the violation's `spanId` (the first trigger span, else the first
+//! offending span; none only when the violation names no span), a link to every referenced
+//! span, start and end = `createdAt`, kind INTERNAL, status ERROR for CRITICAL and HIGH (UNSET
+//! for a retraction), resource `service.name=betrace`, instrumentation scope `betrace`
+//! ([`SCOPE_NAME`]), and the attributes `betrace.violation=true`,
 //! `betrace.violation.{id,rule_id,rule_name,severity,message,failed_clause,signature}` plus
-//! `betrace.span_ref.N.{trace_id,span_id,service}` for the first ten references.
+//! `betrace.span_ref.N.{trace_id,span_id,service}` for the first ten references. A record of a
+//! re-evaluation adds `betrace.violation.evaluation` (integer) and, when it replaces an
+//! earlier violation, `betrace.violation.supersedes` (that id); a retraction adds
+//! `betrace.violation.retraction=true`. A consumer gets the final answer by letting a span
+//! with `supersedes` replace the span of that id, and dropping both for a retraction.
+//!
+//! Spans that come back to BeTrace's own receivers ([`is_own_violation`]) are never
+//! evaluated, so a pipeline that shares one Collector cannot loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +48,19 @@ use super::storage::{Store, StoredViolation};
 pub const CURSOR: &str = "otlp";
 /// References listed as `betrace.span_ref.N.*` attributes.
 pub const MAX_REF_ATTRIBUTES: usize = 10;
+/// The instrumentation scope name of exported violation spans.
+pub const SCOPE_NAME: &str = "betrace";
+
+/// True for a violation span of BeTrace's own exporter: instrumentation scope [`SCOPE_NAME`]
+/// and the span attribute `betrace.violation` = `true` (a boolean). The resource is not
+/// looked at, since a Collector may rewrite it.
+pub fn is_own_violation(span: &betrace_core::Span) -> bool {
+    &*span.scope_name == SCOPE_NAME
+        && span
+            .attributes
+            .iter()
+            .any(|(k, v)| &**k == "betrace.violation" && *v == betrace_core::AttrValue::Bool(true))
+}
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
@@ -57,11 +79,7 @@ pub fn violation_span(v: &Violation) -> Option<Span> {
     let trace_id = hex::decode(&v.trace_id).ok().filter(|b| b.len() == 16)?;
     let span_id = Sha256::digest(v.id.as_bytes())[..8].to_vec();
     let decode_span = |id: &str| hex::decode(id).ok().filter(|b| b.len() == 8);
-    let parent = v
-        .trigger_spans
-        .first()
-        .and_then(|r| decode_span(&r.span_id))
-        .unwrap_or_default();
+    let parent = decode_span(&v.span_id).unwrap_or_default();
     let at = super::storage::created_ns(v).max(0) as u64;
     let mut attributes = vec![
         kv("betrace.violation", any_value::Value::BoolValue(true)),
@@ -76,6 +94,21 @@ pub fn violation_span(v: &Violation) -> Option<Span> {
             v.signature.as_deref().unwrap_or(""),
         ),
     ];
+    if v.evaluation > 1 {
+        attributes.push(kv(
+            "betrace.violation.evaluation",
+            any_value::Value::IntValue(i64::from(v.evaluation)),
+        ));
+    }
+    if let Some(old) = &v.supersedes {
+        attributes.push(s("betrace.violation.supersedes", old));
+    }
+    if v.retraction {
+        attributes.push(kv(
+            "betrace.violation.retraction",
+            any_value::Value::BoolValue(true),
+        ));
+    }
     let mut seen = std::collections::HashSet::new();
     let refs: Vec<_> = v
         .trigger_spans
@@ -99,7 +132,7 @@ pub fn violation_span(v: &Violation) -> Option<Span> {
             })
         })
         .collect();
-    let error = matches!(v.severity, Severity::Critical | Severity::High);
+    let error = !v.retraction && matches!(v.severity, Severity::Critical | Severity::High);
     Some(Span {
         trace_id,
         span_id,
@@ -136,7 +169,7 @@ pub fn export_request(violations: &[Violation]) -> ExportTraceServiceRequest {
             }),
             scope_spans: vec![ScopeSpans {
                 scope: Some(InstrumentationScope {
-                    name: "betrace".to_owned(),
+                    name: SCOPE_NAME.to_owned(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     ..Default::default()
                 }),
@@ -454,5 +487,58 @@ mod tests {
             attr("betrace.violation.signature"),
             Some(any_value::Value::StringValue(s)) if s.starts_with("v1:")
         ));
+        assert!(attr("betrace.violation.evaluation").is_none());
+    }
+
+    #[test]
+    fn a_rule_without_when_parents_to_the_first_offending_span() {
+        let v = Violation::new(
+            ViolationParts {
+                rule_id: "r",
+                rule_name: "r",
+                expression: "never { debug }",
+                severity: Severity::Low,
+                clauses: ClauseTexts::default(),
+                trace_id: TraceId([1; 16]),
+                failed_clause: FailedClause::Never,
+                trigger_spans: vec![],
+                offending_spans: vec![SpanRef {
+                    trace_id: "01".repeat(16),
+                    span_id: "0404040404040404".into(),
+                    name: "debug".into(),
+                    service: "shop".into(),
+                }],
+                truncated: false,
+                completion_reason: CompletionReason::Flush,
+                partial: false,
+            },
+            1_700_000_000_000_000_000,
+        );
+        assert_eq!(violation_span(&v).unwrap().parent_span_id, vec![4; 8]);
+        let r = v.retraction_of(
+            2,
+            1,
+            CompletionReason::RootComplete,
+            1_700_000_000_000_000_001,
+        );
+        let span = violation_span(&r).unwrap();
+        let has = |k: &str, want: any_value::Value| {
+            span.attributes.iter().any(|a| {
+                a.key == k && a.value.as_ref().and_then(|v| v.value.clone()) == Some(want.clone())
+            })
+        };
+        assert!(has(
+            "betrace.violation.evaluation",
+            any_value::Value::IntValue(2)
+        ));
+        assert!(has(
+            "betrace.violation.supersedes",
+            any_value::Value::StringValue(v.id.clone())
+        ));
+        assert!(has(
+            "betrace.violation.retraction",
+            any_value::Value::BoolValue(true)
+        ));
+        assert_eq!(span.status.unwrap().code, status::StatusCode::Unset as i32);
     }
 }

@@ -80,6 +80,10 @@ pub struct Metrics {
     pub spool_replayed_spans: Counter,
     pub spool_corrupt_records: Counter,
     pub spool_write_failures: Counter,
+    pub spans_ignored: Family<ReasonLabel, Counter>,
+    pub traces_reevaluated: Counter,
+    pub retained_spans: Gauge,
+    pub violations_replaced: Family<ReasonLabel, Counter>,
     sync: Mutex<()>,
     /// The last export failure: message and time (RFC 3339).
     last_export_error: Mutex<Option<(String, String)>>,
@@ -124,6 +128,10 @@ impl Metrics {
             spool_replayed_spans: Counter::default(),
             spool_corrupt_records: Counter::default(),
             spool_write_failures: Counter::default(),
+            spans_ignored: Family::default(),
+            traces_reevaluated: Counter::default(),
+            retained_spans: Gauge::default(),
+            violations_replaced: Family::default(),
             sync: Mutex::new(()),
             last_export_error: Mutex::new(None),
         };
@@ -144,8 +152,28 @@ impl Metrics {
         );
         registry.register(
             "betrace_late_spans",
-            "Spans that arrived for an already evaluated trace (evaluated as partial fragments)",
+            "Spans that arrived for an already evaluated trace (the trace is evaluated again)",
             m.late_spans.clone(),
+        );
+        registry.register(
+            "betrace_spans_ignored",
+            "Spans received and never evaluated, by reason (own_violation: a betrace.violation span of BeTrace's own exporter)",
+            m.spans_ignored.clone(),
+        );
+        registry.register(
+            "betrace_traces_reevaluated",
+            "Traces evaluated again, whole, because late spans arrived within trace.reevaluate_window",
+            m.traces_reevaluated.clone(),
+        );
+        registry.register(
+            "betrace_retained_spans",
+            "Spans of evaluated traces kept for re-evaluation (at most trace.max_retained_spans)",
+            m.retained_spans.clone(),
+        );
+        registry.register(
+            "betrace_violations_replaced",
+            "Violations replaced after a re-evaluation, by reason (superseded, retracted)",
+            m.violations_replaced.clone(),
         );
         registry.register(
             "betrace_traces_evaluated",
@@ -286,6 +314,15 @@ impl Metrics {
         for r in ["success", "failure", "rejected"] {
             m.exported(r, 0);
         }
+        let reason = |r: &str| ReasonLabel {
+            reason: r.to_owned(),
+        };
+        m.spans_ignored
+            .get_or_create(&reason("own_violation"))
+            .inc_by(0);
+        for r in ["superseded", "retracted"] {
+            m.violations_replaced.get_or_create(&reason(r)).inc_by(0);
+        }
         for r in betrace_core::CompletionReason::ALL {
             if r != betrace_core::CompletionReason::Direct {
                 m.traces_evaluated
@@ -310,6 +347,8 @@ impl Metrics {
             }
         };
         up(&self.late_spans, stats.late_spans);
+        up(&self.traces_reevaluated, stats.traces_reevaluated);
+        self.retained_spans.set(stats.spans_retained as i64);
         self.buffered_spans.set(stats.spans_buffered as i64);
         self.buffered_traces.set(stats.traces_buffered as i64);
     }

@@ -3,7 +3,10 @@
 //! In: decoded [`Span`]s from any receiver (OTLP/HTTP, OTLP/gRPC, `/v1/spans`). Out: signed
 //! violations in the [`Store`], counted in [`Metrics`], and a wake-up for the exporter.
 //!
-//! Spans get the attribute limits applied (extra attributes dropped, long values truncated,
+//! Violation spans of BeTrace's own exporter ([`export::is_own_violation`]) are dropped first
+//! and counted in `betrace_spans_ignored_total{reason="own_violation"}`: evaluating them would
+//! make violations of violations, without end, when the exported spans come back through a
+//! shared Collector. The other spans get the attribute limits applied (extra attributes dropped, long values truncated,
 //! both counted), then go into the [`TraceAssembler`]. Traces it releases — on ingest (span
 //! cap, eviction), from the background tick every 100 ms (root complete, idle, age), on
 //! [`Pipeline::flush`] and on [`Pipeline::shutdown`] — are queued for a pool of evaluation
@@ -12,8 +15,17 @@
 //! Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
 //! gRPC `RESOURCE_EXHAUSTED`) when the assembler refuses it (`trace.reject_when_full`) or
 //! when the spans queued for evaluation exceed `trace.max_buffered_spans`, so memory stays
-//! bounded by twice the buffer. Every span received is counted as rejected, buffered,
-//! queued or evaluated.
+//! bounded by twice the buffer plus the spans kept for re-evaluation
+//! (`trace.max_retained_spans`). Every span received is counted as ignored, rejected,
+//! buffered, queued or evaluated.
+//!
+//! **Re-evaluation.** After a trace is evaluated and its violations stored, its spans go back
+//! to the assembler ([`TraceAssembler::retain`]) for `trace.reevaluate_window`. When late
+//! spans re-open the whole trace (evaluation n > 1, not partial), its fresh violations are
+//! reconciled with the live stored violations of the trace ([`reconcile`]): an unchanged
+//! finding adds nothing, a changed one supersedes the earlier violation, and a rule no longer
+//! violated gets a retraction record. Records of a re-evaluation are signed again; stored
+//! records are never rewritten (storage marks them `superseded` or `retracted`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,17 +34,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
-use betrace_core::engine::TraceContext;
 use betrace_core::engine::now_unix_nanos;
-use betrace_core::{AttrValue, Span, Violation};
+use betrace_core::engine::{RuleSet, TraceContext};
+use betrace_core::stream::number_violations;
+use betrace_core::violation::reconcile;
+use betrace_core::{AttrValue, CompletionReason, Span, TraceId, Violation};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::config::Limits;
-use super::metrics::{CompletionLabel, Metrics, RuleLabel, ViolationLabel};
+use super::export;
+use super::metrics::{CompletionLabel, Metrics, ReasonLabel, RuleLabel, ViolationLabel};
 use super::registry::RuleRegistry;
 use super::spool::{RecordKind, Spool, TraceCounts, trace_counts};
-use super::storage::Store;
+use super::storage::{Store, ViolationQuery};
 use super::summary::TraceSpans;
 
 /// Why a batch of spans was not accepted.
@@ -232,8 +247,18 @@ impl Pipeline {
         transport: &str,
         raw: Option<(RecordKind, &[u8])>,
     ) -> Result<(), IngestError> {
+        self.metrics.received(transport, spans.len());
+        let before = spans.len();
+        spans.retain(|s| !export::is_own_violation(s));
         let n = spans.len();
-        self.metrics.received(transport, n);
+        if n < before {
+            self.metrics
+                .spans_ignored
+                .get_or_create(&ReasonLabel {
+                    reason: "own_violation".to_owned(),
+                })
+                .inc_by((before - n) as u64);
+        }
         if n == 0 {
             return Ok(());
         }
@@ -339,8 +364,10 @@ impl Pipeline {
                 let mut spans = match decoded {
                     Ok(mut d) => {
                         // Traces stored before the stop, from this record on: not again.
-                        d.spans
-                            .retain(|s| done.get(&s.trace_id).is_none_or(|&at| offset >= at));
+                        d.spans.retain(|s| {
+                            !export::is_own_violation(s)
+                                && done.get(&s.trace_id).is_none_or(|&at| offset >= at)
+                        });
                         d.spans
                     }
                     Err(e) => {
@@ -655,18 +682,33 @@ impl Pipeline {
         } else {
             Vec::new()
         };
+        let mut keep: Vec<(TraceId, u32, Vec<Span>)> = Vec::new();
         let mut summaries: Vec<TraceSpans> = Vec::new();
         for t in traces {
             spans += t.spans.len() as u64;
             let reason = t.reason;
+            let whole_again = t.evaluation > 1 && !t.partial;
             let started = Instant::now();
             let ctx = TraceContext {
                 completion_reason: t.reason,
                 partial: t.partial,
                 now_unix_nanos: now,
             };
+            let (trace_id, number) = (t.trace_id, t.evaluation);
             let trace = t.into_trace();
-            let eval = set.evaluate(&trace, ctx);
+            let mut eval = set.evaluate(&trace, ctx);
+            number_violations(&set, &mut eval.violations, number);
+            if whole_again {
+                eval.violations = self.reconcile(
+                    &set,
+                    trace_id,
+                    std::mem::take(&mut eval.violations),
+                    number,
+                    trace.len(),
+                    reason,
+                    now,
+                );
+            }
             self.metrics
                 .evaluation_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -685,7 +727,7 @@ impl Pipeline {
                     .inc();
                 tracing::warn!(rule_id = %e.rule_id, trace_id = %e.trace_id, error = ?e.error, "rule evaluation failed");
             }
-            for v in &eval.violations {
+            for v in eval.violations.iter().filter(|v| !v.retraction) {
                 self.metrics
                     .violations
                     .get_or_create(&ViolationLabel {
@@ -698,13 +740,79 @@ impl Pipeline {
                 summaries.push(TraceSpans::of(&trace, &eval.violations));
             }
             violations.extend(eval.violations);
+            keep.push((trace_id, number, trace.into_spans()));
         }
         self.store_or_hold(violations, summaries, done);
+        // After storing: a re-evaluation then finds these violations stored.
+        for (trace_id, number, kept) in keep {
+            let _ = self.assembler.retain(trace_id, number, kept);
+        }
         self.pending_spans.fetch_sub(spans, Ordering::AcqRel);
         self.metrics
             .pending_evaluation_spans
             .set(self.pending_spans.load(Ordering::Relaxed) as i64);
         self.in_flight.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+impl Pipeline {
+    /// The records to store for evaluation `number` of the whole trace `trace_id`: `fresh`
+    /// reconciled with the trace's live stored violations of rules the set evaluates (a
+    /// removed or disabled rule's violations stay as they are). When the stored ones cannot be
+    /// read, `fresh` as it is.
+    #[expect(clippy::too_many_arguments, reason = "the facts of one evaluation")]
+    fn reconcile(
+        &self,
+        set: &RuleSet,
+        trace_id: TraceId,
+        fresh: Vec<Violation>,
+        number: u32,
+        span_count: usize,
+        reason: CompletionReason,
+        now: u64,
+    ) -> Vec<Violation> {
+        let query = ViolationQuery {
+            trace_id: Some(trace_id.to_hex()),
+            limit: 1000,
+            ..Default::default()
+        };
+        let stored = match self.store.list_violations(&query) {
+            Ok((rows, _)) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, trace_id = %trace_id.to_hex(), "reading the earlier violations of a re-evaluated trace failed; storing the new ones beside them");
+                return fresh;
+            }
+        };
+        let evaluated: std::collections::HashSet<&str> = set
+            .rules()
+            .filter(|r| r.enabled)
+            .map(|r| r.id.as_str())
+            .collect();
+        let earlier: Vec<Violation> = stored
+            .into_iter()
+            .filter_map(|r| serde_json::from_value::<Violation>(r.json).ok())
+            .filter(|v| evaluated.contains(v.rule_id.as_str()))
+            .collect();
+        let mut out = reconcile(&earlier, fresh, number, span_count, reason, now);
+        for v in &mut out.records {
+            if let Some(key) = &set.options().signing_key {
+                betrace_core::sign::sign_in_place(v, key);
+            }
+            if v.supersedes.is_some() {
+                let label = if v.retraction {
+                    "retracted"
+                } else {
+                    "superseded"
+                };
+                self.metrics
+                    .violations_replaced
+                    .get_or_create(&ReasonLabel {
+                        reason: label.to_owned(),
+                    })
+                    .inc();
+            }
+        }
+        out.records
     }
 }
 

@@ -11,6 +11,12 @@
 //! signature can be checked later against those bytes. The span summaries of a violation's
 //! trace ([`TraceSpans`], for the UI's waterfall) are kept beside it, one record per trace id,
 //! outside the signed JSON; they are deleted once no violation of their trace is left.
+//!
+//! Re-evaluation of a trace (ENGINE.md §5, late spans) can replace a violation: a record whose
+//! `supersedes` names an earlier violation marks that one `superseded`, or `retracted` when the
+//! record is a retraction (`retraction: true`). The earlier record's JSON is never changed;
+//! its [`ViolationState`] is a column beside it. Listings show `live` violations unless asked
+//! for every state; the exporter reads every record in order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -53,6 +59,60 @@ pub struct StoredRule {
 pub struct StoredViolation {
     pub seq: i64,
     pub json: serde_json::Value,
+    pub state: ViolationState,
+    /// The record that superseded or retracted this one.
+    pub superseded_by: Option<String>,
+}
+
+/// Where a stored record stands after re-evaluations of its trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationState {
+    /// The current answer.
+    Live,
+    /// Replaced by a later violation of the same rule and trace.
+    Superseded,
+    /// Withdrawn: the whole trace no longer violates the rule.
+    Retracted,
+    /// A retraction record itself.
+    Retraction,
+}
+
+impl ViolationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationState::Live => "live",
+            ViolationState::Superseded => "superseded",
+            ViolationState::Retracted => "retracted",
+            ViolationState::Retraction => "retraction",
+        }
+    }
+
+    fn parse(s: &str) -> ViolationState {
+        match s {
+            "superseded" => ViolationState::Superseded,
+            "retracted" => ViolationState::Retracted,
+            "retraction" => ViolationState::Retraction,
+            _ => ViolationState::Live,
+        }
+    }
+
+    fn of_new(v: &Violation) -> ViolationState {
+        if v.retraction {
+            ViolationState::Retraction
+        } else {
+            ViolationState::Live
+        }
+    }
+
+    /// What a record does to the violation it supersedes.
+    fn of_replaced(by: &Violation) -> ViolationState {
+        if by.retraction {
+            ViolationState::Retracted
+        } else {
+            ViolationState::Superseded
+        }
+    }
 }
 
 /// Filters of a violation listing. Times are Unix nanoseconds, both bounds inclusive.
@@ -68,6 +128,8 @@ pub struct ViolationQuery {
     /// Only violations with `seq < before`.
     pub before_seq: Option<i64>,
     pub limit: usize,
+    /// Every record, whatever its [`ViolationState`]; else only `live` ones.
+    pub all_states: bool,
 }
 
 /// Rules, violations and export cursors.
@@ -80,7 +142,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn put_rule(&self, rule: &StoredRule) -> Result<(), StoreError>;
     /// Removes a rule; false when there was none.
     fn delete_rule(&self, id: &str) -> Result<bool, StoreError>;
-    /// Appends violations in order (one transaction).
+    /// Appends violations in order (one transaction); a record with `supersedes` marks the
+    /// live violation it names `superseded` or `retracted`.
     fn insert_violations(&self, violations: &[Violation]) -> Result<(), StoreError> {
         self.insert_violations_with_spans(violations, Vec::new())
     }
@@ -93,7 +156,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The span summaries of a trace that produced a violation.
     fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError>;
-    /// The newest violation of each rule that has one, by rule id.
+    /// The newest live violation of each rule that has one, by rule id.
     fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError>;
     /// Newest first; at most `q.limit`, plus whether more match.
     fn list_violations(
@@ -126,6 +189,9 @@ struct Row<'a> {
     severity: &'a str,
     trace_id: &'a str,
     json: String,
+    state: &'static str,
+    supersedes: Option<&'a str>,
+    replaced_state: &'static str,
 }
 
 fn row_of(v: &Violation) -> Result<Row<'_>, StoreError> {
@@ -136,6 +202,9 @@ fn row_of(v: &Violation) -> Result<Row<'_>, StoreError> {
         severity: v.severity.as_str(),
         trace_id: &v.trace_id,
         json: serde_json::to_string(v)?,
+        state: ViolationState::of_new(v).as_str(),
+        supersedes: v.supersedes.as_deref(),
+        replaced_state: ViolationState::of_replaced(v).as_str(),
     })
 }
 
@@ -178,6 +247,10 @@ const MIGRATIONS: &[&str] = &[
         trace_id TEXT PRIMARY KEY,
         body TEXT NOT NULL
     );",
+    // 3: re-evaluation: the state of a violation and the record that replaced it.
+    "ALTER TABLE violations ADD COLUMN state TEXT NOT NULL DEFAULT 'live';
+    ALTER TABLE violations ADD COLUMN superseded_by TEXT;
+    CREATE INDEX violations_state ON violations (state, seq);",
 ];
 
 /// The schema version this binary writes.
@@ -223,12 +296,27 @@ impl SqliteStore {
     }
 }
 
-fn stored(seq: i64, body: &str) -> Result<StoredViolation, StoreError> {
+fn stored(
+    seq: i64,
+    body: &str,
+    state: &str,
+    superseded_by: Option<String>,
+) -> Result<StoredViolation, StoreError> {
     Ok(StoredViolation {
         seq,
         json: serde_json::from_str(body)?,
+        state: ViolationState::parse(state),
+        superseded_by,
     })
 }
+
+type RowOut = (i64, String, String, Option<String>);
+
+fn row_out(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowOut> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+const COLUMNS: &str = "seq, body, state, superseded_by";
 
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -295,18 +383,27 @@ impl Store for SqliteStore {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO violations (id, created_ns, rule_id, severity, trace_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO violations (id, created_ns, rule_id, severity, trace_id, body, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut replace = tx.prepare_cached(
+                "UPDATE violations SET state = ?1, superseded_by = ?2 WHERE id = ?3 AND state = 'live'",
             )?;
             for r in &rows {
-                stmt.execute(params![
+                let added = stmt.execute(params![
                     r.id,
                     r.created_ns,
                     r.rule_id,
                     r.severity,
                     r.trace_id,
-                    r.json
+                    r.json,
+                    r.state
                 ])?;
+                if added > 0
+                    && let Some(old) = r.supersedes
+                {
+                    replace.execute(params![r.replaced_state, r.id, old])?;
+                }
             }
             let mut read = tx.prepare_cached("SELECT body FROM trace_spans WHERE trace_id = ?1")?;
             let mut write = tx.prepare_cached(
@@ -336,15 +433,16 @@ impl Store for SqliteStore {
         let conn = self.conn.lock();
         // One index seek per rule on `violations_rule (rule_id, seq)`.
         let mut stmt = conn.prepare(
-            "SELECT v.seq, v.body FROM violations v
-             JOIN (SELECT MAX(seq) AS seq FROM violations GROUP BY rule_id) m ON v.seq = m.seq
+            "SELECT v.seq, v.body, v.state, v.superseded_by FROM violations v
+             JOIN (SELECT MAX(seq) AS seq FROM violations WHERE state = 'live' GROUP BY rule_id) m
+             ON v.seq = m.seq
              ORDER BY v.rule_id",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = stmt.query_map([], row_out)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, body) = row?;
-            out.push(stored(seq, &body)?);
+            let (seq, body, state, by) = row?;
+            out.push(stored(seq, &body, &state, by)?);
         }
         Ok(out)
     }
@@ -366,7 +464,10 @@ impl Store for SqliteStore {
         &self,
         q: &ViolationQuery,
     ) -> Result<(Vec<StoredViolation>, bool), StoreError> {
-        let mut sql = String::from("SELECT seq, body FROM violations WHERE 1 = 1");
+        let mut sql = format!("SELECT {COLUMNS} FROM violations WHERE 1 = 1");
+        if !q.all_states {
+            sql.push_str(" AND state = 'live'");
+        }
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let mut add = |clause: &str, v: rusqlite::types::Value| {
             args.push(v);
@@ -393,13 +494,11 @@ impl Store for SqliteStore {
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", q.limit + 1));
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), row_out)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, body) = row?;
-            out.push(stored(seq, &body)?);
+            let (seq, body, state, by) = row?;
+            out.push(stored(seq, &body, &state, by)?);
         }
         let more = out.len() > q.limit;
         out.truncate(q.limit);
@@ -410,12 +509,13 @@ impl Store for SqliteStore {
         let conn = self.conn.lock();
         let row = conn
             .query_row(
-                "SELECT seq, body FROM violations WHERE id = ?1",
+                &format!("SELECT {COLUMNS} FROM violations WHERE id = ?1"),
                 params![id],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                row_out,
             )
             .optional()?;
-        row.map(|(seq, body)| stored(seq, &body)).transpose()
+        row.map(|(seq, body, state, by)| stored(seq, &body, &state, by))
+            .transpose()
     }
 
     fn violations_after(
@@ -424,16 +524,14 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredViolation>, StoreError> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, body FROM violations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM violations WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after, limit as i64], row_out)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, body) = row?;
-            out.push(stored(seq, &body)?);
+            let (seq, body, state, by) = row?;
+            out.push(stored(seq, &body, &state, by)?);
         }
         Ok(out)
     }
@@ -510,6 +608,19 @@ struct MemViolation {
     severity: &'static str,
     trace_id: String,
     json: serde_json::Value,
+    state: ViolationState,
+    superseded_by: Option<String>,
+}
+
+impl MemViolation {
+    fn stored(&self, seq: i64) -> StoredViolation {
+        StoredViolation {
+            seq,
+            json: self.json.clone(),
+            state: self.state,
+            superseded_by: self.superseded_by.clone(),
+        }
+    }
 }
 
 /// In-process storage (`storage.type: memory`, `--test-mode`).
@@ -570,8 +681,17 @@ impl Store for MemoryStore {
                     severity: v.severity.as_str(),
                     trace_id: v.trace_id.clone(),
                     json,
+                    state: ViolationState::of_new(v),
+                    superseded_by: None,
                 },
             );
+            if let Some(old) = v.supersedes.as_ref().and_then(|o| m.by_id.get(o).copied())
+                && let Some(old) = m.violations.get_mut(&old)
+                && old.state == ViolationState::Live
+            {
+                old.state = ViolationState::of_replaced(v);
+                old.superseded_by = Some(v.id.clone());
+            }
         }
         for t in traces {
             match m.traces.get_mut(&t.trace_id) {
@@ -592,11 +712,10 @@ impl Store for MemoryStore {
         let m = self.inner.lock();
         let mut last: BTreeMap<&str, StoredViolation> = BTreeMap::new();
         for (&seq, v) in m.violations.iter().rev() {
-            last.entry(v.rule_id.as_str())
-                .or_insert_with(|| StoredViolation {
-                    seq,
-                    json: v.json.clone(),
-                });
+            if v.state == ViolationState::Live {
+                last.entry(v.rule_id.as_str())
+                    .or_insert_with(|| v.stored(seq));
+            }
         }
         Ok(last.into_values().collect())
     }
@@ -609,7 +728,8 @@ impl Store for MemoryStore {
         let upper = q.before_seq.unwrap_or(i64::MAX);
         let mut out = Vec::new();
         for (&seq, v) in m.violations.range(..upper).rev() {
-            let keep = q.rule_id.as_ref().is_none_or(|r| *r == v.rule_id)
+            let keep = (q.all_states || v.state == ViolationState::Live)
+                && q.rule_id.as_ref().is_none_or(|r| *r == v.rule_id)
                 && q.severity.as_ref().is_none_or(|s| s == v.severity)
                 && q.trace_id.as_ref().is_none_or(|t| *t == v.trace_id)
                 && q.start_ns.is_none_or(|s| v.created_ns >= s)
@@ -618,10 +738,7 @@ impl Store for MemoryStore {
                 if out.len() == q.limit {
                     return Ok((out, true));
                 }
-                out.push(StoredViolation {
-                    seq,
-                    json: v.json.clone(),
-                });
+                out.push(v.stored(seq));
             }
         }
         Ok((out, false))
@@ -629,12 +746,9 @@ impl Store for MemoryStore {
 
     fn get_violation(&self, id: &str) -> Result<Option<StoredViolation>, StoreError> {
         let m = self.inner.lock();
-        Ok(m.by_id.get(id).and_then(|seq| {
-            m.violations.get(seq).map(|v| StoredViolation {
-                seq: *seq,
-                json: v.json.clone(),
-            })
-        }))
+        Ok(m.by_id
+            .get(id)
+            .and_then(|seq| m.violations.get(seq).map(|v| v.stored(*seq))))
     }
 
     fn violations_after(
@@ -646,10 +760,7 @@ impl Store for MemoryStore {
         Ok(m.violations
             .range(after.saturating_add(1)..)
             .take(limit)
-            .map(|(&seq, v)| StoredViolation {
-                seq,
-                json: v.json.clone(),
-            })
+            .map(|(&seq, v)| v.stored(seq))
             .collect())
     }
 
@@ -823,6 +934,55 @@ mod tests {
         assert_eq!(s.load_rules().unwrap(), vec![r]);
         assert!(s.delete_rule("r1").unwrap());
         assert!(!s.delete_rule("r1").unwrap());
+        supersede_and_retract(s);
+    }
+
+    fn supersede_and_retract(s: &dyn Store) {
+        let base = 1_800_000_000_000_000_000u64;
+        let first = violation("a", Severity::High, 9, base);
+        let other = violation("b", Severity::High, 9, base);
+        s.insert_violations(&[first.clone(), other.clone()])
+            .unwrap();
+        let mut second = violation("a", Severity::High, 9, base + 1);
+        second.evaluation = 2;
+        second.supersedes = Some(first.id.clone());
+        let retract = other.retraction_of(2, 3, CompletionReason::RootComplete, base + 1);
+        s.insert_violations(&[second.clone(), retract.clone()])
+            .unwrap();
+        let q = ViolationQuery {
+            trace_id: Some(first.trace_id.clone()),
+            limit: 10,
+            ..Default::default()
+        };
+        let (live, _) = s.list_violations(&q).unwrap();
+        let ids: Vec<&str> = live
+            .iter()
+            .map(|v| v.json["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [second.id.as_str()]);
+        let (all, _) = s
+            .list_violations(&ViolationQuery {
+                all_states: true,
+                ..q
+            })
+            .unwrap();
+        let states: Vec<(&str, ViolationState)> = all
+            .iter()
+            .map(|v| (v.json["id"].as_str().unwrap(), v.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (retract.id.as_str(), ViolationState::Retraction),
+                (second.id.as_str(), ViolationState::Live),
+                (other.id.as_str(), ViolationState::Retracted),
+                (first.id.as_str(), ViolationState::Superseded),
+            ]
+        );
+        let old = s.get_violation(&first.id).unwrap().unwrap();
+        assert_eq!(old.superseded_by.as_deref(), Some(second.id.as_str()));
+        // The stored JSON of the replaced record is the one it was written as.
+        assert_eq!(old.json, serde_json::to_value(&first).unwrap());
     }
 
     fn summary(trace: &str, ids: &[&str]) -> TraceSpans {

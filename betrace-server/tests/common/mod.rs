@@ -89,8 +89,18 @@ impl Server {
         Server::start_with(&[], opts)
     }
 
+    /// [`Server::start`] with the OTLP/HTTP receiver on `otlp_http_addr` (e.g. one from
+    /// [`free_port`], for a server that exports to itself).
+    pub fn start_with_otlp_http(opts: Opts<'_>, otlp_http_addr: &str) -> Server {
+        Server::launch(&[], opts, otlp_http_addr)
+    }
+
     /// [`Server::start`] run through `wrapper` (e.g. `["prlimit", "--nofile=256", "--"]`).
     pub fn start_with(wrapper: &[&str], opts: Opts<'_>) -> Server {
+        Server::launch(wrapper, opts, "127.0.0.1:0")
+    }
+
+    fn launch(wrapper: &[&str], opts: Opts<'_>, otlp_http_addr: &str) -> Server {
         let logs = tempfile::tempdir().unwrap();
         let stderr_path = logs.path().join("stderr.log");
         let mut cmd = match wrapper.split_first() {
@@ -106,7 +116,7 @@ impl Server {
                 "--http-addr",
                 "127.0.0.1:0",
                 "--otlp-http-addr",
-                "127.0.0.1:0",
+                otlp_http_addr,
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
             ])
@@ -399,5 +409,26 @@ pub fn check_shop_violations(server: &Server, sent: &Value) {
         let (status, one) = server.get(&format!("/v1/violations/{}", v["id"].as_str().unwrap()));
         assert_eq!(status, 200);
         assert_eq!(one["verified"], true);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, at most `limit`; panics with `what`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,8 +1,15 @@
 //! Violations routes (SERVER.md §1 "Violations API").
 //!
 //! In: query filters (`ruleId`, `severity`, `traceId`, `startTime`, `endTime` as Unix seconds
-//! or RFC 3339, `limit`, `cursor`, `format=csv`; snake_case names too). Out: violations newest
-//! first with a cursor to the next page, as JSON or CSV; one violation with `verified`.
+//! or RFC 3339, `limit`, `cursor`, `format=csv`, `includeSuperseded`; snake_case names too).
+//! Out: violations newest first with a cursor to the next page, as JSON or CSV; one violation
+//! with `verified` and `state`.
+//!
+//! A listing shows the live answer only: violations superseded or retracted after a
+//! re-evaluation of their trace, and retraction records, are left out unless
+//! `includeSuperseded=true`, which lists every record with `state` (`live`, `superseded`,
+//! `retracted`, `retraction`) and, when replaced, `supersededBy`. These two keys, like
+//! `verified`, are not part of the signed record: remove them before checking a signature.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +24,7 @@ use utoipa_axum::routes;
 
 use super::rules::severity_param;
 use super::{ApiError, AppState, blocking};
-use crate::serve::storage::ViolationQuery;
+use crate::serve::storage::{StoredViolation, ViolationQuery};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -98,6 +105,15 @@ fn query_of(q: &HashMap<String, String>) -> Result<ViolationQuery, ApiError> {
             .transpose()?,
         before_seq,
         limit,
+        all_states: match param(q, "includeSuperseded", "include_superseded") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter `includeSuperseded`: `{other}` is not true or false"
+                )));
+            }
+        },
     })
 }
 
@@ -149,6 +165,7 @@ fn csv_of(rows: &[Value]) -> Result<String, ApiError> {
         ("limit" = Option<usize>, Query, description = "1 to 1000, default 100"),
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
         ("format" = Option<String>, Query, description = "json (default) or csv"),
+        ("includeSuperseded" = Option<bool>, Query, description = "Also superseded and retracted violations and retraction records, each with `state` (also include_superseded)"),
     ),
     responses(
         (status = 200, description = "`{violations: [...], nextCursor}`, or CSV with a header row"),
@@ -159,6 +176,7 @@ pub async fn list_violations(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let query = query_of(&q)?;
+    let annotate = query.all_states;
     let csv = match q.get("format").map(String::as_str) {
         None | Some("json") => false,
         Some("csv") => true,
@@ -175,7 +193,10 @@ pub async fn list_violations(
     } else {
         None
     };
-    let values: Vec<Value> = rows.into_iter().map(|r| r.json).collect();
+    let values: Vec<Value> = rows
+        .into_iter()
+        .map(|r| if annotate { annotated(r) } else { r.json })
+        .collect();
     if csv {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -194,7 +215,7 @@ pub async fn list_violations(
 #[utoipa::path(get, path = "/v1/violations/{id}", tag = "violations",
     params(("id" = String, Path, description = "Violation id (UUID)")),
     responses(
-        (status = 200, description = "The violation with `verified`"),
+        (status = 200, description = "The violation with `verified` and `state` (and `supersededBy` when replaced)"),
         (status = 400, description = "Not a UUID"),
         (status = 404, description = "No such violation"),
     ))]
@@ -214,7 +235,17 @@ pub async fn get_violation(
         return Err(ApiError::not_found(format!("no violation with id `{id}`")));
     };
     let verified = betrace_core::sign::verify_json(&v.json, &st.signing_key);
-    let mut json = v.json;
+    let mut json = annotated(v);
     json["verified"] = Value::Bool(verified);
     Ok(Json(json))
+}
+
+/// The record with `state` and, when replaced, `supersededBy`.
+fn annotated(v: StoredViolation) -> Value {
+    let mut json = v.json;
+    json["state"] = Value::String(v.state.as_str().to_owned());
+    if let Some(by) = v.superseded_by {
+        json["supersededBy"] = Value::String(by);
+    }
+    json
 }
