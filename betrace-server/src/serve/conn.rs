@@ -126,7 +126,8 @@ impl Connections {
         n
     }
 
-    /// Runs [`Connections::sweep`] until `stop`.
+    /// Closes connections idle for `idle_timeout`, checked a few times per timeout, until
+    /// `stop`.
     pub async fn sweep_until(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let every =
             (self.limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
