@@ -36,6 +36,11 @@ grep -q "test result" target/test-output.txt
 step "web UI in a browser: Playwright + Debian's chromium (screenshots in target/ui-screenshots/)"
 BETRACE_BIN="$PWD/target/debug/betrace" .venv/bin/python -m pytest -q betrace-server/tests/ui
 
+step "scale-out: three betrace serve instances behind trace-id routing (docs/deployment.md)"
+cargo test -p betrace-server --test serve_scale --quiet -- --ignored --nocapture 2>&1 \
+  | tee target/scale-output.txt
+grep -q "test result: ok. 1 passed" target/scale-output.txt
+
 step "Python package betrace-py: build into .venv, pytest"
 bash betrace-py/run-tests.sh
 

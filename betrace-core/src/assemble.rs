@@ -954,6 +954,26 @@ impl TraceAssembler {
         )
     }
 
+    /// Remembers `ids` as released now, as if this assembler had released them: spans that
+    /// arrive for them within `released_memory` are late and form partial fragments. For the
+    /// traces an earlier process released at its shutdown, possibly before all their spans
+    /// had arrived.
+    pub fn remember_released(&self, ids: impl IntoIterator<Item = TraceId>) {
+        let now = self.clock.now();
+        for tid in ids {
+            self.shards[self.shard_of(&tid)].lock().remember(
+                tid,
+                Remembered {
+                    at: now,
+                    evaluations: 1,
+                    had_root: false,
+                    retainable: false,
+                },
+                &self.limits,
+            );
+        }
+    }
+
     /// Releases every buffered trace with reason `flush`, oldest first.
     pub fn flush(&self) -> Vec<CompletedTrace> {
         self.drain(CompletionReason::Flush)
@@ -1094,6 +1114,26 @@ mod tests {
         assert_eq!(s.spans_buffered, 0);
         assert_eq!(s.traces_buffered, 0);
         check_invariant(&a);
+    }
+
+    #[test]
+    fn remembered_trace_ids_make_partial_fragments() {
+        let (clock, a) = setup(classic());
+        let remembered = span(7, 1, None).trace_id;
+        a.remember_released([remembered]);
+        let _ = a.ingest(vec![span(7, 1, None), span(8, 1, None)]);
+        clock.advance(Duration::from_secs(3));
+        let out = a.poll_expired();
+        let partial: Vec<bool> = out.iter().map(|t| t.partial).collect();
+        assert_eq!(partial, [true, false]);
+        assert_eq!(a.stats().late_spans, 1);
+        // Forgotten after `released_memory`.
+        a.remember_released([span(9, 1, None).trace_id]);
+        clock.advance(Duration::from_secs(61));
+        let _ = a.poll_expired();
+        let _ = a.ingest(vec![span(9, 1, None)]);
+        clock.advance(Duration::from_secs(3));
+        assert!(!a.poll_expired()[0].partial);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod input;
 pub mod otlp;
 mod otlp_json;
+mod otlp_wire;
 pub mod prepared;
 pub mod rules;
 pub mod sign;

@@ -12,9 +12,12 @@
 //! Per-span errors: a trace id that is not 16 bytes or is all zeros, a span id that is not 8
 //! bytes or is all zeros (OTLP `trace.proto`: such ids are invalid), a parent span id that is
 //! neither empty, all zeros (both meaning root) nor 8 bytes, a span kind outside 0–5, a status
-//! code outside 0–2, an attribute value nested deeper than 64 levels. Attribute keys are made
-//! unique (a later duplicate replaces the earlier value); key-values whose `AnyValue` is empty
-//! (no value set) are dropped, and so are empty elements of arrays.
+//! code outside 0–2. An attribute whose value nests deeper than [`MAX_VALUE_DEPTH`] levels is
+//! dropped from its span or resource, which are kept, and listed in
+//! [`Decoded::dropped_attributes`] — also when the nesting is past what prost or serde_json
+//! would decode (see `decode_otlp_protobuf`). Attribute keys are made unique (a later
+//! duplicate replaces the earlier value); key-values whose `AnyValue` is empty (no value set)
+//! are dropped, and so are empty elements of arrays.
 //!
 //! OTLP/JSON follows the OTLP specification ("JSON Protobuf Encoding"): lowerCamelCase keys,
 //! and also the original snake_case field names, which the protobuf JSON mapping lets a parser
@@ -72,8 +75,40 @@ pub enum OtlpError {
 /// spans without scope spans takes those of the pre-1.0 field
 /// `instrumentation_library_spans` (number 1000, the wire layout of `ScopeSpans`), as
 /// `trace.proto` v0.16–v0.19 asks receivers to.
+///
+/// A request that prost refuses because an attribute value nests past its recursion limit
+/// is decoded again without the attributes nested deeper than [`MAX_VALUE_DEPTH`] (and
+/// without span events and links, which are not converted): those attributes go to
+/// [`Decoded::dropped_attributes`], the rest of the request is kept.
 pub fn decode_otlp_protobuf(bytes: &[u8]) -> Result<Decoded, OtlpError> {
-    let mut request = ExportTraceServiceRequest::decode(bytes)?;
+    match ExportTraceServiceRequest::decode(bytes) {
+        Ok(request) => Ok(decode_otlp_request(with_legacy_spans(request, bytes))),
+        Err(e) => {
+            let Some((trimmed, dropped)) = crate::otlp_wire::without_deep_values(bytes) else {
+                return Err(e.into());
+            };
+            let Ok(request) = ExportTraceServiceRequest::decode(&trimmed[..]) else {
+                return Err(e.into());
+            };
+            let mut decoded = decode_otlp_request(with_legacy_spans(request, &trimmed));
+            // As the converter reports them: a rejected span's attributes are not listed.
+            let rejected: Vec<usize> = decoded.rejected.iter().map(|e| e.index).collect();
+            decoded.dropped_attributes = dropped
+                .into_iter()
+                .filter(|d| {
+                    d.field.starts_with("resource.") || rejected.binary_search(&d.index).is_err()
+                })
+                .collect();
+            Ok(decoded)
+        }
+    }
+}
+
+/// `request` with the pre-1.0 scope spans of `bytes` where it has none.
+fn with_legacy_spans(
+    mut request: ExportTraceServiceRequest,
+    bytes: &[u8],
+) -> ExportTraceServiceRequest {
     if request
         .resource_spans
         .iter()
@@ -86,7 +121,7 @@ pub fn decode_otlp_protobuf(bytes: &[u8]) -> Result<Decoded, OtlpError> {
             }
         }
     }
-    Ok(decode_otlp_request(request))
+    request
 }
 
 /// `ExportTraceServiceRequest` as pre-1.0 senders could fill it: only what
@@ -118,28 +153,38 @@ pub fn decode_otlp_request(request: ExportTraceServiceRequest) -> Decoded {
         .sum();
     let mut out = Decoded {
         spans: Vec::with_capacity(total),
-        rejected: Vec::new(),
+        ..Decoded::default()
     };
     let mut index = 0usize;
     let mut keys = KeyInterner::default();
+    let mut deep = Vec::new();
     for rs in request.resource_spans {
-        let resource = match rs.resource {
-            None => Ok(Arc::new(Resource::default())),
-            Some(r) => key_values(r.attributes, &mut keys)
-                .map(|attributes| Arc::new(Resource { attributes }))
-                .map_err(|(path, message)| (format!("resource.attributes.{path}"), message)),
+        let attributes = match rs.resource {
+            None => Vec::new(),
+            Some(r) => key_values(r.attributes, &mut keys, &mut deep),
         };
+        if rs.scope_spans.iter().any(|ss| !ss.spans.is_empty()) {
+            out.dropped_attributes.extend(
+                deep.drain(..)
+                    .map(|key| deep_attribute(index, &format!("resource.attributes.{key}"))),
+            );
+        }
+        deep.clear();
+        let resource = Arc::new(Resource { attributes });
         for ss in rs.scope_spans {
             let scope_name = keys.intern(ss.scope.as_ref().map(|s| s.name.as_str()).unwrap_or(""));
             for span in ss.spans {
-                let converted = match &resource {
-                    Ok(resource) => proto_span(span, index, resource, &scope_name, &mut keys),
-                    Err((field, message)) => Err(SpanError::new(index, field, message)),
-                };
-                match converted {
-                    Ok(span) => out.spans.push(span),
+                match proto_span(span, index, &resource, &scope_name, &mut keys, &mut deep) {
+                    Ok(span) => {
+                        out.spans.push(span);
+                        out.dropped_attributes.extend(
+                            deep.iter()
+                                .map(|key| deep_attribute(index, &format!("attributes.{key}"))),
+                        );
+                    }
                     Err(e) => out.rejected.push(e),
                 }
+                deep.clear();
                 index += 1;
             }
         }
@@ -153,6 +198,7 @@ fn proto_span(
     resource: &Arc<Resource>,
     scope_name: &Arc<str>,
     keys: &mut KeyInterner,
+    deep: &mut Vec<String>,
 ) -> Result<Span, SpanError> {
     let err = |field: &str, message: String| SpanError::new(index, field, message);
     let trace_id = <[u8; 16]>::try_from(s.trace_id.as_slice())
@@ -196,8 +242,7 @@ fn proto_span(
             st.message,
         ),
     };
-    let attributes = key_values(s.attributes, keys)
-        .map_err(|(path, m)| err(&format!("attributes.{path}"), m))?;
+    let attributes = key_values(s.attributes, keys, deep);
     Ok(Span {
         trace_id: TraceId(trace_id),
         span_id: SpanId(span_id),
@@ -218,26 +263,39 @@ fn id_length_message(expected: usize, found: usize) -> String {
     format!("expected {expected} bytes, found {found}")
 }
 
-/// A key-value list as unique attributes. The error carries the path below the list (the key,
-/// then `[i]` / `.key` per nesting level).
-fn key_values(kvs: Vec<KeyValue>, keys: &mut KeyInterner) -> Result<Attributes, (String, String)> {
+/// The entry of [`Decoded::dropped_attributes`] for `field` of span `index`.
+pub(crate) fn deep_attribute(index: usize, field: &str) -> SpanError {
+    SpanError::new(
+        index,
+        field,
+        format!("attribute dropped: its value is nested deeper than {MAX_VALUE_DEPTH} levels"),
+    )
+}
+
+/// A key-value list as unique attributes; the keys of attributes whose value nests deeper
+/// than [`MAX_VALUE_DEPTH`] go to `deep` instead.
+fn key_values(kvs: Vec<KeyValue>, keys: &mut KeyInterner, deep: &mut Vec<String>) -> Attributes {
     let mut out = Vec::with_capacity(kvs.len());
     for kv in kvs {
         let Some(value) = kv.value else { continue };
         match proto_value(value, 0, keys) {
             Ok(Some(v)) => out.push((keys.intern(&kv.key), v)),
             Ok(None) => {}
-            Err((path, m)) => return Err((format!("{}{path}", kv.key), m)),
+            Err(TooDeep) => deep.push(kv.key),
         }
     }
-    Ok(dedup_attributes(out))
+    dedup_attributes(out)
 }
+
+/// A value nested deeper than [`MAX_VALUE_DEPTH`].
+#[derive(Debug)]
+struct TooDeep;
 
 fn proto_value(
     v: AnyValue,
     depth: usize,
     keys: &mut KeyInterner,
-) -> Result<Option<AttrValue>, (String, String)> {
+) -> Result<Option<AttrValue>, TooDeep> {
     use any_value::Value as V;
     Ok(Some(match v.value {
         None | Some(V::StringValueStrindex(_)) => return Ok(None),
@@ -249,10 +307,8 @@ fn proto_value(
         Some(V::ArrayValue(a)) => {
             check_depth(depth)?;
             let mut out = Vec::with_capacity(a.values.len());
-            for (i, item) in a.values.into_iter().enumerate() {
-                if let Some(v) =
-                    proto_value(item, depth + 1, keys).map_err(|(p, m)| (format!("[{i}]{p}"), m))?
-                {
+            for item in a.values {
+                if let Some(v) = proto_value(item, depth + 1, keys)? {
                     out.push(v);
                 }
             }
@@ -263,10 +319,8 @@ fn proto_value(
             let mut out = Vec::with_capacity(kvs.values.len());
             for kv in kvs.values {
                 let Some(value) = kv.value else { continue };
-                match proto_value(value, depth + 1, keys) {
-                    Ok(Some(v)) => out.push((keys.intern(&kv.key), v)),
-                    Ok(None) => {}
-                    Err((p, m)) => return Err((format!(".{}{p}", kv.key), m)),
+                if let Some(v) = proto_value(value, depth + 1, keys)? {
+                    out.push((keys.intern(&kv.key), v));
                 }
             }
             AttrValue::KvList(out.into_boxed_slice())
@@ -274,12 +328,9 @@ fn proto_value(
     }))
 }
 
-fn check_depth(depth: usize) -> Result<(), (String, String)> {
+fn check_depth(depth: usize) -> Result<(), TooDeep> {
     if depth >= MAX_VALUE_DEPTH {
-        return Err((
-            String::new(),
-            format!("values are nested deeper than {MAX_VALUE_DEPTH} levels"),
-        ));
+        return Err(TooDeep);
     }
     Ok(())
 }
@@ -293,7 +344,7 @@ pub fn decode_otlp_json(bytes: &[u8]) -> Result<Decoded, OtlpError> {
     if let Some(decoded) = crate::otlp_json::decode(bytes) {
         return Ok(decoded);
     }
-    let value: Value = serde_json::from_slice(bytes)?;
+    let value = crate::otlp_json::parse_value(bytes)?;
     decode_otlp_json_value(&value)
 }
 
@@ -308,7 +359,8 @@ pub fn decode_otlp_json_value(request: &Value) -> Result<Decoded, OtlpError> {
     for (ri, rs) in resource_spans.iter().enumerate() {
         let rs_path = || format!("resourceSpans[{ri}]");
         let rs = json_object(rs, rs_path)?;
-        let resource = json_resource(rs, &mut keys);
+        let mut deep = Vec::new();
+        let resource = json_resource(rs, &mut keys, &mut deep);
         // Pre-1.0 OTLP names scope spans `instrumentationLibrarySpans`; receivers read them
         // when `scopeSpans` is absent (opentelemetry-proto v0.16–v0.19, `trace.proto`).
         let list = if get(rs, "scopeSpans", "scope_spans").is_none()
@@ -328,26 +380,45 @@ pub fn decode_otlp_json_value(request: &Value) -> Result<Decoded, OtlpError> {
         } else {
             json_array(rs, "scopeSpans", "scope_spans", rs_path)?
         };
+        let first_span = index;
         for (si, ss) in scope_spans.iter().enumerate() {
             let ss_path = || format!("{}.{list}[{si}]", rs_path());
             let ss = json_object(ss, ss_path)?;
             let scope_name = json_scope_name(ss).map(|n| keys.intern(&n));
             let spans = json_array(ss, "spans", "spans", ss_path)?;
             for span in spans {
+                let mut span_deep = Vec::new();
                 let converted = match (&resource, &scope_name) {
                     (Ok(resource), Ok(scope_name)) => {
-                        json_span(span, index, resource, scope_name, &mut keys)
+                        json_span(span, index, resource, scope_name, &mut keys, &mut span_deep)
                     }
                     (Err((field, message)), _) | (_, Err((field, message))) => {
                         Err(SpanError::new(index, field.as_str(), message.as_str()))
                     }
                 };
                 match converted {
-                    Ok(span) => out.spans.push(span),
+                    Ok(span) => {
+                        out.spans.push(span);
+                        out.dropped_attributes.extend(
+                            span_deep
+                                .iter()
+                                .map(|key| deep_attribute(index, &format!("attributes.{key}"))),
+                        );
+                    }
                     Err(e) => out.rejected.push(e),
                 }
                 index += 1;
             }
+        }
+        if resource.is_ok() && index > first_span {
+            let at = out
+                .dropped_attributes
+                .partition_point(|d| d.index < first_span);
+            let resource_drops: Vec<SpanError> = deep
+                .iter()
+                .map(|key| deep_attribute(first_span, &format!("resource.attributes.{key}")))
+                .collect();
+            out.dropped_attributes.splice(at..at, resource_drops);
         }
     }
     Ok(out)
@@ -396,9 +467,43 @@ fn json_array<'a>(
 
 type FieldError = (String, String);
 
+/// A problem in a key-value list or value.
+#[derive(Debug)]
+enum ValueError {
+    /// The path below the list (`.key`, `[i]`…) and what is wrong: the span is rejected.
+    Invalid(String, String),
+    /// Nested deeper than [`MAX_VALUE_DEPTH`]: the top-level attribute holding it is dropped.
+    TooDeep,
+}
+
+impl ValueError {
+    /// The same error, its path below `prefix`.
+    fn under(self, prefix: impl FnOnce() -> String) -> ValueError {
+        match self {
+            ValueError::Invalid(p, m) => ValueError::Invalid(format!("{}{p}", prefix()), m),
+            ValueError::TooDeep => ValueError::TooDeep,
+        }
+    }
+}
+
+impl From<FieldError> for ValueError {
+    fn from((path, message): FieldError) -> ValueError {
+        ValueError::Invalid(path, message)
+    }
+}
+
+/// The error of a top-level attribute list (which absorbs [`ValueError::TooDeep`]).
+fn invalid(e: ValueError) -> FieldError {
+    match e {
+        ValueError::Invalid(p, m) => (p, m),
+        ValueError::TooDeep => (String::new(), "nested too deep".into()),
+    }
+}
+
 fn json_resource(
     rs: &Map<String, Value>,
     keys: &mut KeyInterner,
+    deep: &mut Vec<String>,
 ) -> Result<Arc<Resource>, FieldError> {
     let Some(resource) = get(rs, "resource", "resource") else {
         return Ok(Arc::new(Resource::default()));
@@ -411,8 +516,10 @@ fn json_resource(
     };
     let attributes = match get(resource, "attributes", "attributes") {
         None => Vec::new(),
-        Some(v) => json_key_values(v, 0, true, keys)
-            .map_err(|(p, m)| (join_path("resource.attributes", &p), m))?,
+        Some(v) => json_key_values(v, 0, Some(deep), keys).map_err(|e| {
+            let (p, m) = invalid(e);
+            (join_path("resource.attributes", &p), m)
+        })?,
     };
     Ok(Arc::new(Resource { attributes }))
 }
@@ -458,6 +565,7 @@ fn json_span(
     resource: &Arc<Resource>,
     scope_name: &Arc<str>,
     keys: &mut KeyInterner,
+    deep: &mut Vec<String>,
 ) -> Result<Span, SpanError> {
     let err = |field: &str, message: String| SpanError::new(index, field, message);
     let Value::Object(s) = v else {
@@ -528,8 +636,10 @@ fn json_span(
     };
     let attributes = match get(s, "attributes", "attributes") {
         None => Vec::new(),
-        Some(v) => json_key_values(v, 0, true, keys)
-            .map_err(|(p, m)| err(&join_path("attributes", &p), m))?,
+        Some(v) => json_key_values(v, 0, Some(deep), keys).map_err(|e| {
+            let (p, m) = invalid(e);
+            err(&join_path("attributes", &p), m)
+        })?,
     };
     Ok(Span {
         trace_id,
@@ -585,16 +695,18 @@ fn show(v: &Value) -> String {
     }
 }
 
-/// A JSON array of `KeyValue` objects; the error path is relative (`.key…` or `[i]…`). `top` lists are made unique by key (span and resource
-/// attributes); nested key-value lists are kept as written.
+/// A JSON array of `KeyValue` objects; the error path is relative (`.key…` or `[i]…`). A top
+/// list (span and resource attributes, `deep` given) is made unique by key, and the keys of
+/// its attributes nested too deep go to `deep` instead; nested key-value lists are kept as
+/// written.
 fn json_key_values(
     v: &Value,
     depth: usize,
-    top: bool,
+    mut deep: Option<&mut Vec<String>>,
     keys: &mut KeyInterner,
-) -> Result<Attributes, FieldError> {
+) -> Result<Attributes, ValueError> {
     let Value::Array(items) = v else {
-        return Err((
+        return Err(ValueError::Invalid(
             String::new(),
             format!("expected an array of key-values, found {}", json_kind(v)),
         ));
@@ -602,7 +714,7 @@ fn json_key_values(
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let Value::Object(kv) = item else {
-            return Err((
+            return Err(ValueError::Invalid(
                 format!("[{i}]"),
                 format!("expected a key-value object, found {}", json_kind(item)),
             ));
@@ -611,7 +723,7 @@ fn json_key_values(
             None => "",
             Some(Value::String(k)) => k.as_str(),
             Some(other) => {
-                return Err((
+                return Err(ValueError::Invalid(
                     format!("[{i}].key"),
                     format!("expected a string, found {}", json_kind(other)),
                 ));
@@ -620,13 +732,18 @@ fn json_key_values(
         let Some(value) = get(kv, "value", "value") else {
             continue;
         };
-        match json_any_value(value, depth, keys) {
-            Ok(Some(v)) => out.push((keys.intern(key), v)),
-            Ok(None) => {}
-            Err((p, m)) => return Err((format!(".{key}{p}"), m)),
+        match (json_any_value(value, depth, keys), deep.as_deref_mut()) {
+            (Ok(Some(v)), _) => out.push((keys.intern(key), v)),
+            (Ok(None), _) => {}
+            (Err(ValueError::TooDeep), Some(deep)) => deep.push(key.to_owned()),
+            (Err(e), _) => return Err(e.under(|| format!(".{key}"))),
         }
     }
-    Ok(if top { dedup_attributes(out) } else { out })
+    Ok(if deep.is_some() {
+        dedup_attributes(out)
+    } else {
+        out
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -676,9 +793,9 @@ fn json_any_value(
     v: &Value,
     depth: usize,
     keys: &mut KeyInterner,
-) -> Result<Option<AttrValue>, FieldError> {
+) -> Result<Option<AttrValue>, ValueError> {
     let Value::Object(obj) = v else {
-        return Err((
+        return Err(ValueError::Invalid(
             String::new(),
             format!(
                 "expected an AnyValue object such as {{\"stringValue\": …}}, found {}",
@@ -693,7 +810,7 @@ fn json_any_value(
         }
         let Some(w) = which(key) else { continue };
         if let Some((first, _, _)) = found {
-            return Err((
+            return Err(ValueError::Invalid(
                 String::new(),
                 format!("an AnyValue holds one value, found `{first}` and `{key}`"),
             ));
@@ -712,11 +829,11 @@ fn json_any_value(
     Ok(Some(match which {
         Which::Str => match value {
             Value::String(s) => AttrValue::Str(s.as_str().into()),
-            _ => return Err(wrong("a string")),
+            _ => return Err(wrong("a string").into()),
         },
         Which::Bool => match value {
             Value::Bool(b) => AttrValue::Bool(*b),
-            _ => return Err(wrong("a boolean")),
+            _ => return Err(wrong("a boolean").into()),
         },
         Which::Int => {
             AttrValue::Int(json_i64(value).map_err(|m| (String::new(), format!("`{key}`: {m}")))?)
@@ -730,18 +847,18 @@ fn json_any_value(
                     .map_err(|e| (String::new(), format!("`{key}` is not base64: {e}")))?
                     .into_boxed_slice(),
             ),
-            _ => return Err(wrong("a base64 string")),
+            _ => return Err(wrong("a base64 string").into()),
         },
         Which::Array => {
-            check_depth(depth)?;
+            check_depth(depth).map_err(|TooDeep| ValueError::TooDeep)?;
             let Value::Object(array) = value else {
-                return Err(wrong("an object `{\"values\": [...]}`"));
+                return Err(wrong("an object `{\"values\": [...]}`").into());
             };
             let items: &[Value] = match get(array, "values", "values") {
                 None => &[],
                 Some(Value::Array(items)) => items,
                 Some(other) => {
-                    return Err((
+                    return Err(ValueError::Invalid(
                         String::new(),
                         format!(
                             "`{key}.values` expects an array, found {}",
@@ -753,7 +870,7 @@ fn json_any_value(
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 if let Some(v) = json_any_value(item, depth + 1, keys)
-                    .map_err(|(p, m)| (format!("[{i}]{p}"), m))?
+                    .map_err(|e| e.under(|| format!("[{i}]")))?
                 {
                     out.push(v);
                 }
@@ -761,14 +878,14 @@ fn json_any_value(
             AttrValue::Array(out.into_boxed_slice())
         }
         Which::KvList => {
-            check_depth(depth)?;
+            check_depth(depth).map_err(|TooDeep| ValueError::TooDeep)?;
             let Value::Object(list) = value else {
-                return Err(wrong("an object `{\"values\": [...]}`"));
+                return Err(wrong("an object `{\"values\": [...]}`").into());
             };
             match get(list, "values", "values") {
                 None => AttrValue::KvList(Box::default()),
                 Some(values) => AttrValue::KvList(
-                    json_key_values(values, depth + 1, false, keys)?.into_boxed_slice(),
+                    json_key_values(values, depth + 1, None, keys)?.into_boxed_slice(),
                 ),
             }
         }
@@ -1026,29 +1143,223 @@ mod tests {
         );
     }
 
-    #[test]
-    fn protobuf_too_deep_values_reject_the_span() {
+    /// An `AnyValue` of `levels` nested arrays (or key-value lists) around an integer: an
+    /// array or list at value depth `levels - 1`, the integer at depth `levels`.
+    fn nested(levels: usize, kvlist: bool) -> AnyValue {
         let mut v = AnyValue {
             value: Some(any_value::Value::IntValue(1)),
         };
-        for _ in 0..=MAX_VALUE_DEPTH {
+        for _ in 0..levels {
             v = AnyValue {
-                value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+                value: Some(if kvlist {
+                    any_value::Value::KvlistValue(KeyValueList {
+                        values: vec![KeyValue {
+                            key: "k".into(),
+                            value: Some(v),
+                            ..Default::default()
+                        }],
+                    })
+                } else {
+                    any_value::Value::ArrayValue(ArrayValue { values: vec![v] })
+                }),
             };
         }
+        v
+    }
+
+    fn with_value(key: &str, value: AnyValue) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(value),
+            ..Default::default()
+        }
+    }
+
+    /// Span 1 holds `deep` (nested `levels`) and `ok`; span 2 is plain; the resource holds a
+    /// value nested `levels` too.
+    fn deep_request(levels: usize, kvlist: bool) -> ExportTraceServiceRequest {
         let mut s = pb_span(1, None);
-        s.attributes = vec![KeyValue {
-            key: "deep".into(),
-            value: Some(v),
+        s.attributes = vec![
+            with_value("deep", nested(levels, kvlist)),
+            kv("ok", any_value::Value::BoolValue(true)),
+        ];
+        let mut r = request(vec![s, pb_span(2, None)]);
+        if let Some(res) = r.resource_spans[0].resource.as_mut() {
+            res.attributes
+                .push(with_value("res.deep", nested(levels, kvlist)));
+        }
+        r
+    }
+
+    fn check_deep_dropped(d: &Decoded) {
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        assert_eq!(d.spans.len(), 2);
+        let keys: Vec<&str> = d.spans[0].attributes.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(keys, ["ok"]);
+        let res: Vec<&str> = d.spans[0]
+            .resource
+            .attributes
+            .iter()
+            .map(|(k, _)| &**k)
+            .collect();
+        assert_eq!(res, ["service.name"]);
+        let fields: Vec<(usize, &str)> = d
+            .dropped_attributes
+            .iter()
+            .map(|e| (e.index, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [(0, "resource.attributes.res.deep"), (0, "attributes.deep")]
+        );
+        assert!(
+            d.dropped_attributes[1]
+                .to_string()
+                .contains("nested deeper than 30 levels"),
+            "{}",
+            d.dropped_attributes[1]
+        );
+    }
+
+    #[test]
+    fn protobuf_too_deep_values_drop_the_attribute() {
+        for kvlist in [false, true] {
+            // Within prost's recursion limit: dropped by the converter.
+            let d = decode_otlp_request(deep_request(MAX_VALUE_DEPTH + 1, kvlist));
+            check_deep_dropped(&d);
+            // Far past it: prost refuses the request, the wire pass removes the attribute.
+            let bytes = deep_request(300, kvlist).encode_to_vec();
+            assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_err());
+            let d = decode_otlp_protobuf(&bytes).unwrap();
+            check_deep_dropped(&d);
+            // Just past the limit, through the wire pass and through the converter alike.
+            let bytes = deep_request(MAX_VALUE_DEPTH + 1, kvlist).encode_to_vec();
+            let (_, dropped) = crate::otlp_wire::without_deep_values(&bytes).unwrap();
+            assert_eq!(dropped, d.dropped_attributes);
+        }
+    }
+
+    #[test]
+    fn protobuf_values_at_the_depth_limit_are_kept() {
+        for kvlist in [false, true] {
+            let bytes = deep_request(MAX_VALUE_DEPTH, kvlist).encode_to_vec();
+            // prost decodes the deepest allowed value without the wire pass.
+            assert!(ExportTraceServiceRequest::decode(&bytes[..]).is_ok());
+            let (_, dropped) = crate::otlp_wire::without_deep_values(&bytes).unwrap();
+            assert!(dropped.is_empty());
+            let d = decode_otlp_protobuf(&bytes).unwrap();
+            assert!(d.dropped_attributes.is_empty());
+            assert_eq!(d.spans[0].attributes.len(), 2);
+            assert_eq!(d.spans[0].resource.attributes.len(), 2);
+        }
+    }
+
+    #[test]
+    fn protobuf_deep_values_in_events_links_and_scope_do_not_fail_the_request() {
+        let mut s = pb_span(1, None);
+        s.events = vec![pb::span::Event {
+            name: "e".into(),
+            attributes: vec![with_value("x", nested(300, false))],
             ..Default::default()
         }];
-        let d = decode_otlp_request(request(vec![s, pb_span(2, None)]));
-        assert_eq!(d.spans.len(), 1);
-        assert!(
-            d.rejected[0].field.starts_with("attributes.deep[0][0]"),
-            "{}",
-            d.rejected[0]
+        s.links = vec![pb::span::Link {
+            trace_id: s.trace_id.clone(),
+            span_id: vec![0, 0, 0, 0, 0, 0, 0, 9],
+            attributes: vec![with_value("x", nested(300, true))],
+            ..Default::default()
+        }];
+        let mut r = request(vec![s, pb_span(2, None)]);
+        r.resource_spans[0].scope_spans[0]
+            .scope
+            .as_mut()
+            .unwrap()
+            .attributes = vec![with_value("x", nested(300, false))];
+        let d = decode_otlp_protobuf(&r.encode_to_vec()).unwrap();
+        assert_eq!(d.spans.len(), 2);
+        assert_eq!(&*d.spans[0].scope_name, "lib");
+        assert!(d.dropped_attributes.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_span_lists_no_dropped_attributes() {
+        for levels in [MAX_VALUE_DEPTH + 1, 300] {
+            let mut r = deep_request(levels, false);
+            r.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1; 3];
+            let d = decode_otlp_protobuf(&r.encode_to_vec()).unwrap();
+            assert_eq!(d.rejected.len(), 1);
+            assert_eq!(d.rejected[0].field, "trace_id");
+            let fields: Vec<&str> = d
+                .dropped_attributes
+                .iter()
+                .map(|e| e.field.as_str())
+                .collect();
+            assert_eq!(fields, ["resource.attributes.res.deep"], "{levels}");
+        }
+    }
+
+    #[test]
+    fn protobuf_garbage_is_still_an_error() {
+        let mut bytes = deep_request(300, false).encode_to_vec();
+        bytes.truncate(bytes.len() - 3);
+        assert!(matches!(
+            decode_otlp_protobuf(&bytes),
+            Err(OtlpError::Protobuf(_))
+        ));
+    }
+
+    /// The OTLP/JSON of `deep_request` (as the protobuf JSON mapping writes it).
+    fn deep_json(levels: usize, kvlist: bool) -> String {
+        let mut v = r#"{"intValue":"1"}"#.to_owned();
+        for _ in 0..levels {
+            v = if kvlist {
+                format!(r#"{{"kvlistValue":{{"values":[{{"key":"k","value":{v}}}]}}}}"#)
+            } else {
+                format!(r#"{{"arrayValue":{{"values":[{v}]}}}}"#)
+            };
+        }
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}},{{"key":"res.deep","value":{v}}}]}},"scopeSpans":[{{"scope":{{"name":"lib"}},"spans":[{{"traceId":"{TRACE_HEX}","spanId":"0000000000000001","name":"op-1","attributes":[{{"key":"deep","value":{v}}},{{"key":"ok","value":{{"boolValue":true}}}}]}},{{"traceId":"{TRACE_HEX}","spanId":"0000000000000002","name":"op-2"}}]}}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn json_too_deep_values_drop_the_attribute() {
+        for kvlist in [false, true] {
+            for levels in [MAX_VALUE_DEPTH + 1, 300] {
+                let d = decode_otlp_json(deep_json(levels, kvlist).as_bytes()).unwrap();
+                check_deep_dropped(&d);
+            }
+            let d = decode_otlp_json(deep_json(MAX_VALUE_DEPTH, kvlist).as_bytes()).unwrap();
+            assert!(d.dropped_attributes.is_empty() && d.rejected.is_empty());
+            assert_eq!(d.spans[0].attributes.len(), 2);
+            assert_eq!(d.spans[0].resource.attributes.len(), 2);
+            // The same spans as the protobuf of the same request.
+            let pb = decode_otlp_protobuf(&deep_request(MAX_VALUE_DEPTH, kvlist).encode_to_vec())
+                .unwrap();
+            assert_eq!(d.spans[0].attributes, pb.spans[0].attributes);
+        }
+    }
+
+    #[test]
+    fn json_deep_nesting_elsewhere_is_skipped_and_errors_keep_their_place() {
+        let junk = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let body = format!(
+            r#"{{"junk":{junk},"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{TRACE_HEX}","spanId":"0000000000000001","events":[{{"x":{junk}}}]}}]}}]}}]}}"#
         );
+        let d = decode_otlp_json(body.as_bytes()).unwrap();
+        assert_eq!(d.spans.len(), 1);
+        // Another attribute of the span that is invalid still rejects it.
+        let body = deep_json(300, false).replace(
+            r#"{"key":"ok","value":{"boolValue":true}}"#,
+            r#"{"key":"ok","value":{"boolValue":"yes"}}"#,
+        );
+        let d = decode_otlp_json(body.as_bytes()).unwrap();
+        assert_eq!(d.rejected.len(), 1);
+        assert_eq!(d.rejected[0].field, "attributes.ok");
+        assert_eq!(d.spans.len(), 1);
+        // Unterminated deep nesting is still malformed JSON.
+        let e = decode_otlp_json(format!("{}1", "[".repeat(200)).as_bytes()).unwrap_err();
+        assert!(matches!(e, OtlpError::Json(_)), "{e}");
     }
 
     fn json_request(spans: Value) -> Value {

@@ -164,6 +164,87 @@ fn any_value(
     }))
 }
 
+// ---- the reference decoder's parse, deep values skipped
+
+/// JSON nesting kept by [`parse_value`]. From the document to the first attribute value are
+/// 10 levels, and every value level adds at most 4 (`kvlistValue`, `values`, the key-value,
+/// its `value`), so a value at depth [`MAX_VALUE_DEPTH`] — which the converter drops with its
+/// attribute, without looking inside — still lies within it.
+const MAX_JSON_DEPTH: usize = 16 + 4 * (MAX_VALUE_DEPTH + 1);
+
+/// Parses JSON like `serde_json::from_slice::<serde_json::Value>`, except that anything
+/// nested deeper than [`MAX_JSON_DEPTH`] is skipped (read without recursion, kept as `null`)
+/// instead of failing the whole document at serde_json's recursion limit of 128. Only values
+/// below an attribute value too deep to convert, or below fields the decoder ignores, are
+/// that deep in a valid request.
+pub(crate) fn parse_value(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = de::DeserializeSeed::deserialize(Capped(0), &mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// A JSON value at nesting `.0`.
+#[derive(Clone, Copy)]
+struct Capped(usize);
+
+impl<'de> de::DeserializeSeed<'de> for Capped {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        if self.0 >= MAX_JSON_DEPTH {
+            de::IgnoredAny::deserialize(d)?;
+            return Ok(serde_json::Value::Null);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Capped {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(b.into())
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(n.into())
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(n.into())
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(s.into())
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+        Ok(s.into())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(Capped(self.0 + 1))? {
+            items.push(v);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut obj = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let v = map.next_value_seed(Capped(self.0 + 1))?;
+            obj.insert(key, v);
+        }
+        Ok(serde_json::Value::Object(obj))
+    }
+}
+
 // ---- the request shape (lowerCamelCase keys, snake_case accepted as aliases)
 
 #[derive(Deserialize)]

@@ -251,7 +251,7 @@ impl DecodedExt for Decoded {
     fn one(span: Span) -> Decoded {
         Decoded {
             spans: vec![span],
-            rejected: Vec::new(),
+            ..Decoded::default()
         }
     }
 }

@@ -399,7 +399,10 @@ fn bad_input_gets_the_specified_answer_and_the_server_stays_up() {
     assert_eq!(r.status(), 200);
     let resp = ExportTraceServiceResponse::decode(r.bytes().unwrap().as_ref()).unwrap();
     assert!(resp.partial_success.is_none());
-    assert_eq!(s.metric("betrace_attributes_dropped_total"), 72.0);
+    assert_eq!(
+        s.metric("betrace_attributes_dropped_total{reason=\"limit\"}"),
+        72.0
+    );
     assert_eq!(s.metric("betrace_attribute_values_truncated_total"), 1.0);
     // Malformed JSON and wrong shapes on the REST API.
     let r = s.post_raw("/v1/rules", "application/json", None, b"{\"id\": ".to_vec());

@@ -58,14 +58,18 @@ impl fmt::Display for FieldPrefix<'_> {
 }
 
 /// The result of converting a batch of spans where each span stands alone (OTLP partial
-/// success, `/v1/spans`): the spans that converted, in input order, and one error per span
-/// that did not.
+/// success, `/v1/spans`): the spans that converted, in input order, one error per span that
+/// did not, and one entry per attribute removed from a span that was kept.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decoded {
     /// Converted spans, in input order.
     pub spans: Vec<Span>,
     /// One error per rejected span, in input order.
     pub rejected: Vec<SpanError>,
+    /// Attributes removed because their value nests deeper than [`MAX_VALUE_DEPTH`] (OTLP
+    /// input): `field` is `attributes.<key>` or `resource.attributes.<key>`, `index` the span
+    /// (for a resource attribute, the first span of that resource). The spans are kept.
+    pub dropped_attributes: Vec<SpanError>,
 }
 
 impl Decoded {
@@ -167,10 +171,14 @@ fn has_duplicate_key(attrs: &Attributes) -> bool {
     !attrs.iter().all(|(k, _)| seen.insert(&**k))
 }
 
-/// Nesting depth allowed for array and key-value-list attribute values; deeper values are a
-/// span error rather than unbounded recursion. Every converter into [`Span`] uses it, the
-/// bindings' converters of SDK span objects included.
-pub const MAX_VALUE_DEPTH: usize = 64;
+/// Nesting depth allowed for array and key-value-list attribute values (a scalar at the top
+/// of an attribute is depth 0, the elements of an array in it depth 1, and so on). Deeper
+/// values never recurse without bound: the OTLP converters drop the attribute that holds one
+/// ([`Decoded::dropped_attributes`]), the simple-JSON converter and the bindings' converters
+/// of SDK span objects reject the span. 30 keeps an OTLP protobuf request holding the deepest
+/// allowed value within prost's recursion limit (100 nested messages: 5 down to a span
+/// attribute's value, 3 per key-value-list level).
+pub const MAX_VALUE_DEPTH: usize = 30;
 
 /// A span kind by name: `server`, `SERVER`, `SPAN_KIND_SERVER` (ASCII case-insensitive,
 /// optional `SPAN_KIND_` prefix), as ENGINE.md §2 accepts.

@@ -83,7 +83,7 @@ pub fn decode_simple_json(value: &Value) -> Result<Decoded, SimpleJsonError> {
     let mut decoder = SimpleJsonDecoder::new();
     let mut out = Decoded {
         spans: Vec::with_capacity(list.len()),
-        rejected: Vec::new(),
+        ..Decoded::default()
     };
     for (index, v) in list.iter().enumerate() {
         match decoder.decode_span(index, v) {

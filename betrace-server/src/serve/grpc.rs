@@ -1,10 +1,18 @@
 //! OTLP/gRPC receiver (SERVER.md §1 "Ingest"): `opentelemetry.proto.collector.trace.v1.
 //! TraceService/Export` on tonic, gzip accepted.
 //!
-//! In: `ExportTraceServiceRequest`s. Out: `ExportTraceServiceResponse` with `partial_success`
-//! for rejected spans; `RESOURCE_EXHAUSTED` with `RetryInfo` (1 s) under back-pressure,
-//! `INVALID_ARGUMENT` past the span limit and past the message size limit, `UNAVAILABLE`
-//! while shutting down or while storage fails, `UNAUTHENTICATED` without the bearer token.
+//! In: `ExportTraceServiceRequest`s, taken as bytes (a codec that does not decode) and decoded
+//! by [`betrace_core::decode_otlp_protobuf`] like OTLP/HTTP protobuf, so that an attribute
+//! value nested past prost's recursion limit drops that attribute instead of failing the
+//! request; bytes that are not a request are `INVALID_ARGUMENT`. Out:
+//! `ExportTraceServiceResponse` with `partial_success` for rejected spans and dropped
+//! attributes; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the span
+//! limit and past the message size limit, `UNAVAILABLE` while shutting down or while storage
+//! fails,
+//! `UNAUTHENTICATED` without the bearer token. `RESOURCE_EXHAUSTED` and `UNAVAILABLE` carry a
+//! `google.rpc.RetryInfo` detail (retry delay [`RETRY_AFTER_SECONDS`]): the OTLP
+//! specification ("OTLP/gRPC Throttling") makes `RESOURCE_EXHAUSTED` retryable only with it,
+//! and the Collector's OTLP exporter drops the data otherwise.
 //!
 //! A message over `server.max_decompressed_bytes` (as sent, or once inflated) is refused by
 //! tonic before the handler with `OUT_OF_RANGE` (or `RESOURCE_EXHAUSTED` when inflating);
@@ -12,20 +20,21 @@
 //! codes), and the same message would be refused forever, so [`status_layer`] turns both into
 //! `INVALID_ARGUMENT`, which no OTLP client retries.
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tonic::codec::CompressionEncoding;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message as _;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{Body, BoxFuture, Bytes, StdError, http};
 use tonic::{Request, Response, Status};
 
 use super::config::ConnLimits;
 use super::http::AppState;
-use super::http::ingest::{accept, rejection_message};
+use super::http::ingest::{RETRY_AFTER_SECONDS, accept, partial_success};
 use super::spool::RecordKind;
 
 /// The gRPC trace service.
@@ -54,7 +63,189 @@ pub fn server_builder(limits: &ConnLimits) -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(limits.header_read_timeout))
 }
 
-/// `google.rpc.Status` with its details (`grpc-status-details-bin`).
+/// The layer that answers `INVALID_ARGUMENT` where tonic refuses a message over `max` bytes.
+pub fn status_layer(
+    max: usize,
+) -> tower::util::MapResponseLayer<
+    impl Fn(axum::http::Response<tonic::body::Body>) -> axum::http::Response<tonic::body::Body> + Clone,
+> {
+    tower::util::MapResponseLayer::new(move |resp| size_status(resp, max))
+}
+
+/// Rewrites a trailers-only answer of tonic's size checks (`grpc-status` in the headers).
+fn size_status<B>(mut resp: axum::http::Response<B>, max: usize) -> axum::http::Response<B> {
+    let Some(status) = Status::from_header_map(resp.headers()) else {
+        return resp;
+    };
+    let over = match status.code() {
+        tonic::Code::OutOfRange => true,
+        tonic::Code::ResourceExhausted => status.message().starts_with("Error decompressing"),
+        _ => false,
+    };
+    if over {
+        let s = Status::invalid_argument(format!(
+            "the request message is larger than server.max_decompressed_bytes ({max} bytes): {}",
+            status.message()
+        ));
+        if s.add_header(resp.headers_mut()).is_err() {
+            tracing::warn!("cannot rewrite a gRPC size-limit status");
+        }
+    }
+    resp
+}
+
+/// The service with gzip accepted and the decompressed size limit applied.
+pub fn service(state: AppState) -> TraceServer {
+    TraceServer {
+        receiver: GrpcReceiver { state },
+    }
+}
+
+/// `TraceService` as a tower service: what tonic's generated server does, with a codec that
+/// hands the handler the request bytes.
+#[derive(Debug, Clone)]
+pub struct TraceServer {
+    receiver: GrpcReceiver,
+}
+
+impl tonic::server::NamedService for TraceServer {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl<B> tower::Service<http::Request<B>> for TraceServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let receiver = self.receiver.clone();
+        Box::pin(async move {
+            if req.uri().path() != EXPORT_PATH {
+                return Ok(Status::unimplemented(format!(
+                    "`{}` is not a method of this server",
+                    req.uri().path()
+                ))
+                .into_http());
+            }
+            let max = receiver.state.limits.max_decompressed_bytes;
+            let mut gzip = EnabledCompressionEncodings::default();
+            gzip.enable(CompressionEncoding::Gzip);
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .apply_compression_config(gzip, gzip)
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(ExportMethod(receiver), req).await)
+        })
+    }
+}
+
+struct ExportMethod(GrpcReceiver);
+
+impl tonic::server::UnaryService<Bytes> for ExportMethod {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<ExportTraceServiceResponse>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let receiver = self.0.clone();
+        Box::pin(async move { receiver.export(request) })
+    }
+}
+
+/// Requests as their bytes, responses encoded with prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the response failed: {e}")))
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        use prost::bytes::Buf as _;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl GrpcReceiver {
+    fn export(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let st = &self.state;
+        if let Some(hash) = &st.token_hash {
+            let ok = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .is_some_and(|t| {
+                    subtle::ConstantTimeEq::ct_eq(&super::http::token_hash(t.trim())[..], &hash[..])
+                        .into()
+                });
+            if !ok {
+                return Err(Status::unauthenticated(
+                    "missing or wrong `authorization: Bearer <token>`",
+                ));
+            }
+        }
+        let bytes = request.into_inner();
+        let decoded = betrace_core::decode_otlp_protobuf(&bytes)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match accept(
+            st,
+            decoded,
+            "otlp_grpc",
+            Some((RecordKind::OtlpProtobuf, &bytes)),
+        ) {
+            Ok(accepted) => Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: partial_success(&accepted),
+            })),
+            Err(r) => Err(refusal(r.code, r.message)),
+        }
+    }
+}
+
+/// gRPC status codes that tell the client to retry later.
+const RESOURCE_EXHAUSTED: i32 = 8;
+const UNAVAILABLE: i32 = 14;
+
+/// `google.rpc.Status` with its details, as carried in `grpc-status-details-bin`.
 #[derive(Clone, PartialEq, prost::Message)]
 struct RpcStatus {
     #[prost(int32, tag = "1")]
@@ -90,126 +281,28 @@ struct ProtoDuration {
     nanos: i32,
 }
 
-/// `RESOURCE_EXHAUSTED` with a `RetryInfo` detail (retry after
-/// [`RETRY_AFTER_SECONDS`](super::http::ingest::RETRY_AFTER_SECONDS)): OTLP clients retry
-/// `RESOURCE_EXHAUSTED` only when it carries `RetryInfo` (OTLP specification, "OTLP/gRPC
-/// Throttling"), and back-pressure is temporary.
-fn retryable_exhausted(message: String) -> Status {
-    use prost::Message as _;
+/// The status of a refused export; with a `RetryInfo` when the client should retry.
+fn refusal(code: i32, message: String) -> Status {
+    if code != RESOURCE_EXHAUSTED && code != UNAVAILABLE {
+        return Status::new(tonic::Code::from(code), message);
+    }
     let retry = RetryInfo {
         retry_delay: Some(ProtoDuration {
-            seconds: super::http::ingest::RETRY_AFTER_SECONDS as i64,
+            seconds: RETRY_AFTER_SECONDS as i64,
             nanos: 0,
         }),
     };
     let details = RpcStatus {
-        code: tonic::Code::ResourceExhausted as i32,
+        code,
         message: message.clone(),
         details: vec![Any {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".to_owned(),
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
             value: retry.encode_to_vec(),
         }],
     };
     Status::with_details(
-        tonic::Code::ResourceExhausted,
+        tonic::Code::from(code),
         message,
         details.encode_to_vec().into(),
     )
-}
-
-/// The layer that answers `INVALID_ARGUMENT` where tonic refuses a message over `max` bytes.
-pub fn status_layer(
-    max: usize,
-) -> tower::util::MapResponseLayer<
-    impl Fn(axum::http::Response<tonic::body::Body>) -> axum::http::Response<tonic::body::Body> + Clone,
-> {
-    tower::util::MapResponseLayer::new(move |resp| size_status(resp, max))
-}
-
-/// Rewrites a trailers-only answer of tonic's size checks (`grpc-status` in the headers).
-fn size_status<B>(mut resp: axum::http::Response<B>, max: usize) -> axum::http::Response<B> {
-    let Some(status) = Status::from_header_map(resp.headers()) else {
-        return resp;
-    };
-    let over = match status.code() {
-        tonic::Code::OutOfRange => true,
-        tonic::Code::ResourceExhausted => status.message().starts_with("Error decompressing"),
-        _ => false,
-    };
-    if over {
-        let s = Status::invalid_argument(format!(
-            "the request message is larger than server.max_decompressed_bytes ({max} bytes): {}",
-            status.message()
-        ));
-        if s.add_header(resp.headers_mut()).is_err() {
-            tracing::warn!("cannot rewrite a gRPC size-limit status");
-        }
-    }
-    resp
-}
-
-/// The service with gzip accepted and the decompressed size limit applied.
-pub fn service(state: AppState) -> TraceServiceServer<GrpcReceiver> {
-    let max = state.limits.max_decompressed_bytes;
-    TraceServiceServer::new(GrpcReceiver { state })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max)
-}
-
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let st = &self.state;
-        if let Some(hash) = &st.token_hash {
-            let ok = request
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .is_some_and(|t| {
-                    subtle::ConstantTimeEq::ct_eq(&super::http::token_hash(t.trim())[..], &hash[..])
-                        .into()
-                });
-            if !ok {
-                return Err(Status::unauthenticated(
-                    "missing or wrong `authorization: Bearer <token>`",
-                ));
-            }
-        }
-        let request = request.into_inner();
-        // The spool keeps the request as protobuf; encoding it again is the cost of that.
-        let raw = st
-            .pipeline
-            .spooling()
-            .then(|| prost::Message::encode_to_vec(&request));
-        let decoded = betrace_core::otlp::decode_otlp_request(request);
-        match accept(
-            st,
-            decoded,
-            "otlp_grpc",
-            raw.as_deref().map(|b| (RecordKind::OtlpProtobuf, b)),
-        ) {
-            Ok(rejected) => Ok(Response::new(ExportTraceServiceResponse {
-                partial_success: (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
-                    rejected_spans: rejected.len() as i64,
-                    error_message: rejection_message(&rejected),
-                }),
-            })),
-            Err(r) => {
-                let code = tonic::Code::from(r.code);
-                if code == tonic::Code::ResourceExhausted {
-                    Err(retryable_exhausted(r.message))
-                } else {
-                    Err(Status::new(code, r.message))
-                }
-            }
-        }
-    }
 }

@@ -65,7 +65,7 @@ pub struct Metrics {
     pub rules_active: Gauge,
     pub export_spans: Family<ResultLabel, Counter>,
     pub export_queue_depth: Gauge,
-    pub attributes_dropped: Counter,
+    pub attributes_dropped: Family<ReasonLabel, Counter>,
     pub attribute_values_truncated: Counter,
     pub pending_evaluation_spans: Gauge,
     pub violations_store_failed: Counter,
@@ -113,7 +113,7 @@ impl Metrics {
             rules_active: Gauge::default(),
             export_spans: Family::default(),
             export_queue_depth: Gauge::default(),
-            attributes_dropped: Counter::default(),
+            attributes_dropped: Family::default(),
             attribute_values_truncated: Counter::default(),
             pending_evaluation_spans: Gauge::default(),
             violations_store_failed: Counter::default(),
@@ -222,7 +222,7 @@ impl Metrics {
         );
         registry.register(
             "betrace_attributes_dropped",
-            "Span attributes dropped past the per-span limit",
+            "Span attributes dropped, by reason (limit: past the per-span limit; depth: value nested too deep)",
             m.attributes_dropped.clone(),
         );
         registry.register(
@@ -310,6 +310,9 @@ impl Metrics {
         for r in REJECT_REASONS {
             m.rejected_init(r);
         }
+        for r in ["limit", "depth"] {
+            m.attributes_dropped(r, 0);
+        }
         m.dropped("shutdown", 0);
         for r in ["success", "failure", "rejected"] {
             m.exported(r, 0);
@@ -394,6 +397,14 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    pub fn attributes_dropped(&self, reason: &str, n: usize) {
+        self.attributes_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n as u64);
     }
 
     /// Spans received over every transport.

@@ -207,6 +207,7 @@ async fn serve(config: Config) -> Result<(), String> {
         pipeline = pipeline.with_spool(spool);
     }
     let pipeline = Arc::new(pipeline);
+    pipeline.resume_after_shutdown();
     pipeline
         .start(config.eval_workers)
         .map_err(|e| format!("cannot start the evaluation threads: {e}"))?;

@@ -174,12 +174,6 @@ impl Pipeline {
         self
     }
 
-    /// True when requests are kept in the spool (their bodies should be passed to
-    /// [`Pipeline::ingest_raw`]).
-    pub fn spooling(&self) -> bool {
-        self.spool.is_some()
-    }
-
     /// Why storage is failing, or `None` when it works (`/v1/ready`).
     pub fn storage_problem(&self) -> Option<&'static str> {
         if self.store_failing.load(Ordering::Acquire) {
@@ -194,6 +188,34 @@ impl Pipeline {
     fn set_health(&self) {
         let ok = self.storage_problem().is_none();
         self.metrics.storage_ok.set(i64::from(ok));
+    }
+
+    /// Remembers the traces the previous process evaluated at its shutdown within the
+    /// assembler's `released_memory`, so that their spans arriving now are evaluated as
+    /// partial fragments (`"partial": true`) rather than as whole traces.
+    pub fn resume_after_shutdown(&self) {
+        let memory =
+            u64::try_from(self.assembler.config().released_memory.as_nanos()).unwrap_or(u64::MAX);
+        let since = now_unix_nanos().saturating_sub(memory) as i64;
+        match self.store.shutdown_traces_since(since) {
+            Ok(ids) => {
+                let n = ids.len();
+                self.assembler.remember_released(
+                    ids.iter()
+                        .filter_map(|id| betrace_core::input::hex_bytes(id))
+                        .map(betrace_core::TraceId),
+                );
+                if n > 0 {
+                    tracing::info!(
+                        traces = n,
+                        "later spans of traces evaluated at the last shutdown will be partial fragments"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the traces evaluated at the last shutdown failed")
+            }
+        }
     }
 
     /// Starts `workers` evaluation threads and the 100 ms tick.
@@ -422,7 +444,7 @@ impl Pipeline {
             }
         }
         if dropped > 0 {
-            self.metrics.attributes_dropped.inc_by(dropped);
+            self.metrics.attributes_dropped("limit", dropped as usize);
         }
         if truncated > 0 {
             self.metrics.attribute_values_truncated.inc_by(truncated);
@@ -464,6 +486,13 @@ impl Pipeline {
         }
         let traces = self.assembler.shutdown();
         let n = traces.len();
+        let ids: Vec<String> = traces.iter().map(|t| t.trace_id.to_hex()).collect();
+        if let Err(e) = self
+            .store
+            .remember_shutdown_traces(&ids, now_unix_nanos() as i64)
+        {
+            tracing::error!(error = %e, "recording the traces evaluated at shutdown failed");
+        }
         self.enqueue(traces);
         if !self.wait_idle(Duration::from_secs(120)) {
             let lost = self.pending_spans.load(Ordering::Acquire);

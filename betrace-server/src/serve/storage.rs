@@ -179,6 +179,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes violations created before `older_than_ns`, then the oldest beyond `max`.
     /// Returns how many were deleted.
     fn prune(&self, max: u64, older_than_ns: i64) -> Result<u64, StoreError>;
+    /// Records the trace ids (lowercase hex) evaluated at shutdown, at `at_ns` (Unix ns),
+    /// so that the next process recognises their later spans as partial fragments.
+    fn remember_shutdown_traces(&self, ids: &[String], at_ns: i64) -> Result<(), StoreError>;
+    /// The trace ids recorded by [`Store::remember_shutdown_traces`] at or after `since_ns`;
+    /// older records are deleted.
+    fn shutdown_traces_since(&self, since_ns: i64) -> Result<Vec<String>, StoreError>;
 }
 
 /// Columns kept beside the JSON, for filtering.
@@ -251,6 +257,11 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE violations ADD COLUMN state TEXT NOT NULL DEFAULT 'live';
     ALTER TABLE violations ADD COLUMN superseded_by TEXT;
     CREATE INDEX violations_state ON violations (state, seq);",
+    // 4: trace ids evaluated at shutdown (their later spans are partial fragments).
+    "CREATE TABLE shutdown_traces (
+        trace_id TEXT PRIMARY KEY,
+        released_ns INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this binary writes.
@@ -567,6 +578,35 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn remember_shutdown_traces(&self, ids: &[String], at_ns: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO shutdown_traces (trace_id, released_ns) VALUES (?1, ?2)
+                 ON CONFLICT(trace_id) DO UPDATE SET released_ns = ?2",
+            )?;
+            for id in ids {
+                insert.execute(params![id, at_ns])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn shutdown_traces_since(&self, since_ns: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "DELETE FROM shutdown_traces WHERE released_ns < ?1",
+            params![since_ns],
+        )?;
+        let mut q = conn.prepare("SELECT trace_id FROM shutdown_traces")?;
+        let ids = q
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
     fn prune(&self, max: u64, older_than_ns: i64) -> Result<u64, StoreError> {
         let conn = self.conn.lock();
         let mut n = conn.execute(
@@ -780,6 +820,15 @@ impl Store for MemoryStore {
     fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError> {
         self.inner.lock().cursors.insert(name.to_owned(), seq);
         Ok(())
+    }
+
+    /// Nothing outlives the process with memory storage.
+    fn remember_shutdown_traces(&self, _ids: &[String], _at_ns: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn shutdown_traces_since(&self, _since_ns: i64) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     fn prune(&self, max: u64, older_than_ns: i64) -> Result<u64, StoreError> {
@@ -1104,6 +1153,22 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn shutdown_traces_outlive_the_process_until_they_are_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.remember_shutdown_traces(&["aa".into(), "bb".into()], 100)
+            .unwrap();
+        s.remember_shutdown_traces(&["cc".into()], 200).unwrap();
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        let mut ids = s.shutdown_traces_since(150).unwrap();
+        ids.sort();
+        assert_eq!(ids, ["cc"]);
+        assert_eq!(s.shutdown_traces_since(0).unwrap(), ["cc"]);
     }
 
     #[test]

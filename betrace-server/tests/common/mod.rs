@@ -111,16 +111,18 @@ impl Server {
             }
             None => betrace(),
         };
-        cmd.arg("serve")
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--otlp-http-addr",
-                otlp_http_addr,
-                "--otlp-grpc-addr",
-                "127.0.0.1:0",
-            ])
-            .args(&opts.args)
+        cmd.arg("serve");
+        // Listeners on ports chosen by the system, unless `opts.args` names one.
+        for (flag, addr) in [
+            ("--http-addr", "127.0.0.1:0"),
+            ("--otlp-http-addr", otlp_http_addr),
+            ("--otlp-grpc-addr", "127.0.0.1:0"),
+        ] {
+            if !opts.args.iter().any(|a| a == flag) {
+                cmd.args([flag, addr]);
+            }
+        }
+        cmd.args(&opts.args)
             .env_remove("BETRACE_API_TOKEN")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("BETRACE_SIGNATURE_KEY", KEY)

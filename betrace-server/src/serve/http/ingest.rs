@@ -99,18 +99,40 @@ fn body_error(enc: Encoding, e: BodyError) -> Response {
     }
 }
 
-/// The message of a partial success: the first rejected spans.
-pub fn rejection_message(rejected: &[SpanError]) -> String {
+/// The first few of `items`, `; `-separated, with how many more.
+fn first_few(items: &[SpanError]) -> String {
     const SHOWN: usize = 5;
-    let mut parts: Vec<String> = rejected
-        .iter()
-        .take(SHOWN)
-        .map(ToString::to_string)
-        .collect();
-    if rejected.len() > SHOWN {
-        parts.push(format!("and {} more", rejected.len() - SHOWN));
+    let mut parts: Vec<String> = items.iter().take(SHOWN).map(ToString::to_string).collect();
+    if items.len() > SHOWN {
+        parts.push(format!("and {} more", items.len() - SHOWN));
     }
-    format!("{} span(s) rejected: {}", rejected.len(), parts.join("; "))
+    parts.join("; ")
+}
+
+/// The OTLP partial success of an accepted request (OTLP specification, "Partial
+/// Success"): `rejected_spans` counts the rejected spans; `error_message` names the first
+/// rejected spans and the first attributes dropped for nesting too deep (a warning: with
+/// only dropped attributes, `rejected_spans` is 0). `None` when everything was kept.
+pub fn partial_success(accepted: &Accepted) -> Option<ExportTracePartialSuccess> {
+    let mut parts = Vec::new();
+    if !accepted.rejected.is_empty() {
+        parts.push(format!(
+            "{} span(s) rejected: {}",
+            accepted.rejected.len(),
+            first_few(&accepted.rejected)
+        ));
+    }
+    if !accepted.dropped_attributes.is_empty() {
+        parts.push(format!(
+            "{} attribute(s) dropped: {}",
+            accepted.dropped_attributes.len(),
+            first_few(&accepted.dropped_attributes)
+        ));
+    }
+    (!parts.is_empty()).then(|| ExportTracePartialSuccess {
+        rejected_spans: accepted.rejected.len() as i64,
+        error_message: parts.join(". "),
+    })
 }
 
 /// OTLP/HTTP trace export.
@@ -173,18 +195,13 @@ pub async fn otlp_traces(
     };
     match accept(&st, decoded, "otlp_http", Some((kind, &bytes))) {
         Err(r) => status_response(enc, r.status, r.code, r.message),
-        Ok(rejected) => {
-            let partial = if rejected.is_empty() {
+        Ok(accepted) => {
+            let partial = partial_success(&accepted).or_else(|| {
                 warning.map(|error_message| ExportTracePartialSuccess {
                     rejected_spans: 0,
                     error_message,
                 })
-            } else {
-                Some(ExportTracePartialSuccess {
-                    rejected_spans: rejected.len() as i64,
-                    error_message: rejection_message(&rejected),
-                })
-            };
+            });
             match enc {
                 Encoding::Protobuf => (
                     StatusCode::OK,
@@ -219,14 +236,22 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Counts, limits and ingests decoded spans; returns the rejected ones. `raw` is the request
+/// What an accepted request left out: the spans rejected and the attributes dropped from
+/// spans that were kept.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    pub rejected: Vec<SpanError>,
+    pub dropped_attributes: Vec<SpanError>,
+}
+
+/// Counts, limits and ingests decoded spans; returns what was left out. `raw` is the request
 /// body (after gzip) for the ingest spool.
 pub fn accept(
     st: &super::Shared,
     decoded: Decoded,
     transport: &str,
     raw: Option<(RecordKind, &[u8])>,
-) -> Result<Vec<SpanError>, Refusal> {
+) -> Result<Accepted, Refusal> {
     let total = decoded.total();
     if st.draining.load(std::sync::atomic::Ordering::Acquire) {
         st.metrics.received(transport, total);
@@ -253,7 +278,14 @@ pub fn accept(
     st.metrics.received(transport, rejected.len());
     st.metrics.rejected("invalid", rejected.len());
     match st.pipeline.ingest_raw(decoded.spans, transport, raw) {
-        Ok(()) => Ok(rejected),
+        Ok(()) => {
+            st.metrics
+                .attributes_dropped("depth", decoded.dropped_attributes.len());
+            Ok(Accepted {
+                rejected,
+                dropped_attributes: decoded.dropped_attributes,
+            })
+        }
         Err(IngestError::Backpressure) => Err(Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: RESOURCE_EXHAUSTED,
@@ -318,7 +350,7 @@ pub async fn spans(
         "spans_api",
         Some((RecordKind::SimpleJson, &bytes)),
     ) {
-        Ok(rejected) => Ok(Json(json!({
+        Ok(Accepted { rejected, .. }) => Ok(Json(json!({
             "accepted": accepted,
             "rejected": rejected.len(),
             "errors": rejected.iter().map(|e| json!({"index": e.index, "message": e.to_string()})).collect::<Vec<_>>(),
