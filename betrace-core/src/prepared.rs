@@ -11,6 +11,7 @@
 use std::sync::OnceLock;
 
 use betrace_dsl::ir::{AttrScope, KeyId, NameId, Symbols};
+use betrace_dsl::route::Presence;
 
 use crate::span::{AttrKey, AttrValue, Resource, Span};
 use crate::trace::{SpanIndex, Trace};
@@ -29,7 +30,7 @@ pub struct PreparedTrace<'t> {
     name_start: Vec<u32>,
     name_spans: Vec<SpanIndex>,
     /// Bit `id % 64` of word `id / 64`: some span is named `id`.
-    present: Vec<u64>,
+    present: Presence,
     /// `0..len`, the source of loops over every span.
     all: Vec<SpanIndex>,
     /// `parent_of[i]`: the parent of span `i` in the trace, `NONE` when it has none.
@@ -135,15 +136,13 @@ impl<'t> PreparedTrace<'t> {
 
         let mut name_of = Vec::with_capacity(n);
         let mut name_start = vec![0u32; names + 1];
-        let mut present = vec![0u64; names.div_ceil(64)];
+        let mut present = Presence::new(names);
         for s in spans {
             let id = symbols.span_name_id(&s.name).map_or(NONE, |id| id.0);
             if let Some(c) = name_start.get_mut(id as usize) {
                 *c += 1;
             }
-            if let Some(word) = present.get_mut(id as usize / 64) {
-                *word |= 1 << (id % 64);
-            }
+            present.insert(NameId(id));
             name_of.push(id);
         }
         let mut sum = 0u32;
@@ -269,17 +268,14 @@ impl<'t> PreparedTrace<'t> {
     /// Whether some span is named `name` (false for an id not from this rule set's symbols).
     #[inline]
     pub fn has_named(&self, name: NameId) -> bool {
-        let id = name.0 as usize;
-        self.present
-            .get(id / 64)
-            .is_some_and(|w| w >> (id % 64) & 1 == 1)
+        self.present.contains(name)
     }
 
-    /// Word `i` of the presence bitset: bit `id % 64` of word `id / 64` is set when some span
-    /// is named `id`; 0 past the end.
-    #[inline]
-    pub fn presence_word(&self, i: u32) -> u64 {
-        self.present.get(i as usize).copied().unwrap_or(0)
+    /// Which span names the trace has, as the presence bitset the VM's screen and windows
+    /// read.
+    #[inline(always)]
+    pub fn presence(&self) -> &Presence {
+        &self.present
     }
 
     /// The number of spans named `name` (0 for an id not from this rule set's symbols).

@@ -5,22 +5,23 @@
 //! trace violates the rule, which clause failed, and the trigger and offending spans (DSL.md
 //! §3.1, §3.6, §7.1–§7.3) — or a typed [`EvalError`].
 //!
-//! The decision is reached by the cheapest of four routes, chosen when the rule is lowered:
-//! - a trace without any of the program's required span names conforms at once (one word of
-//!   the trace's name-presence bitset, [`PreparedTrace::presence_word`], when the names share
-//!   a word; [`Program::screen_word`]);
-//! - a decision made only of name tests and counts is read from a table
-//!   ([`betrace_dsl::gate`]): indexed by a few bits of the presence bitset ([`Program::window`])
-//!   or by the atoms' truth values ([`Program::gate`]);
-//! - a decision made only of trace-level instructions (names, counts, fused searches, `trace.`
-//!   fields; [`Program::trace_level_decision`]) runs in a small loop without loop slots or
-//!   registers;
-//! - any other runs in the full machine, which allocates nothing (unless a rule needs more
-//!   than four registers or loop slots) and compares no strings except where the rule itself
-//!   compares strings.
+//! The decision follows the program's [`Route`] ([`Program::route`]), chosen when the rule is
+//! lowered and shown in its listing:
+//! - [`Route::Window`], [`Route::Gate`]: a decision made only of name tests and counts is read
+//!   from a table ([`betrace_dsl::gate`]), indexed by a few bits of one word of the trace's
+//!   name-presence bitset ([`PreparedTrace::presence`]) or by the atoms' truth values;
+//! - [`Route::TraceLevel`]: a decision made only of trace-level instructions (names, counts,
+//!   fused searches, `trace.` fields) runs in a small loop without loop slots or registers;
+//! - [`Route::Machine`]: any other runs in the full machine, which allocates nothing (unless a
+//!   rule needs more than four registers or loop slots) and compares no strings except where
+//!   the rule itself compares strings.
 //!
-//! All four give the same verdict and charge the same steps (the required-names screen charges
-//! none); only for a violation does the machine run the witness code, which collects the span
+//! The last two first apply the required-names screen ([`betrace_dsl::route::Screen`]): a
+//! trace without any of the program's required span names conforms at once, usually after
+//! reading one word of the presence bitset.
+//!
+//! All routes give the same verdict and charge the same steps (the required-names screen
+//! charges none); only for a violation does the machine run the witness code, which collects the span
 //! lists. Loops live in a fixed set of slots and relation walks are iterative, so nothing
 //! recurses per span or per ancestor. Every executed instruction counts against
 //! [`EvalOptions::instruction_budget`] (DSL.md §3.7), and so does every span a fused search
@@ -33,6 +34,7 @@ use betrace_dsl::bytecode::{
 };
 use betrace_dsl::gate::{Atom, Counted, CountedRhs, Row};
 use betrace_dsl::ir::{Intrinsic, Literal, Relation, TraceField};
+use betrace_dsl::route::Route;
 use smallvec::SmallVec;
 
 use crate::prepared::PreparedTrace;
@@ -111,30 +113,50 @@ pub fn evaluate(
     trace: &PreparedTrace<'_>,
     options: &EvalOptions,
 ) -> Result<Outcome, EvalError> {
-    let budget = options.instruction_budget;
     let (word, mask) = program.screen_word();
-    if mask != 0 {
-        if trace.presence_word(word) & mask == 0 {
-            return Ok(Outcome::CONFORMS);
-        }
-    } else if let Some(w) = program.window() {
-        let row = w.row(trace.presence_word(w.word));
-        if row.conforms_within(budget) {
-            return Ok(Outcome::CONFORMS);
-        }
-        return by_row(program, row, trace, budget);
-    } else if let Some(gate) = program.gate() {
-        let row = gate.decide(|a| atom_holds(a, trace));
-        if row.conforms_within(budget) {
-            return Ok(Outcome::CONFORMS);
-        }
-        return by_row(program, row, trace, budget);
-    } else if let Some(names) = program.required_names()
-        && !names.iter().any(|&n| trace.has_named(n))
-    {
+    if mask != 0 && trace.presence().word(word) & mask == 0 {
         return Ok(Outcome::CONFORMS);
     }
-    run_program(program, trace, options)
+    evaluate_by(program, program.route(), trace, options)
+}
+
+/// [`evaluate`] along `route`, one of [`Route::all_for`] `program`.
+#[inline(always)]
+fn evaluate_by(
+    program: &Program,
+    route: &Route,
+    trace: &PreparedTrace<'_>,
+    options: &EvalOptions,
+) -> Result<Outcome, EvalError> {
+    let budget = options.instruction_budget;
+    match route {
+        Route::TraceLevel(screen) => {
+            if !screen.passes(trace.presence()) {
+                return Ok(Outcome::CONFORMS);
+            }
+            run_trace_level(program, trace, budget)
+        }
+        Route::Machine(screen) => {
+            if !screen.passes(trace.presence()) {
+                return Ok(Outcome::CONFORMS);
+            }
+            run_machine(program, trace, budget, None)
+        }
+        Route::Window(w) => {
+            let row = w.row(trace.presence().word(w.word));
+            if row.conforms_within(budget) {
+                return Ok(Outcome::CONFORMS);
+            }
+            by_row(program, row, trace, budget)
+        }
+        Route::Gate(gate) => {
+            let row = gate.decide(|a| atom_holds(a, trace));
+            if row.conforms_within(budget) {
+                return Ok(Outcome::CONFORMS);
+            }
+            by_row(program, row, trace, budget)
+        }
+    }
 }
 
 /// The rest of [`evaluate`] for a program whose gate gave `row`, when that row is not
@@ -152,13 +174,7 @@ fn by_row(
         Some(left) if verdict != Verdict::Conforms => {
             run_machine(program, trace, left, Some(verdict))
         }
-        _ => run_program(
-            program,
-            trace,
-            &EvalOptions {
-                instruction_budget: budget,
-            },
-        ),
+        _ => run_machine(program, trace, budget, None),
     }
 }
 
@@ -182,27 +198,21 @@ fn atom_holds(atom: &Atom, trace: &PreparedTrace<'_>) -> bool {
     }
 }
 
-/// [`evaluate`] past the required-names check: a trace-level decision runs in its own small
-/// loop, and the full machine is built only for other programs and for the witness pass.
+/// The [`Route::TraceLevel`] decision in its own small loop; the full machine is built only
+/// for the witness pass of a violation.
 #[inline(never)]
-fn run_program(
+fn run_trace_level(
     program: &Program,
     trace: &PreparedTrace<'_>,
-    options: &EvalOptions,
+    mut budget: u64,
 ) -> Result<Outcome, EvalError> {
-    let mut budget = options.instruction_budget;
-    let verdict = if program.trace_level_decision() {
-        match decide_trace_level(program, trace, &mut budget)? {
-            Verdict::Conforms => return Ok(Outcome::CONFORMS),
-            v => Some(v),
-        }
-    } else {
-        None
-    };
-    run_machine(program, trace, budget, verdict)
+    match decide_trace_level(program, trace, &mut budget)? {
+        Verdict::Conforms => Ok(Outcome::CONFORMS),
+        v => run_machine(program, trace, budget, Some(v)),
+    }
 }
 
-/// Runs the decision code of a program whose [`Program::trace_level_decision`] holds: no
+/// Runs the decision code of a program whose route is [`Route::TraceLevel`]: no
 /// loop slots, value registers or current span. Counts steps exactly as the full machine does.
 #[inline(always)]
 fn decide_trace_level(
@@ -1087,7 +1097,7 @@ fn in_list(v: &Value<'_>, items: &[Literal], negated: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    //! The shortcuts — gate, trace-level loop — against the full machine, at every budget.
+    //! Every route against the full machine, at the exact budget, around it and unlimited.
 
     use std::sync::Arc;
 
@@ -1098,108 +1108,180 @@ mod tests {
     use crate::span::{Resource, SpanId, SpanKind, StatusCode, TraceId};
     use crate::trace::Trace;
 
-    const RULES: &[&str] = &[
-        "when { payment } always { fraud_check }",
-        "when { payment } always { fraud_check } never { bypass }",
-        "when { payment or bypass } never { fraud_check and not bypass }",
-        "when { count(http_request) != count(http_response) } never { orphaned }",
-        "when { count(http_request) > 1 } always { count(http_response) >= count(http_request) }",
-        "when { count(payment) > 0 and count(http_request) == 2 } always { bypass }",
-        "when { payment.where(amount > 1000) } always { fraud_check } never { bypass }",
-        "when { count(payment.where(amount > 1000)) >= 1 } always { fraud_check }",
-        "when { payment } always { fraud_check.where(amount > 1) }",
-        "when { trace.span_count > 2 } always { payment }",
-        "span.name == \"payment\" and amount > 1000",
-        "when { a } always { b and c and d and e }",
-        "when { count(payment) > 1 or count(bypass) > 0 } always { count(http_request) > count(payment) }",
-    ];
-
-    const TRACES: &[&[&str]] = &[
-        &[],
-        &["payment"],
-        &["payment", "fraud_check"],
-        &["payment", "bypass"],
-        &["payment", "fraud_check", "bypass"],
-        &["http_request", "http_response"],
-        &["http_request", "http_request", "http_response", "orphaned"],
-        &["http_request", "http_request", "payment", "bypass"],
-        &["a", "b", "c", "d", "e"],
-        &["x", "y", "z"],
-    ];
-
-    fn trace(names: &[&str]) -> Trace {
-        let resource = Arc::new(Resource::with_service("svc"));
-        Trace::new(
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| Span {
-                    trace_id: TraceId([1; 16]),
-                    span_id: SpanId((i as u64 + 1).to_be_bytes()),
-                    parent_span_id: None,
-                    name: (*name).into(),
-                    kind: SpanKind::Internal,
-                    start_time_unix_nano: 1_000 * i as u64,
-                    end_time_unix_nano: 1_000 * i as u64 + 500,
-                    status_code: StatusCode::Unset,
-                    status_message: String::new(),
-                    attributes: vec![("amount".into(), AttrValue::Int(1000 + 500 * i as i64))],
-                    resource: Arc::clone(&resource),
-                    scope_name: "".into(),
-                })
-                .collect(),
-        )
+    /// The smallest budget at which the full machine decides `program` on `trace` (0 when
+    /// it fails otherwise than on the budget).
+    fn exact_budget(program: &Program, trace: &PreparedTrace<'_>) -> u64 {
+        let (mut lo, mut hi) = (0u64, EvalOptions::default().instruction_budget);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match run_machine(program, trace, mid, None) {
+                Err(EvalError::BudgetExceeded { .. }) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
     }
 
-    #[test]
-    fn shortcuts_agree_with_the_full_machine_at_every_budget() {
-        let mut gated = 0;
-        let mut trace_level = 0;
-        for source in RULES {
-            let mut symbols = Symbols::new();
-            let rule = betrace_dsl::check_source(source, &mut symbols).unwrap();
-            let program = lower(rule);
-            eprintln!(
-                "{source}: gate {} trace-level {}\n{}",
-                program.gate().is_some(),
-                program.trace_level_decision(),
-                program.disassemble(&symbols)
-            );
-            gated += usize::from(program.gate().is_some());
-            trace_level += usize::from(program.trace_level_decision());
-            for names in TRACES {
-                let t = trace(names);
-                let prepared = PreparedTrace::new(&t, &symbols);
-                for budget in 0..40 {
-                    let full = run_machine(&program, &prepared, budget, None);
-                    let options = EvalOptions {
-                        instruction_budget: budget,
-                    };
-                    let at = format!("{source} over {names:?} with budget {budget}");
-                    assert_eq!(run_program(&program, &prepared, &options), full, "{at}");
-                    if let Some(gate) = program.gate() {
-                        let row = gate.decide(|a| atom_holds(a, &prepared));
-                        let by_gate = if row.conforms_within(budget) {
-                            Ok(Outcome::CONFORMS)
-                        } else {
-                            by_row(&program, row, &prepared, budget)
-                        };
-                        assert_eq!(by_gate, full, "{at}");
-                    }
-                    if let Some(w) = program.window() {
-                        let row = w.row(prepared.presence_word(w.word));
-                        assert_eq!(
-                            row,
-                            program.gate().unwrap().decide(|a| atom_holds(a, &prepared)),
-                            "{at}"
-                        );
-                    }
-                    if full.is_ok() {
-                        assert_eq!(evaluate(&program, &prepared, &options), full, "{at}");
-                    }
+    /// Every route of `program` against the unscreened full machine on `trace`, at budgets
+    /// around the exact one and unlimited. A screen that rejects the trace answers
+    /// "conforms" at every budget, which the full machine must reach with enough budget.
+    fn routes_agree(program: &Program, trace: &PreparedTrace<'_>, at: &str) -> Vec<Route> {
+        let routes = Route::all_for(program);
+        assert_eq!(routes.first(), Some(program.route()), "{at}: chosen route");
+        let exact = exact_budget(program, trace);
+        let unlimited = run_machine(program, trace, u64::MAX, None);
+        let budgets = [0, exact.saturating_sub(1), exact, exact + 1, u64::MAX];
+        for route in &routes {
+            let screened = match route {
+                Route::TraceLevel(s) | Route::Machine(s) => !s.passes(trace.presence()),
+                Route::Window(_) | Route::Gate(_) => false,
+            };
+            if screened {
+                assert_eq!(
+                    unlimited,
+                    Ok(Outcome::CONFORMS),
+                    "{at}: {route:?} screens out"
+                );
+            }
+            for budget in budgets {
+                let options = EvalOptions {
+                    instruction_budget: budget,
+                };
+                let got = evaluate_by(program, route, trace, &options);
+                let want = if screened {
+                    Ok(Outcome::CONFORMS)
+                } else {
+                    run_machine(program, trace, budget, None)
+                };
+                assert_eq!(got, want, "{at}: {route:?} with budget {budget}");
+                if route == program.route() {
+                    let direct = evaluate(program, trace, &options);
+                    assert_eq!(direct, want, "{at}: evaluate with budget {budget}");
                 }
             }
         }
-        assert_eq!((gated, trace_level), (7, 12));
+        routes
+    }
+
+    mod generated {
+        //! Random rules and traces: every route against the full machine (the property behind
+        //! [`Route::all_for`]).
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+        const CMP: [&str; 6] = [">", ">=", "<", "<=", "==", "!="];
+
+        fn name() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(&NAMES[..])
+        }
+
+        fn cmp() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(&CMP[..])
+        }
+
+        fn selection() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => name().prop_map(str::to_string),
+                1 => (name(), 0..2000i64).prop_map(|(n, k)| format!("{n}.where(amount > {k})")),
+                1 => (name(), name()).prop_map(|(n, c)| format!("{n}.where(has_child({c}))")),
+                1 => (name(), 0..2000i64, name()).prop_map(|(n, k, c)| {
+                    format!("{n}.where(amount <= {k} and not has_parent({c}))")
+                }),
+            ]
+        }
+
+        fn condition() -> impl Strategy<Value = String> {
+            let atom = prop_oneof![
+                4 => selection(),
+                2 => (name(), cmp(), 0..4i64).prop_map(|(n, op, k)| format!("count({n}) {op} {k}")),
+                1 => (selection(), cmp(), 0..4i64).prop_map(|(s, op, k)| format!("count({s}) {op} {k}")),
+                2 => (name(), cmp(), name()).prop_map(|(a, op, b)| format!("count({a}) {op} count({b})")),
+                1 => (cmp(), 0..6i64).prop_map(|(op, k)| format!("trace.span_count {op} {k}")),
+            ];
+            atom.prop_recursive(2, 4, 2, |inner| {
+                prop_oneof![
+                    (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+                    (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+                    inner.prop_map(|a| format!("not ({a})")),
+                ]
+            })
+        }
+
+        fn rule() -> impl Strategy<Value = String> {
+            let c = condition;
+            prop_oneof![
+                (c(), c()).prop_map(|(w, a)| format!("when {{ {w} }} always {{ {a} }}")),
+                (c(), c()).prop_map(|(w, n)| format!("when {{ {w} }} never {{ {n} }}")),
+                (c(), c(), c()).prop_map(|(w, a, n)| format!(
+                    "when {{ {w} }} always {{ {a} }} never {{ {n} }}"
+                )),
+                c().prop_map(|a| format!("always {{ {a} }}")),
+                c().prop_map(|n| format!("never {{ {n} }}")),
+                (name(), 0..2000i64)
+                    .prop_map(|(n, k)| format!("span.name == \"{n}\" and amount > {k}")),
+            ]
+        }
+
+        /// Spans as (name index, `amount`, parent index); name index 4 is a name no rule uses.
+        fn spans() -> impl Strategy<Value = Vec<(usize, i64, Option<usize>)>> {
+            prop::collection::vec((0..5usize, 0..2000i64, prop::option::of(0..8usize)), 0..8)
+        }
+
+        fn build(spans: &[(usize, i64, Option<usize>)], names: &[String]) -> Trace {
+            let resource = Arc::new(Resource::with_service("svc"));
+            let id = |i: usize| SpanId((i as u64 + 1).to_be_bytes());
+            Trace::new(
+                spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(n, amount, parent))| Span {
+                        trace_id: TraceId([1; 16]),
+                        span_id: id(i),
+                        parent_span_id: parent.filter(|&p| p < i).map(id),
+                        name: names.get(n).map_or("z", String::as_str).into(),
+                        kind: SpanKind::Internal,
+                        start_time_unix_nano: 1_000 * i as u64,
+                        end_time_unix_nano: 1_000 * i as u64 + 500,
+                        status_code: StatusCode::Unset,
+                        status_message: String::new(),
+                        attributes: vec![("amount".into(), AttrValue::Int(amount))],
+                        resource: Arc::clone(&resource),
+                        scope_name: "".into(),
+                    })
+                    .collect(),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(768))]
+
+            /// `pad` names interned before the rule's own move them across a presence-word
+            /// boundary, so screens on one word and on several words both occur.
+            #[test]
+            fn every_route_agrees_with_the_full_machine(
+                source in rule(),
+                pad in prop_oneof![Just(0u32), 60..=66u32],
+                traces in prop::collection::vec(spans(), 1..4),
+            ) {
+                let mut symbols = Symbols::new();
+                for i in 0..pad {
+                    symbols.intern_span_name(&format!("pad{i}"));
+                }
+                let Ok(rule) = betrace_dsl::check_source(&source, &mut symbols) else {
+                    return Err(TestCaseError::reject("rule does not compile"));
+                };
+                let program = lower(rule);
+                let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+                names.push("z".into());
+                for spans in &traces {
+                    let t = build(spans, &names);
+                    let prepared = PreparedTrace::new(&t, &symbols);
+                    routes_agree(&program, &prepared, &format!("{source} (pad {pad}) over {spans:?}"));
+                }
+            }
+        }
     }
 }

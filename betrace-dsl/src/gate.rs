@@ -10,7 +10,7 @@
 //! dispatching instructions; the budget is charged the recorded steps, so the result —
 //! including a budget error, which the VM reports by running the code — is exactly the
 //! bytecode's. When the atoms are name tests on nearby name ids, a [`Window`] indexes the table
-//! directly by bits of the trace's name-presence bitset.
+//! directly by bits of the trace's name-presence bitset ([`crate::route::Presence`]).
 
 use crate::bytecode::{CountOperand, Instr, Program, Verdict};
 use crate::ir::{CmpOp, NameId};
@@ -102,11 +102,10 @@ pub struct Gate {
 /// Most name ids a [`Window`] spans.
 pub const WINDOW_BITS: u32 = 6;
 
-/// A gate read from a few bits of one 64-bit word of a presence bitset (bit `id % 64` of word
-/// `id / 64` set when some span is named `id`): when every atom is a name test and the names'
-/// ids lie within [`WINDOW_BITS`] consecutive ids of one word — the usual case, as a rule's
-/// names are interned together — the verdict is read from a table indexed by those bits as
-/// they stand.
+/// A gate read from a few bits of one 64-bit word of a [`crate::route::Presence`] bitset:
+/// when every atom is a name test and the names' ids lie within [`WINDOW_BITS`] consecutive
+/// ids of one word — the usual case, as a rule's names are interned together — the verdict is
+/// read from a table indexed by those bits as they stand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
     /// Index of the bitset word.
@@ -305,7 +304,7 @@ mod tests {
     fn gate(source: &str) -> (Option<Gate>, Symbols) {
         let mut symbols = Symbols::new();
         let rule = crate::check_source(source, &mut symbols).unwrap();
-        (lower(rule).gate().cloned(), symbols)
+        (Gate::build(&lower(rule)), symbols)
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod lexer;
 pub mod lower;
 pub mod parser;
 pub mod requirements;
+pub mod route;
 
 pub use codes::Code;
 pub use diagnostic::{Diagnostic, DiagnosticJson, TextRange, render};

@@ -287,7 +287,6 @@ impl Lowerer {
         if self.overflow || unbound || u32::try_from(self.p.code.len()).is_err() {
             let mut trap = Program::new(self.p.form);
             trap.code.push(Instr::Trap);
-            trap.spans.push((0, 0));
             return trap;
         }
         self.p.regexes = regexes;
@@ -298,7 +297,6 @@ impl Lowerer {
 
     fn emit(&mut self, ins: Instr) {
         self.p.code.push(ins);
-        self.p.spans.push((0, 0));
     }
 
     fn label(&mut self) -> Label {

@@ -357,8 +357,9 @@ fn three_instances_behind_trace_id_routing() {
         let span = by_id[v["id"].as_str().unwrap()];
         assert_eq!(span["name"], "betrace.violation");
         assert_eq!(span["trace_id"], v["traceId"]);
-        // Child of the trigger span; a rule without `when` has none: a root of the trace.
-        let parent = v["triggerSpans"][0]["spanId"].as_str().unwrap_or("");
+        // Child of the violation's span: its first trigger span, else its first offending span.
+        let parent = v["spanId"].as_str().unwrap();
+        assert!(!parent.is_empty());
         assert_eq!(span["parent_span_id"], parent);
     }
     let one = spans_per_second(&sent_single);
