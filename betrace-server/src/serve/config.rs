@@ -71,6 +71,22 @@ pub struct ServeArgs {
     /// CORS is off without it.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Most client connections open at once, all listeners together (default: the open-files
+    /// limit minus 64; env BETRACE_MAX_CONNECTIONS).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Time allowed for a request's headers, from the accept or the previous response
+    /// (default 30s; env BETRACE_HEADER_READ_TIMEOUT).
+    #[arg(long, value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// A connection without traffic and without a request in progress this long is closed
+    /// (default 60s; env BETRACE_IDLE_TIMEOUT).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// When the ingest spool is synced to disk: `always`, `interval` (default) or `never`
+    /// (env BETRACE_SPOOL_FSYNC).
+    #[arg(long, value_name = "always|interval|never")]
+    pub spool_fsync: Option<String>,
     /// Link from a violation in the web UI to the tracing backend; `{traceId}` is replaced by
     /// the trace id (e.g. `http://tempo:3000/explore?traceId={traceId}`; env
     /// BETRACE_UI_TRACE_URL).
@@ -160,6 +176,65 @@ impl Default for Limits {
     }
 }
 
+/// Connection limits of every listener (docs/server.md "Connection limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Connections open at once, all listeners together.
+    pub max_connections: usize,
+    /// Time allowed to receive a request's headers (HTTP/1.1), counted from the accept or the
+    /// end of the previous response; also the longest wait between two chunks of a body.
+    pub header_read_timeout: Duration,
+    /// A connection with no traffic and no request in progress this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// File descriptors kept free beside client connections (database, spool, listeners,
+/// exporter).
+pub const RESERVED_FILES: u64 = 64;
+
+/// The default of `server.max_connections`: the soft open-files limit minus
+/// [`RESERVED_FILES`], at least 16 and at most 65 536.
+pub fn default_max_connections() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let n = limit.map_or(65_536, |l| {
+        l.saturating_sub(RESERVED_FILES).clamp(16, 65_536)
+    });
+    usize::try_from(n).unwrap_or(65_536)
+}
+
+/// When the ingest spool is synced to disk (`ingest.spool_fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolFsync {
+    /// Before each request is answered.
+    Always,
+    /// Every `ingest.spool_fsync_interval`.
+    Interval,
+    /// Left to the operating system.
+    Never,
+}
+
+/// The ingest spool (docs/server.md "Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// On by default with SQLite storage; always off with memory storage.
+    pub enabled: bool,
+    pub fsync: SpoolFsync,
+    pub fsync_interval: Duration,
+    /// A segment file is closed past this size, bytes (16 MiB), or 1 s after it was opened.
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> SpoolConfig {
+        SpoolConfig {
+            enabled: true,
+            fsync: SpoolFsync::Interval,
+            fsync_interval: Duration::from_millis(200),
+            segment_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 /// The resolved configuration of `betrace serve`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -173,6 +248,10 @@ pub struct Config {
     pub api_token: Option<String>,
     pub cors_origins: Vec<String>,
     pub limits: Limits,
+    pub connections: ConnLimits,
+    pub spool: SpoolConfig,
+    /// Violations held in memory for a retry while storage fails.
+    pub retry_queue_violations: usize,
     /// After SIGTERM/SIGINT, how long the listeners keep answering 503 (readiness included)
     /// before the buffered traces are evaluated and the listeners close.
     pub shutdown_delay: Duration,
@@ -223,6 +302,13 @@ impl Config {
             api_token: None,
             cors_origins: Vec::new(),
             limits: Limits::default(),
+            connections: ConnLimits {
+                max_connections: default_max_connections(),
+                header_read_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(60),
+            },
+            spool: SpoolConfig::default(),
+            retry_queue_violations: 100_000,
             shutdown_delay: Duration::ZERO,
             storage: StorageKind::Sqlite(PathBuf::from("betrace-data/betrace.db")),
             data_dir: PathBuf::from("betrace-data"),
@@ -283,6 +369,8 @@ pub struct FileConfig {
     #[serde(default)]
     otlp: OtlpSection,
     #[serde(default)]
+    ingest: IngestSection,
+    #[serde(default)]
     rules: RulesSection,
     /// Kept raw and overlaid on the defaults (so `--test-mode` timings can be overridden key
     /// by key); checked against [`AssemblerConfig`]'s keys.
@@ -323,6 +411,18 @@ struct ServerSection {
     max_attributes_per_span: Option<usize>,
     max_attribute_value_length: Option<usize>,
     evaluation_workers: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestSection {
+    spool: Option<bool>,
+    spool_fsync: Option<String>,
+    spool_fsync_interval: Option<String>,
+    spool_segment_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -334,6 +434,7 @@ struct StorageSection {
     data_dir: Option<PathBuf>,
     max_violations: Option<u64>,
     violation_retention: Option<String>,
+    retry_queue_violations: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -459,8 +560,37 @@ struct Builder {
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     eval_workers: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    spool: Option<bool>,
+    spool_fsync: Option<SpoolFsync>,
+    spool_fsync_interval: Option<Duration>,
+    spool_segment_bytes: Option<u64>,
+    retry_queue_violations: Option<usize>,
     /// With where it came from, for the error message.
     ui_trace_url: Option<(String, &'static str)>,
+}
+
+fn parse_fsync(text: &str) -> Result<SpoolFsync, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "always" => Ok(SpoolFsync::Always),
+        "interval" => Ok(SpoolFsync::Interval),
+        "never" => Ok(SpoolFsync::Never),
+        _ => Err(format!(
+            "unknown fsync policy `{text}`; expected `always`, `interval` or `never`"
+        )),
+    }
+}
+
+/// A duration of at least 1 ms.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(1) {
+        Err(format!("`{text}` is shorter than 1ms"))
+    } else {
+        Ok(d)
+    }
 }
 
 /// Checks a `ui.trace_url` template: http(s), and `{traceId}` in it.
@@ -654,6 +784,33 @@ impl Builder {
         if let Some(v) = s.evaluation_workers {
             self.eval_workers = Some(positive("key `server.evaluation_workers`", v)?);
         }
+        if let Some(v) = s.max_connections {
+            self.max_connections = Some(positive("key `server.max_connections`", v)?);
+        }
+        if let Some(t) = &s.header_read_timeout {
+            self.header_read_timeout =
+                Some(parse_timeout(t).map_err(|e| key("server.header_read_timeout", e))?);
+        }
+        if let Some(t) = &s.idle_timeout {
+            self.idle_timeout = Some(parse_timeout(t).map_err(|e| key("server.idle_timeout", e))?);
+        }
+        let i = &f.ingest;
+        if i.spool.is_some() {
+            self.spool = i.spool;
+        }
+        if let Some(t) = &i.spool_fsync {
+            self.spool_fsync = Some(parse_fsync(t).map_err(|e| key("ingest.spool_fsync", e))?);
+        }
+        if let Some(t) = &i.spool_fsync_interval {
+            self.spool_fsync_interval =
+                Some(parse_timeout(t).map_err(|e| key("ingest.spool_fsync_interval", e))?);
+        }
+        if let Some(b) = i.spool_segment_bytes {
+            if b == 0 {
+                return err("key `ingest.spool_segment_bytes`: must be at least 1");
+            }
+            self.spool_segment_bytes = Some(b);
+        }
 
         let st = &f.storage;
         if st.kind.is_some() {
@@ -667,6 +824,9 @@ impl Builder {
         }
         if st.max_violations.is_some() {
             self.max_violations = st.max_violations;
+        }
+        if let Some(n) = st.retry_queue_violations {
+            self.retry_queue_violations = Some(n);
         }
         if let Some(t) = &st.violation_retention {
             self.violation_retention =
@@ -796,6 +956,24 @@ impl Builder {
         if let Some(v) = get("BETRACE_LOG_FORMAT") {
             self.log_format = Some(parse_format(v).map_err(|e| var("BETRACE_LOG_FORMAT", e))?);
         }
+        if let Some(v) = get("BETRACE_MAX_CONNECTIONS") {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| var("BETRACE_MAX_CONNECTIONS", format!("`{v}` is not a number")))?;
+            self.max_connections =
+                Some(positive("environment variable BETRACE_MAX_CONNECTIONS", n)?);
+        }
+        if let Some(v) = get("BETRACE_HEADER_READ_TIMEOUT") {
+            self.header_read_timeout =
+                Some(parse_timeout(v).map_err(|e| var("BETRACE_HEADER_READ_TIMEOUT", e))?);
+        }
+        if let Some(v) = get("BETRACE_IDLE_TIMEOUT") {
+            self.idle_timeout = Some(parse_timeout(v).map_err(|e| var("BETRACE_IDLE_TIMEOUT", e))?);
+        }
+        if let Some(v) = get("BETRACE_SPOOL_FSYNC") {
+            self.spool_fsync = Some(parse_fsync(v).map_err(|e| var("BETRACE_SPOOL_FSYNC", e))?);
+        }
         if let Some(v) = get("BETRACE_UI_TRACE_URL") {
             self.ui_trace_url = Some((v.clone(), "environment variable BETRACE_UI_TRACE_URL"));
         }
@@ -852,6 +1030,19 @@ impl Builder {
         if !a.cors_origins.is_empty() {
             self.cors_origins = Some(a.cors_origins.clone());
         }
+        if let Some(n) = a.max_connections {
+            self.max_connections = Some(positive("flag --max-connections", n)?);
+        }
+        if let Some(v) = &a.header_read_timeout {
+            self.header_read_timeout =
+                Some(parse_timeout(v).map_err(|e| flag("header-read-timeout", e))?);
+        }
+        if let Some(v) = &a.idle_timeout {
+            self.idle_timeout = Some(parse_timeout(v).map_err(|e| flag("idle-timeout", e))?);
+        }
+        if let Some(v) = &a.spool_fsync {
+            self.spool_fsync = Some(parse_fsync(v).map_err(|e| flag("spool-fsync", e))?);
+        }
         if let Some(u) = &a.ui_trace_url {
             self.ui_trace_url = Some((u.clone(), "flag --ui-trace-url"));
         }
@@ -890,6 +1081,27 @@ impl Builder {
         c.allow_unauthenticated = self.allow_unauthenticated.unwrap_or(false);
         c.cors_origins = self.cors_origins.unwrap_or_default();
         c.limits = self.limits;
+        if let Some(n) = self.max_connections {
+            c.connections.max_connections = n;
+        }
+        if let Some(t) = self.header_read_timeout {
+            c.connections.header_read_timeout = t;
+        }
+        if let Some(t) = self.idle_timeout {
+            c.connections.idle_timeout = t;
+        }
+        if let Some(n) = self.retry_queue_violations {
+            c.retry_queue_violations = n;
+        }
+        if let Some(f) = self.spool_fsync {
+            c.spool.fsync = f;
+        }
+        if let Some(t) = self.spool_fsync_interval {
+            c.spool.fsync_interval = t;
+        }
+        if let Some(b) = self.spool_segment_bytes {
+            c.spool.segment_bytes = b;
+        }
         if let Some(d) = self.shutdown_delay {
             c.shutdown_delay = d;
         }
@@ -914,6 +1126,7 @@ impl Builder {
                     .unwrap_or_else(|| c.data_dir.join("betrace.db")),
             ),
         };
+        c.spool.enabled = matches!(c.storage, StorageKind::Sqlite(_)) && self.spool.unwrap_or(true);
         if let Some(m) = self.max_violations {
             c.max_violations = m;
         }
@@ -1195,6 +1408,49 @@ mod tests {
         assert_eq!(c.trace.root_grace, Duration::from_millis(100));
         assert_eq!(c.trace.idle_timeout, Duration::from_secs(2));
         assert_eq!(c.trace.max_buffered_spans, 10);
+    }
+
+    #[test]
+    fn connection_limits_and_spool() {
+        let c = Config::resolve(&ServeArgs::default(), &env(&[]), None).unwrap();
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(30));
+        assert!(c.connections.max_connections >= 16);
+        assert!(c.spool.enabled);
+        assert_eq!(c.spool.fsync, SpoolFsync::Interval);
+        let f = parse_file(
+            "server:\n  max_connections: 50\n  header_read_timeout: 2s\n  idle_timeout: 5s\ningest:\n  spool_fsync: always\n  spool_segment_bytes: 4096\nstorage:\n  retry_queue_violations: 7\n",
+            "f",
+        )
+        .unwrap();
+        let e = env(&[("BETRACE_IDLE_TIMEOUT", "9s")]);
+        let args = ServeArgs {
+            spool_fsync: Some("never".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        assert_eq!(c.connections.max_connections, 50);
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(9));
+        assert_eq!(c.spool.fsync, SpoolFsync::Never);
+        assert_eq!(c.spool.segment_bytes, 4096);
+        assert_eq!(c.retry_queue_violations, 7);
+        let f = parse_file("ingest:\n  spool_fsync: sometimes\n", "f").unwrap();
+        let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
+        assert!(e.0.contains("ingest.spool_fsync"), "{e}");
+        let f = parse_file("server:\n  idle_timeout: 0s\n", "f").unwrap();
+        let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
+        assert!(e.0.contains("server.idle_timeout"), "{e}");
+        // No spool with memory storage.
+        let args = ServeArgs {
+            test_mode: true,
+            ..Default::default()
+        };
+        assert!(
+            !Config::resolve(&args, &env(&[]), None)
+                .unwrap()
+                .spool
+                .enabled
+        );
     }
 
     #[test]

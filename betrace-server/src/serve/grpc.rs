@@ -7,7 +7,8 @@
 //! request; bytes that are not a request are `INVALID_ARGUMENT`. Out:
 //! `ExportTraceServiceResponse` with `partial_success` for rejected spans and dropped
 //! attributes; `RESOURCE_EXHAUSTED` under back-pressure, `INVALID_ARGUMENT` past the span
-//! limit and past the message size limit, `UNAVAILABLE` while shutting down,
+//! limit and past the message size limit, `UNAVAILABLE` while shutting down or while storage
+//! fails,
 //! `UNAUTHENTICATED` without the bearer token. `RESOURCE_EXHAUSTED` and `UNAVAILABLE` carry a
 //! `google.rpc.RetryInfo` detail (retry delay [`RETRY_AFTER_SECONDS`]): the OTLP
 //! specification ("OTLP/gRPC Throttling") makes `RESOURCE_EXHAUSTED` retryable only with it,
@@ -21,6 +22,7 @@
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
@@ -30,13 +32,35 @@ use tonic::codec::{
 use tonic::codegen::{Body, BoxFuture, Bytes, StdError, http};
 use tonic::{Request, Response, Status};
 
+use super::config::ConnLimits;
 use super::http::AppState;
 use super::http::ingest::{RETRY_AFTER_SECONDS, accept, partial_success};
+use super::spool::RecordKind;
 
 /// The gRPC trace service.
 #[derive(Debug, Clone)]
 pub struct GrpcReceiver {
     state: AppState,
+}
+
+/// Requests in progress on one connection (HTTP/2 streams).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// Longest time one export call may take before it fails with `CANCELLED`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// tonic's server with the connection limits: an HTTP/2 keep-alive ping after each
+/// `idle_timeout` (a peer that does not answer within `header_read_timeout` is dropped), at
+/// most [`MAX_STREAMS_PER_CONNECTION`] concurrent requests per connection, each bounded by
+/// [`REQUEST_TIMEOUT`]. The connection cap and the idle timeout come from
+/// [`super::conn`].
+pub fn server_builder(limits: &ConnLimits) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(limits.idle_timeout))
+        .http2_keepalive_timeout(Some(limits.header_read_timeout))
 }
 
 /// The layer that answers `INVALID_ARGUMENT` where tonic refuses a message over `max` bytes.
@@ -200,9 +224,15 @@ impl GrpcReceiver {
                 ));
             }
         }
-        let decoded = betrace_core::decode_otlp_protobuf(&request.into_inner())
+        let bytes = request.into_inner();
+        let decoded = betrace_core::decode_otlp_protobuf(&bytes)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match accept(st, decoded, "otlp_grpc") {
+        match accept(
+            st,
+            decoded,
+            "otlp_grpc",
+            Some((RecordKind::OtlpProtobuf, &bytes)),
+        ) {
             Ok(accepted) => Ok(Response::new(ExportTraceServiceResponse {
                 partial_success: partial_success(&accepted),
             })),

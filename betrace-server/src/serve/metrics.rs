@@ -46,7 +46,7 @@ pub struct ResultLabel {
 /// The `transport` labels of `betrace_spans_received_total`.
 const TRANSPORTS: [&str; 3] = ["otlp_http", "otlp_grpc", "spans_api"];
 /// The `reason` labels of `betrace_spans_rejected_total`.
-const REJECT_REASONS: [&str; 4] = ["invalid", "backpressure", "limit", "shutdown"];
+const REJECT_REASONS: [&str; 5] = ["invalid", "backpressure", "limit", "shutdown", "storage"];
 
 /// Every metric of the server.
 #[derive(Debug)]
@@ -69,6 +69,17 @@ pub struct Metrics {
     pub attribute_values_truncated: Counter,
     pub pending_evaluation_spans: Gauge,
     pub violations_store_failed: Counter,
+    pub connections_open: Gauge,
+    pub connections_closed: Family<ReasonLabel, Counter>,
+    pub storage_ok: Gauge,
+    pub violations_store_pending: Gauge,
+    pub violations_store_retried: Counter,
+    pub violations_store_dropped: Counter,
+    pub spool_bytes: Gauge,
+    pub spool_segments: Gauge,
+    pub spool_replayed_spans: Counter,
+    pub spool_corrupt_records: Counter,
+    pub spool_write_failures: Counter,
     pub spans_ignored: Family<ReasonLabel, Counter>,
     pub traces_reevaluated: Counter,
     pub retained_spans: Gauge,
@@ -106,6 +117,17 @@ impl Metrics {
             attribute_values_truncated: Counter::default(),
             pending_evaluation_spans: Gauge::default(),
             violations_store_failed: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_closed: Family::default(),
+            storage_ok: Gauge::default(),
+            violations_store_pending: Gauge::default(),
+            violations_store_retried: Counter::default(),
+            violations_store_dropped: Counter::default(),
+            spool_bytes: Gauge::default(),
+            spool_segments: Gauge::default(),
+            spool_replayed_spans: Counter::default(),
+            spool_corrupt_records: Counter::default(),
+            spool_write_failures: Counter::default(),
             spans_ignored: Family::default(),
             traces_reevaluated: Counter::default(),
             retained_spans: Gauge::default(),
@@ -120,7 +142,7 @@ impl Metrics {
         );
         registry.register(
             "betrace_spans_rejected",
-            "Spans refused to the sender, by reason (invalid, backpressure, limit, shutdown)",
+            "Spans refused to the sender, by reason (invalid, backpressure, limit, shutdown, storage)",
             m.spans_rejected.clone(),
         );
         registry.register(
@@ -215,9 +237,72 @@ impl Metrics {
         );
         registry.register(
             "betrace_violations_store_failed",
-            "Violations that could not be stored",
+            "Violations whose store failed (held for a retry, see betrace_violations_store_pending)",
             m.violations_store_failed.clone(),
         );
+        registry.register(
+            "betrace_connections_open",
+            "Open client connections, all listeners",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "betrace_connections_closed",
+            "Connections closed by the server, by reason (evicted, idle, header_timeout)",
+            m.connections_closed.clone(),
+        );
+        registry.register(
+            "betrace_storage_ok",
+            "1 while storage and the ingest spool accept writes, 0 while they fail",
+            m.storage_ok.clone(),
+        );
+        registry.register(
+            "betrace_violations_store_pending",
+            "Violations held in memory after a failed store, waiting for a retry",
+            m.violations_store_pending.clone(),
+        );
+        registry.register(
+            "betrace_violations_store_retried",
+            "Violations stored on a retry after a failed store",
+            m.violations_store_retried.clone(),
+        );
+        registry.register(
+            "betrace_violations_store_dropped",
+            "Violations dropped because the retry queue (storage.retry_queue_violations) was full",
+            m.violations_store_dropped.clone(),
+        );
+        registry.register(
+            "betrace_spool_bytes",
+            "Bytes in the ingest spool",
+            m.spool_bytes.clone(),
+        );
+        registry.register(
+            "betrace_spool_segments",
+            "Segment files in the ingest spool",
+            m.spool_segments.clone(),
+        );
+        registry.register(
+            "betrace_spool_replayed_spans",
+            "Spans read back from the ingest spool at start",
+            m.spool_replayed_spans.clone(),
+        );
+        registry.register(
+            "betrace_spool_corrupt_records",
+            "Spool records skipped at start because they were torn or corrupt",
+            m.spool_corrupt_records.clone(),
+        );
+        registry.register(
+            "betrace_spool_write_failures",
+            "Requests refused because the spool could not be written",
+            m.spool_write_failures.clone(),
+        );
+        for r in ["evicted", "idle", "header_timeout"] {
+            m.connections_closed
+                .get_or_create(&ReasonLabel {
+                    reason: r.to_owned(),
+                })
+                .inc_by(0);
+        }
+        m.storage_ok.set(1);
         // Families of known labels show from the start, at 0.
         for t in TRANSPORTS {
             m.received(t, 0);
@@ -304,6 +389,14 @@ impl Metrics {
                 })
                 .inc_by(n as u64);
         }
+    }
+
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     pub fn attributes_dropped(&self, reason: &str, n: usize) {

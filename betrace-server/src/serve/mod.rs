@@ -5,8 +5,9 @@
 //! 2 for a bad configuration, 1 when start-up fails (storage, rules, listeners).
 //!
 //! Start-up: configuration ([`config`]), logging, storage ([`storage`]), the signature key,
-//! the rules ([`registry`]), the pipeline ([`pipeline`]), then the listeners — REST and
-//! OTLP/HTTP ([`http`]), OTLP/HTTP on its own port, OTLP/gRPC ([`grpc`]) — and the exporter
+//! the rules ([`registry`]), the pipeline ([`pipeline`]) and the replay of the ingest spool
+//! ([`spool`]), then the listeners — REST and OTLP/HTTP ([`http`]), OTLP/HTTP on its own port,
+//! OTLP/gRPC ([`grpc`]), all under the connection limits of [`conn`] — and the exporter
 //! ([`export`]). Once bound, one line goes to standard output:
 //! `betrace listening http=ADDR otlp_http=ADDR|off otlp_grpc=ADDR|off` (useful with port 0).
 //! Shutdown: requests are answered 503 (`Retry-After`; gRPC `UNAVAILABLE`) for
@@ -15,12 +16,14 @@
 //! exported, exit 0.
 
 pub mod config;
+pub mod conn;
 pub mod export;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod spool;
 pub mod storage;
 pub mod summary;
 
@@ -187,7 +190,7 @@ async fn serve(config: Config) -> Result<(), String> {
         Arc::clone(&metrics),
     )?);
     let assembler = TraceAssembler::new(config.trace.clone()).map_err(|e| e.to_string())?;
-    let pipeline = Arc::new(Pipeline::new(
+    let mut pipeline = Pipeline::new(
         assembler,
         Arc::clone(&registry),
         Arc::clone(&store),
@@ -195,11 +198,31 @@ async fn serve(config: Config) -> Result<(), String> {
         config.limits,
         config.max_violations,
         config.violation_retention,
-    ));
+    )
+    .with_retry_queue(config.retry_queue_violations);
+    if config.spool.enabled {
+        let dir = config.data_dir.join("spool");
+        let spool = spool::Spool::open(&dir, config.spool, Arc::clone(&metrics))
+            .map_err(|e| format!("spool {}: {e}", dir.display()))?;
+        pipeline = pipeline.with_spool(spool);
+    }
+    let pipeline = Arc::new(pipeline);
     pipeline.resume_after_shutdown();
     pipeline
         .start(config.eval_workers)
         .map_err(|e| format!("cannot start the evaluation threads: {e}"))?;
+    {
+        let p = Arc::clone(&pipeline);
+        let replayed = tokio::task::spawn_blocking(move || p.replay())
+            .await
+            .map_err(|e| format!("spool replay failed: {e}"))?;
+        if replayed > 0 {
+            tracing::info!(
+                spans = replayed,
+                "spool: spans accepted before the last stop replayed into the trace buffer"
+            );
+        }
+    }
 
     let state = Arc::new(Shared {
         pipeline: Arc::clone(&pipeline),
@@ -234,51 +257,38 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     let otlp_grpc_addr = otlp_grpc.as_ref().and_then(|l| l.local_addr().ok());
 
+    let conns = conn::Connections::new(config.connections, Arc::clone(&metrics));
+    tokio::spawn(Arc::clone(&conns).sweep_until(stop_rx.clone()));
     let mut servers = Vec::new();
-    {
-        let router = http::main_router(Arc::clone(&state), &config.cors_origins);
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(
-                main_listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| format!("REST API listener failed: {e}"))
-        }));
-    }
+    servers.push(tokio::spawn(conn::serve_http(
+        main_listener,
+        Arc::clone(&conns),
+        http::main_router(Arc::clone(&state), &config.cors_origins),
+        stop_rx.clone(),
+        "REST API",
+    )));
     if let Some(listener) = otlp_http {
-        let router = http::otlp_router(Arc::clone(&state));
-        let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| format!("OTLP/HTTP listener failed: {e}"))
-        }));
+        servers.push(tokio::spawn(conn::serve_http(
+            listener,
+            Arc::clone(&conns),
+            http::otlp_router(Arc::clone(&state)),
+            stop_rx.clone(),
+            "OTLP/HTTP",
+        )));
     }
     if let Some(listener) = otlp_grpc {
         let svc = grpc::service(Arc::clone(&state));
         let mut stop = stop_rx.clone();
+        let incoming = conn::incoming(listener, Arc::clone(&conns));
         let max = state.limits.max_decompressed_bytes;
+        let builder = grpc::server_builder(&config.connections);
         servers.push(tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .layer(grpc::status_layer(max))
                 .add_service(svc)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
-                    async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    },
-                )
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
                 .await
                 .map_err(|e| format!("OTLP/gRPC listener failed: {e}"))
         }));

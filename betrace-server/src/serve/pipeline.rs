@@ -27,6 +27,7 @@
 //! violated gets a retraction record. Records of a re-evaluation are signed again; stored
 //! records are never rewritten (storage marks them `superseded` or `retracted`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -45,6 +46,7 @@ use super::config::Limits;
 use super::export;
 use super::metrics::{CompletionLabel, Metrics, ReasonLabel, RuleLabel, ViolationLabel};
 use super::registry::RuleRegistry;
+use super::spool::{RecordKind, Spool, TraceCounts, trace_counts};
 use super::storage::{Store, ViolationQuery};
 use super::summary::TraceSpans;
 
@@ -57,7 +59,21 @@ pub enum IngestError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// Storage or the ingest spool cannot be written (e.g. the disk is full); retry later.
+    #[error("storage is failing (violations cannot be stored or the spool written); retry later")]
+    StorageUnavailable,
 }
+
+/// Violations whose store failed, with the traces they came from, held for a retry.
+#[derive(Debug)]
+struct Held {
+    violations: Vec<Violation>,
+    summaries: Vec<TraceSpans>,
+    traces: TraceCounts,
+}
+
+/// Time between two store retries while storage fails.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
 
 enum Job {
     Traces(Vec<CompletedTrace>),
@@ -85,6 +101,15 @@ pub struct Pipeline {
     ticker: Mutex<Option<JoinHandle<()>>>,
     /// `(storage.max_violations, storage.violation_retention in ns)`.
     retention: (u64, u64),
+    spool: Option<Spool>,
+    /// Violations waiting for a retry, oldest first, and their count.
+    held: Mutex<(VecDeque<Held>, usize)>,
+    held_limit: usize,
+    /// A store failed and its violations are held.
+    store_failing: AtomicBool,
+    /// The last spool write failed.
+    spool_failing: AtomicBool,
+    last_retry: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -128,7 +153,41 @@ impl Pipeline {
                 max_violations,
                 u64::try_from(retention.as_nanos()).unwrap_or(u64::MAX),
             ),
+            spool: None,
+            held: Mutex::new((VecDeque::new(), 0)),
+            held_limit: 100_000,
+            store_failing: AtomicBool::new(false),
+            spool_failing: AtomicBool::new(false),
+            last_retry: Mutex::new(None),
         }
+    }
+
+    /// Keeps every accepted request in `spool` until its traces are stored.
+    pub fn with_spool(mut self, spool: Spool) -> Pipeline {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// Holds at most `limit` violations in memory while storage fails.
+    pub fn with_retry_queue(mut self, limit: usize) -> Pipeline {
+        self.held_limit = limit;
+        self
+    }
+
+    /// Why storage is failing, or `None` when it works (`/v1/ready`).
+    pub fn storage_problem(&self) -> Option<&'static str> {
+        if self.store_failing.load(Ordering::Acquire) {
+            Some("violations cannot be stored")
+        } else if self.spool_failing.load(Ordering::Acquire) {
+            Some("the ingest spool cannot be written")
+        } else {
+            None
+        }
+    }
+
+    fn set_health(&self) {
+        let ok = self.storage_problem().is_none();
+        self.metrics.storage_ok.set(i64::from(ok));
     }
 
     /// Remembers the traces the previous process evaluated at its shutdown within the
@@ -198,7 +257,18 @@ impl Pipeline {
     }
 
     /// Buffers a batch of decoded spans. `transport` labels the received counter.
-    pub fn ingest(&self, mut spans: Vec<Span>, transport: &str) -> Result<(), IngestError> {
+    pub fn ingest(&self, spans: Vec<Span>, transport: &str) -> Result<(), IngestError> {
+        self.ingest_raw(spans, transport, None)
+    }
+
+    /// [`Pipeline::ingest`] of a request whose body (`kind`, bytes after gzip) goes into the
+    /// spool, when there is one, before the spans are buffered.
+    pub fn ingest_raw(
+        &self,
+        mut spans: Vec<Span>,
+        transport: &str,
+        raw: Option<(RecordKind, &[u8])>,
+    ) -> Result<(), IngestError> {
         self.metrics.received(transport, spans.len());
         let before = spans.len();
         spans.retain(|s| !export::is_own_violation(s));
@@ -214,27 +284,149 @@ impl Pipeline {
         if n == 0 {
             return Ok(());
         }
+        if self.store_failing.load(Ordering::Acquire) {
+            self.metrics.rejected("storage", n);
+            return Err(IngestError::StorageUnavailable);
+        }
         if self.pending_spans.load(Ordering::Acquire) >= self.queue_limit {
             self.metrics.rejected("backpressure", n);
             return Err(IngestError::Backpressure);
         }
         self.apply_limits(&mut spans);
+        let spooled = match (&self.spool, raw) {
+            (Some(spool), Some((kind, body))) => {
+                let traces = trace_counts(spans.iter().map(|s| &s.trace_id));
+                match spool.append(kind, body, &traces) {
+                    Ok(seg) => {
+                        if self.spool_failing.swap(false, Ordering::AcqRel) {
+                            tracing::info!("the ingest spool can be written again");
+                            self.set_health();
+                        }
+                        Some((spool, seg, traces))
+                    }
+                    Err(e) => {
+                        if !self.spool_failing.swap(true, Ordering::AcqRel) {
+                            tracing::error!(error = %e, "the ingest spool cannot be written; ingest answers 503 until it can");
+                            self.set_health();
+                        }
+                        self.metrics.spool_write_failures.inc();
+                        self.metrics.rejected("storage", n);
+                        return Err(IngestError::StorageUnavailable);
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.buffer(spans, spooled)
+    }
+
+    fn buffer(
+        &self,
+        spans: Vec<Span>,
+        spooled: Option<(&Spool, u64, TraceCounts)>,
+    ) -> Result<(), IngestError> {
+        let n = spans.len();
         match self.assembler.ingest(spans) {
             IngestOutcome::Accepted { completed } => {
                 self.enqueue(completed);
                 Ok(())
             }
-            IngestOutcome::Refused { reason, .. } => match reason {
-                RefuseReason::Full => {
-                    self.metrics.rejected("backpressure", n);
-                    Err(IngestError::Backpressure)
+            IngestOutcome::Refused { reason, .. } => {
+                if let Some((spool, seg, traces)) = spooled {
+                    spool.untrack(seg, &traces);
                 }
-                RefuseReason::ShutDown => {
-                    self.metrics.rejected("shutdown", n);
-                    Err(IngestError::ShuttingDown)
-                }
-            },
+                self.refused(reason, n)
+            }
         }
+    }
+
+    fn refused(&self, reason: RefuseReason, n: usize) -> Result<(), IngestError> {
+        match reason {
+            RefuseReason::Full => {
+                self.metrics.rejected("backpressure", n);
+                Err(IngestError::Backpressure)
+            }
+            RefuseReason::ShutDown => {
+                self.metrics.rejected("shutdown", n);
+                Err(IngestError::ShuttingDown)
+            }
+        }
+    }
+
+    /// Feeds the requests left in the spool by an earlier run back into the trace buffer
+    /// (before the listeners open). Returns the spans replayed.
+    pub fn replay(&self) -> u64 {
+        let Some(spool) = &self.spool else {
+            return 0;
+        };
+        let mut total = 0u64;
+        for seg in spool.leftover() {
+            let records = match spool.read_segment(seg) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(segment = seg, error = %e, "spool: cannot read a segment; it is kept");
+                    continue;
+                }
+            };
+            let done = spool.done_marks(seg);
+            for (offset, r) in records {
+                let decoded = match r.kind {
+                    RecordKind::OtlpProtobuf => {
+                        betrace_core::decode_otlp_protobuf(&r.body).map_err(|e| e.to_string())
+                    }
+                    RecordKind::OtlpJson => {
+                        betrace_core::decode_otlp_json(&r.body).map_err(|e| e.to_string())
+                    }
+                    RecordKind::SimpleJson => serde_json::from_slice(&r.body)
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| {
+                            betrace_core::decode_simple_json(&v).map_err(|e| e.to_string())
+                        }),
+                };
+                let mut spans = match decoded {
+                    Ok(mut d) => {
+                        // Traces stored before the stop, from this record on: not again.
+                        d.spans.retain(|s| {
+                            !export::is_own_violation(s)
+                                && done.get(&s.trace_id).is_none_or(|&at| offset >= at)
+                        });
+                        d.spans
+                    }
+                    Err(e) => {
+                        tracing::warn!(segment = seg, error = %e, "spool: a record no longer decodes; skipped");
+                        continue;
+                    }
+                };
+                if spans.is_empty() {
+                    continue;
+                }
+                self.apply_limits(&mut spans);
+                let traces = trace_counts(spans.iter().map(|s| &s.trace_id));
+                let n = spans.len() as u64;
+                spool.track(seg, &traces);
+                // Back-pressure at start: wait for the evaluation threads.
+                let mut spans = Some(spans);
+                while let Some(batch) = spans.take() {
+                    match self.assembler.ingest(batch) {
+                        IngestOutcome::Accepted { completed } => self.enqueue(completed),
+                        IngestOutcome::Refused {
+                            reason: RefuseReason::Full,
+                            spans: back,
+                        } => {
+                            std::thread::sleep(Duration::from_millis(10));
+                            spans = Some(back);
+                        }
+                        IngestOutcome::Refused { .. } => {
+                            spool.untrack(seg, &traces);
+                            return total;
+                        }
+                    }
+                }
+                total += n;
+                self.metrics.spool_replayed_spans.inc_by(n);
+            }
+        }
+        total
     }
 
     fn apply_limits(&self, spans: &mut [Span]) {
@@ -317,6 +509,16 @@ impl Pipeline {
         for w in workers {
             let _ = w.join();
         }
+        self.retry_held();
+        if let Some(spool) = &self.spool {
+            let kept = spool.close();
+            if kept > 0 {
+                tracing::warn!(
+                    segments = kept,
+                    "spool: segments kept for the next start (their violations are not stored yet)"
+                );
+            }
+        }
         self.metrics.sync_assembler(&self.assembler.stats());
         n
     }
@@ -339,6 +541,10 @@ impl Pipeline {
             std::thread::sleep(Duration::from_millis(100));
             let expired = self.assembler.poll_expired();
             self.enqueue(expired);
+            self.retry_held();
+            if let Some(spool) = &self.spool {
+                spool.tick();
+            }
             self.metrics.sync_assembler(&self.assembler.stats());
             if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                 last_prune = Some(Instant::now());
@@ -357,6 +563,109 @@ impl Pipeline {
             Ok(n) => tracing::info!(deleted = n, "pruned old violations"),
             Err(e) => tracing::error!(error = %e, "pruning violations failed"),
         }
+    }
+
+    /// Stores `violations`; when that fails, holds them for a retry (ingest answers 503 until
+    /// they are stored). `traces` leave the spool once their violations are stored.
+    fn store_or_hold(
+        &self,
+        violations: Vec<Violation>,
+        summaries: Vec<TraceSpans>,
+        traces: TraceCounts,
+    ) {
+        let stored = if violations.is_empty() {
+            true
+        } else if self.store_failing.load(Ordering::Acquire) {
+            // Keep the order of the held ones.
+            false
+        } else {
+            // Cloned so that a failed store can be retried with the span summaries.
+            match self
+                .store
+                .insert_violations_with_spans(&violations, summaries.clone())
+            {
+                Ok(()) => {
+                    self.violations_stored.notify_one();
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count = violations.len(), "storing violations failed; they are held for a retry and ingest answers 503");
+                    false
+                }
+            }
+        };
+        if stored {
+            if let Some(spool) = &self.spool {
+                spool.stored(&traces);
+            }
+            return;
+        }
+        self.metrics
+            .violations_store_failed
+            .inc_by(violations.len() as u64);
+        let mut held = self.held.lock();
+        if !self.store_failing.swap(true, Ordering::AcqRel) {
+            self.set_health();
+        }
+        held.1 += violations.len();
+        held.0.push_back(Held {
+            violations,
+            summaries,
+            traces,
+        });
+        while held.1 > self.held_limit {
+            let Some(old) = held.0.pop_front() else {
+                break;
+            };
+            held.1 -= old.violations.len();
+            self.metrics
+                .violations_store_dropped
+                .inc_by(old.violations.len() as u64);
+            if let Some(spool) = &self.spool {
+                spool.stored(&old.traces);
+            }
+        }
+        self.metrics.violations_store_pending.set(held.1 as i64);
+    }
+
+    /// Stores held violations, oldest first, until one store fails; at most every
+    /// [`RETRY_EVERY`].
+    fn retry_held(&self) {
+        if !self.store_failing.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let mut last = self.last_retry.lock();
+            if last.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let mut held = self.held.lock();
+        while let Some(front) = held.0.front() {
+            if let Err(e) = self
+                .store
+                .insert_violations_with_spans(&front.violations, front.summaries.clone())
+            {
+                tracing::debug!(error = %e, "storing held violations failed again");
+                return;
+            }
+            let Some(h) = held.0.pop_front() else {
+                break;
+            };
+            held.1 -= h.violations.len();
+            self.metrics
+                .violations_store_retried
+                .inc_by(h.violations.len() as u64);
+            self.metrics.violations_store_pending.set(held.1 as i64);
+            if let Some(spool) = &self.spool {
+                spool.stored(&h.traces);
+            }
+            self.violations_stored.notify_one();
+        }
+        self.store_failing.store(false, Ordering::Release);
+        self.set_health();
+        tracing::info!("storage works again; held violations stored");
     }
 
     fn retention(&self) -> Option<(u64, u64)> {
@@ -394,6 +703,14 @@ impl Pipeline {
         let count = traces.len() as u64;
         let mut spans = 0u64;
         let mut violations: Vec<Violation> = Vec::new();
+        let done: TraceCounts = if self.spool.is_some() {
+            traces
+                .iter()
+                .map(|t| (t.trace_id, t.spans.len() as u64))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut keep: Vec<(TraceId, u32, Vec<Span>)> = Vec::new();
         let mut summaries: Vec<TraceSpans> = Vec::new();
         for t in traces {
@@ -454,19 +771,7 @@ impl Pipeline {
             violations.extend(eval.violations);
             keep.push((trace_id, number, trace.into_spans()));
         }
-        if !violations.is_empty() {
-            if let Err(e) = self
-                .store
-                .insert_violations_with_spans(&violations, summaries)
-            {
-                self.metrics
-                    .violations_store_failed
-                    .inc_by(violations.len() as u64);
-                tracing::error!(error = %e, count = violations.len(), "storing violations failed");
-            } else {
-                self.violations_stored.notify_one();
-            }
-        }
+        self.store_or_hold(violations, summaries, done);
         // After storing: a re-evaluation then finds these violations stored.
         for (trace_id, number, kept) in keep {
             let _ = self.assembler.retain(trace_id, number, kept);

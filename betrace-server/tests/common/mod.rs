@@ -86,15 +86,31 @@ impl Server {
     }
 
     pub fn start(opts: Opts<'_>) -> Server {
-        Server::start_with_otlp_http(opts, "127.0.0.1:0")
+        Server::start_with(&[], opts)
     }
 
     /// [`Server::start`] with the OTLP/HTTP receiver on `otlp_http_addr` (e.g. one from
     /// [`free_port`], for a server that exports to itself).
     pub fn start_with_otlp_http(opts: Opts<'_>, otlp_http_addr: &str) -> Server {
+        Server::launch(&[], opts, otlp_http_addr)
+    }
+
+    /// [`Server::start`] run through `wrapper` (e.g. `["prlimit", "--nofile=256", "--"]`).
+    pub fn start_with(wrapper: &[&str], opts: Opts<'_>) -> Server {
+        Server::launch(wrapper, opts, "127.0.0.1:0")
+    }
+
+    fn launch(wrapper: &[&str], opts: Opts<'_>, otlp_http_addr: &str) -> Server {
         let logs = tempfile::tempdir().unwrap();
         let stderr_path = logs.path().join("stderr.log");
-        let mut cmd = betrace();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_betrace"));
+                c
+            }
+            None => betrace(),
+        };
         cmd.arg("serve");
         // Listeners on ports chosen by the system, unless `opts.args` names one.
         for (flag, addr) in [

@@ -4,8 +4,10 @@
 //! `{"spans": [simple JSON span…]}`. Out: OTLP responses per the OTLP/HTTP specification —
 //! 200 with `ExportTraceServiceResponse` (and `partial_success` naming the rejected spans),
 //! 400 with a `google.rpc.Status` for an undecodable body, 413 past the limits, 415 for an
-//! unknown content type or encoding, 429 with `Retry-After` under back-pressure, 503 while
-//! shutting down — each encoded like the request (protobuf or JSON).
+//! unknown content type or encoding, 429 with `Retry-After` under back-pressure, 503 with
+//! `Retry-After` while shutting down or while storage fails — each encoded like the request
+//! (protobuf or JSON). A 200 means the request is in the ingest spool when there is one
+//! (docs/server.md "Durability").
 
 use axum::Json;
 use axum::body::Body;
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 use super::body::{self, BodyError};
 use super::{ApiError, AppState, parse_json};
 use crate::serve::pipeline::IngestError;
+use crate::serve::spool::RecordKind;
 use betrace_core::{Decoded, SpanError};
 
 /// Seconds a client is told to wait after a 429.
@@ -186,7 +189,11 @@ pub async fn otlp_traces(
         .then(other_format)
         .flatten()
         .map(|m| format!("no spans read: {m}"));
-    match accept(&st, decoded, "otlp_http") {
+    let kind = match enc {
+        Encoding::Protobuf => RecordKind::OtlpProtobuf,
+        Encoding::Json => RecordKind::OtlpJson,
+    };
+    match accept(&st, decoded, "otlp_http", Some((kind, &bytes))) {
         Err(r) => status_response(enc, r.status, r.code, r.message),
         Ok(accepted) => {
             let partial = partial_success(&accepted).or_else(|| {
@@ -237,8 +244,14 @@ pub struct Accepted {
     pub dropped_attributes: Vec<SpanError>,
 }
 
-/// Counts, limits and ingests decoded spans; returns what was left out.
-pub fn accept(st: &super::Shared, decoded: Decoded, transport: &str) -> Result<Accepted, Refusal> {
+/// Counts, limits and ingests decoded spans; returns what was left out. `raw` is the request
+/// body (after gzip) for the ingest spool.
+pub fn accept(
+    st: &super::Shared,
+    decoded: Decoded,
+    transport: &str,
+    raw: Option<(RecordKind, &[u8])>,
+) -> Result<Accepted, Refusal> {
     let total = decoded.total();
     if st.draining.load(std::sync::atomic::Ordering::Acquire) {
         st.metrics.received(transport, total);
@@ -264,7 +277,7 @@ pub fn accept(st: &super::Shared, decoded: Decoded, transport: &str) -> Result<A
     let rejected = decoded.rejected;
     st.metrics.received(transport, rejected.len());
     st.metrics.rejected("invalid", rejected.len());
-    match st.pipeline.ingest(decoded.spans, transport) {
+    match st.pipeline.ingest_raw(decoded.spans, transport, raw) {
         Ok(()) => {
             st.metrics
                 .attributes_dropped("depth", decoded.dropped_attributes.len());
@@ -282,6 +295,11 @@ pub fn accept(st: &super::Shared, decoded: Decoded, transport: &str) -> Result<A
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: UNAVAILABLE,
             message: IngestError::ShuttingDown.to_string(),
+        }),
+        Err(IngestError::StorageUnavailable) => Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: UNAVAILABLE,
+            message: IngestError::StorageUnavailable.to_string(),
         }),
     }
 }
@@ -326,7 +344,12 @@ pub async fn spans(
     let decoded = betrace_core::decode_simple_json(&value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = decoded.spans.len();
-    match accept(&st, decoded, "spans_api") {
+    match accept(
+        &st,
+        decoded,
+        "spans_api",
+        Some((RecordKind::SimpleJson, &bytes)),
+    ) {
         Ok(Accepted { rejected, .. }) => Ok(Json(json!({
             "accepted": accepted,
             "rejected": rejected.len(),

@@ -436,25 +436,34 @@ fn health_body(st: &Shared) -> Value {
     })
 }
 
-/// Readiness: 503 until storage is open and the rules are loaded, and again once shutdown
+/// Readiness: 503 until storage is open, the spool replayed and the rules loaded, again while
+/// storage fails (violations cannot be stored or the spool written), and once shutdown
 /// starts.
 #[utoipa::path(get, path = "/v1/ready", tag = "operations",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready yet, or shutting down")))]
+    responses((status = 200, description = "`{status: READY}`"),
+        (status = 503, description = "`{status: NOT_READY, reason}` while starting or while storage fails; `{status: SHUTTING_DOWN}`")))]
 pub async fn ready(State(st): State<AppState>) -> Response {
     if st.draining.load(Ordering::Acquire) {
-        (
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "SHUTTING_DOWN"})),
         )
-            .into_response()
-    } else if st.ready.load(Ordering::Acquire) {
-        Json(json!({"status": "READY"})).into_response()
-    } else {
-        (
+            .into_response();
+    }
+    if !st.ready.load(Ordering::Acquire) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "NOT_READY"})),
+            Json(json!({"status": "NOT_READY", "reason": "starting"})),
         )
-            .into_response()
+            .into_response();
+    }
+    match st.pipeline.storage_problem() {
+        None => Json(json!({"status": "READY"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "NOT_READY", "reason": reason})),
+        )
+            .into_response(),
     }
 }
 
