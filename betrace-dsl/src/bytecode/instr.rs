@@ -2,7 +2,7 @@
 
 use crate::ir::{AttrScope, CmpOp, Intrinsic, KeyId, Literal, NameId, Relation, StrOp, TraceField};
 
-/// A code address (index into [`Program::code`]).
+/// A code address (index into [`Program::code`](super::Program::code)).
 pub type Addr = u32;
 
 /// What the decision code concludes (DSL.md §3.1, §3.6 `failed_clause`).
@@ -28,7 +28,7 @@ pub enum WitnessList {
 }
 
 /// One instruction: 8 bytes, `Copy`. Index fields (`u16`) point into the program's operand
-/// pool ([`Program::pool`]); `slot` is a loop slot, `reg`/`dst`/`src` a register, `target`/`empty`/`body` a
+/// pool ([`Program::pool`](super::Program::pool)); `slot` is a loop slot, `reg`/`dst`/`src` a register, `target`/`empty`/`body` a
 /// code address. Test instructions jump to `target` when their result equals `on`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Instr {
@@ -36,7 +36,7 @@ pub enum Instr {
     Jump { target: Addr },
     /// Stop; the decision code's verdict (ignored at the end of the witness code).
     Halt { verdict: Verdict },
-    /// Stop with an error: the rule was too large to encode (see [`Program::is_trap`]).
+    /// Stop with an error: the rule was too large to encode (see [`Program::is_trap`](super::Program::is_trap)).
     Trap,
 
     /// Loop over the spans named by pool entry `name` ([`Entry::Name`]), in trace order.
