@@ -60,9 +60,32 @@ async fn check_length(req: Request, next: Next) -> Response {
         && let Some(len) = content_length(req.headers())
         && len > limit.bytes as u64
     {
+        drain(req.into_body(), len).await;
         return limit.too_large(format!("has {len} bytes,")).into_response();
     }
     next.run(req).await
+}
+
+/// The largest announced body that is read and discarded before a 413 is sent (bytes).
+const DRAIN_MAX: u64 = 16 << 20;
+
+/// Reads and discards a refused body of `len` announced bytes when it is at most
+/// [`DRAIN_MAX`], so that a client still sending it reads the 413 instead of a reset
+/// connection (closing a socket with unread data resets it); larger ones are not read at all.
+/// The listener's body-chunk timeout bounds how long this waits.
+async fn drain(mut body: Body, len: u64) {
+    if len > DRAIN_MAX {
+        return;
+    }
+    let mut seen = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen += data.len() as u64;
+            if seen > DRAIN_MAX {
+                return;
+            }
+        }
+    }
 }
 
 /// A REST request body within the route's [`BodyLimit`]; past it, 413
@@ -148,6 +171,7 @@ pub async fn read_within(
     if let Some(len) = content_length(headers)
         && len > max as u64
     {
+        drain(body, len).await;
         return Err(BodyError::TooLarge(format!(
             "the request body has {len} bytes, more than {} ({max} bytes)",
             limit.key
