@@ -31,6 +31,7 @@ use tonic::codec::{
 };
 use tonic::codegen::{Body, BoxFuture, Bytes, StdError, http};
 use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::ConnLimits;
 use super::http::AppState;
@@ -245,64 +246,14 @@ impl GrpcReceiver {
 const RESOURCE_EXHAUSTED: i32 = 8;
 const UNAVAILABLE: i32 = 14;
 
-/// `google.rpc.Status` with its details, as carried in `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<Any>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Any {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
 /// The status of a refused export; with a `RetryInfo` when the client should retry.
 fn refusal(code: i32, message: String) -> Status {
     if code != RESOURCE_EXHAUSTED && code != UNAVAILABLE {
         return Status::new(tonic::Code::from(code), message);
     }
-    let retry = RetryInfo {
-        retry_delay: Some(ProtoDuration {
-            seconds: RETRY_AFTER_SECONDS as i64,
-            nanos: 0,
-        }),
-    };
-    let details = RpcStatus {
-        code,
-        message: message.clone(),
-        details: vec![Any {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-            value: retry.encode_to_vec(),
-        }],
-    };
-    Status::with_details(
+    Status::with_error_details(
         tonic::Code::from(code),
         message,
-        details.encode_to_vec().into(),
+        ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECONDS))),
     )
 }
