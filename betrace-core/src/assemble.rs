@@ -144,8 +144,7 @@ fn nanos_of(d: Duration) -> u64 {
 /// Settings of a [`TraceAssembler`] (ENGINE.md §5; the server's `trace.*` keys).
 ///
 /// Deserializes from a mapping with these keys, every key optional and unknown keys refused;
-/// durations are strings of number-and-unit pairs (`"2s"`, `"500ms"`, `"1m30s"`; units `ns`,
-/// `us`, `ms`, `s`, `m`, `h`).
+/// durations are strings read by [`parse_duration`] (`"2s"`, `"500ms"`, `"1m30s"`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AssemblerConfig {
@@ -239,7 +238,7 @@ mod duration_text {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
+        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -248,77 +247,17 @@ mod duration_text {
     }
 }
 
-const UNITS: [(&str, u64); 6] = [
-    ("h", 3_600_000_000_000),
-    ("m", 60_000_000_000),
-    ("s", 1_000_000_000),
-    ("ms", 1_000_000),
-    ("us", 1_000),
-    ("ns", 1),
-];
-
-/// Parses a duration written as number-and-unit pairs: `"2s"`, `"500ms"`, `"1m30s"`,
-/// `"1.5s"`; units `h`, `m`, `s`, `ms`, `us`, `ns`. Errors name the offending text.
+/// Parses a config duration with [`humantime::parse_duration`]: number-and-unit pairs such as
+/// `"2s"`, `"500ms"`, `"1m30s"`, `"1.5s"`, `"30d"` (units `ns`, `us`, `ms`, `s`, `m`/`min`,
+/// `h`, `d`, `w` and their long names); surrounding whitespace is ignored. The error quotes the
+/// text; the caller adds the key or variable it came from.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
         return Err("empty duration; write e.g. `2s` or `500ms`".to_owned());
     }
-    let bad = || format!("invalid duration `{text}`; write e.g. `2s`, `500ms` or `1m30s`");
-    let mut total: u128 = 0;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let scale = UNITS
-            .iter()
-            .find(|(u, _)| *u == unit)
-            .map(|(_, s)| *s)
-            .ok_or_else(bad)?;
-        if num.is_empty() {
-            return Err(bad());
-        }
-        let nanos: u128 = match num.split_once('.') {
-            None => num.parse::<u128>().map_err(|_| bad())? * u128::from(scale),
-            Some((int, frac)) => {
-                if frac.is_empty() || frac.len() > 9 {
-                    return Err(bad());
-                }
-                let int: u128 = if int.is_empty() {
-                    0
-                } else {
-                    int.parse().map_err(|_| bad())?
-                };
-                let frac_val: u128 = frac.parse().map_err(|_| bad())?;
-                let denom = 10u128.pow(frac.len() as u32);
-                int * u128::from(scale) + frac_val * u128::from(scale) / denom
-            }
-        };
-        total = total.checked_add(nanos).ok_or_else(bad)?;
-        rest = tail;
-    }
-    let total = u64::try_from(total).map_err(|_| bad())?;
-    Ok(Duration::from_nanos(total))
-}
-
-/// Formats a duration in the largest unit that represents it exactly (`2s`, `1500ms`).
-pub fn format_duration(d: Duration) -> String {
-    let n = nanos_of(d);
-    if n == 0 {
-        return "0s".to_owned();
-    }
-    for (unit, scale) in UNITS {
-        if n.is_multiple_of(scale) {
-            return format!("{}{unit}", n / scale);
-        }
-    }
-    format!("{n}ns")
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration `{t}` ({e}); write e.g. `2s`, `500ms` or `1m30s`"))
 }
 
 /// All buffered spans of one trace id, released together.
@@ -1503,9 +1442,17 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        for d in [
+            Duration::from_millis(1500),
+            Duration::from_secs(120),
+            Duration::ZERO,
+            Duration::new(3723, 4_005_006),
+        ] {
+            let text = humantime::format_duration(d).to_string();
+            assert_eq!(parse_duration(&text), Ok(d), "{text}");
+        }
     }
 
     #[test]

@@ -587,29 +587,9 @@ fn opt_string(
     }
 }
 
-/// The known field closest to `key` (case-insensitive edit distance at most 2).
+/// The known field closest to `key`, compared case-insensitively.
 fn suggestion(key: &str) -> Option<&'static str> {
-    let key = key.to_ascii_lowercase();
-    KNOWN
-        .iter()
-        .map(|k| (edit_distance(&key, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    betrace_dsl::check::closest(&key.to_ascii_lowercase(), &KNOWN)
 }
 
 /// A JSON-shaped tree read from either parser, refusing repeated keys (which `serde_json`
@@ -797,8 +777,9 @@ mod tests {
     }
 
     #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("severty", "severity"), 1);
+    fn suggestions() {
+        assert_eq!(suggestion("severty"), Some("severity"));
+        assert_eq!(suggestion("expresion"), Some("expression"));
         assert_eq!(suggestion("Enable"), Some("enabled"));
         assert_eq!(suggestion("zzzzzz"), None);
     }

@@ -188,13 +188,20 @@ fn unparen(mut e: &Expr) -> &Expr {
     e
 }
 
-fn suggest(word: &str, candidates: &[&str]) -> Option<String> {
+/// The candidate closest to `word` by Damerau-Levenshtein distance, if it is at most 2 edits
+/// away; ties go to the alphabetically first. Used for "did you mean" hints here and in rule
+/// files.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
         .filter(|(d, _)| *d <= 2)
         .min()
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .map(|(_, c)| c)
+}
+
+fn suggest(word: &str, candidates: &[&str]) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
 fn relation_named(name: &str) -> Option<Relation> {

@@ -742,6 +742,47 @@ fn bad_configuration_stops_start_up_naming_the_key() {
 }
 
 #[test]
+fn a_flags_variable_is_read_and_the_flag_wins() {
+    // From the variable: the error names it.
+    let out = betrace()
+        .args(["serve", "--test-mode"])
+        .env("BETRACE_HTTP_ADDR", "nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("environment variable BETRACE_HTTP_ADDR") && err.contains("`nowhere`"),
+        "{err}"
+    );
+    // The flag overrides the variable, and the error names the flag.
+    let out = betrace()
+        .args(["serve", "--test-mode", "--log-level", "loud"])
+        .env("LOG_LEVEL", "info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flag --log-level") && !err.contains("LOG_LEVEL"),
+        "{err}"
+    );
+    let out = betrace()
+        .args(["serve", "--test-mode", "--spool-fsync", "sometimes"])
+        .env("BETRACE_SPOOL_FSYNC", "always")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flag --spool-fsync"));
+    // `--help` shows each flag's variable.
+    let out = betrace().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in ["BETRACE_HTTP_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL"] {
+        assert!(help.contains(&format!("env: {var}")), "{var} in {help}");
+    }
+}
+
+#[test]
 fn rules_file_is_loaded_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Writes one line of a command's result to standard output: `outln!("{x}")`.
 macro_rules! outln {
@@ -156,7 +156,20 @@ fn finish(code: u8) -> u8 {
 
 /// Parses the process arguments and runs the subcommand.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cmd = Cli::command();
+    let matches = cmd.get_matches_mut();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    if let Command::Serve(args) = &mut cli.command
+        && let (Some(m), Some(serve)) = (
+            matches.subcommand_matches("serve"),
+            cmd.find_subcommand("serve"),
+        )
+    {
+        match crate::serve::config::ServeArgs::from_matches(m, serve) {
+            Ok(a) => **args = a,
+            Err(e) => e.format(&mut cmd).exit(),
+        }
+    }
     let code = match cli.command {
         Command::Serve(args) => crate::serve::run(*args),
         Command::Check {

@@ -1,58 +1,62 @@
 //! Configuration of `betrace serve` (SERVER.md §1 "Configuration").
 //!
-//! In: the command-line flags ([`ServeArgs`]), the environment (a map of variables), and the
-//! YAML file named by `--config`. Out: one resolved [`Config`], layered flags > environment >
-//! file > defaults, or a [`ConfigError`] naming the key (`storage.type`), variable
-//! (`BETRACE_HTTP_PORT`) or flag (`--http-addr`) whose value is wrong. Unknown keys of the file
-//! are errors too.
+//! In: the command-line flags ([`ServeArgs`], which clap also fills from each flag's environment
+//! variable, `BETRACE_HTTP_ADDR` for `--http-addr`), the variables without a flag (a map:
+//! `BETRACE_HTTP_PORT`, `BETRACE_API_TOKEN`, `OTEL_EXPORTER_OTLP_HEADERS`,
+//! `OTEL_EXPORTER_OTLP_TIMEOUT`, the signature key), and the YAML file named by `--config`.
+//! Out: one resolved [`Config`], layered flags > environment > file > defaults, or a
+//! [`ConfigError`] naming the key (`storage.type`), variable (`BETRACE_HTTP_PORT`) or flag
+//! (`--http-addr`) whose value is wrong. Unknown keys of the file are errors too.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use betrace_core::assemble::AssemblerConfig;
+use betrace_core::assemble::{AssemblerConfig, parse_duration};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Flags of `betrace serve`. Every flag overrides the environment and the config file.
+/// Flags of `betrace serve`, each (but `--config`, `--rules` and the switches) also read from
+/// the environment variable shown in `--help`. A flag overrides its variable, and both override
+/// the config file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// YAML config file (keys: server.*, storage.*, otlp.*, rules.*, trace.*, compliance.*,
     /// logging.*, ui.*; see docs/server.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// REST API and OTLP/HTTP listener (default 127.0.0.1:12011; env BETRACE_HTTP_ADDR,
-    /// BETRACE_HTTP_PORT).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// REST API and OTLP/HTTP listener (default 127.0.0.1:12011; BETRACE_HTTP_PORT sets the
+    /// port alone).
+    #[arg(long, value_name = "HOST:PORT", env = "BETRACE_HTTP_ADDR")]
     pub http_addr: Option<String>,
     /// OTLP/HTTP listener on the standard port (default 127.0.0.1:4318; `off` disables).
-    #[arg(long, value_name = "HOST:PORT|off")]
+    #[arg(long, value_name = "HOST:PORT|off", env = "BETRACE_OTLP_HTTP_ADDR")]
     pub otlp_http_addr: Option<String>,
     /// OTLP/gRPC listener (default 127.0.0.1:4317; `off` disables).
-    #[arg(long, value_name = "HOST:PORT|off")]
+    #[arg(long, value_name = "HOST:PORT|off", env = "BETRACE_OTLP_GRPC_ADDR")]
     pub otlp_grpc_addr: Option<String>,
     /// Storage backend: `sqlite` (default) or `memory`.
-    #[arg(long, value_name = "sqlite|memory")]
+    #[arg(long, value_name = "sqlite|memory", env = "BETRACE_STORAGE_TYPE")]
     pub storage_type: Option<String>,
-    /// SQLite database file (default `betrace.db` in the data directory; env BETRACE_STORAGE_PATH).
-    #[arg(long, value_name = "FILE")]
+    /// SQLite database file (default `betrace.db` in the data directory).
+    #[arg(long, value_name = "FILE", env = "BETRACE_STORAGE_PATH")]
     pub storage_path: Option<PathBuf>,
     /// Data directory for the database and the generated signature key (default
-    /// ./betrace-data; env BETRACE_DATA_DIR).
-    #[arg(long, value_name = "DIR")]
+    /// ./betrace-data).
+    #[arg(long, value_name = "DIR", env = "BETRACE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// OTLP endpoint that violations are exported to (env OTEL_EXPORTER_OTLP_ENDPOINT).
-    #[arg(long, value_name = "URL")]
+    /// OTLP endpoint that violations are exported to.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_endpoint: Option<String>,
-    /// Export protocol: `grpc` (default) or `http/protobuf` (env OTEL_EXPORTER_OTLP_PROTOCOL).
-    #[arg(long, value_name = "PROTOCOL")]
+    /// Export protocol: `grpc` (default) or `http/protobuf`.
+    #[arg(long, value_name = "PROTOCOL", env = "OTEL_EXPORTER_OTLP_PROTOCOL")]
     pub otlp_protocol: Option<String>,
-    /// Log level: trace, debug, info, warn, error (env LOG_LEVEL).
-    #[arg(long, value_name = "LEVEL")]
+    /// Log level: trace, debug, info, warn, error.
+    #[arg(long, value_name = "LEVEL", env = "LOG_LEVEL")]
     pub log_level: Option<String>,
     /// Log format: `text` (default) or `json`.
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", env = "BETRACE_LOG_FORMAT")]
     pub log_format: Option<String>,
     /// Memory storage and short trace timeouts (root_grace 100ms, idle_timeout 500ms instead of
     /// 7s and 30s), for tests and CI pipelines.
@@ -61,37 +65,79 @@ pub struct ServeArgs {
     /// Rules file loaded at start; its rules are read-only over the API.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
-    /// File holding the API bearer token (env BETRACE_API_TOKEN).
+    /// File holding the API bearer token (instead of BETRACE_API_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
     /// Allow binding a non-loopback address without an API token.
     #[arg(long)]
     pub allow_unauthenticated: bool,
-    /// Allowed CORS origin (repeatable; `*` for any; env BETRACE_CORS_ORIGINS, a comma list).
-    /// CORS is off without it.
-    #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
+    /// Allowed CORS origin (repeatable or a comma list; `*` for any). CORS is off without it.
+    #[arg(
+        long = "cors-origin",
+        value_name = "ORIGIN",
+        value_delimiter = ',',
+        env = "BETRACE_CORS_ORIGINS"
+    )]
     pub cors_origins: Vec<String>,
     /// Most client connections open at once, all listeners together (default: the open-files
-    /// limit minus 64; env BETRACE_MAX_CONNECTIONS).
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
+    /// limit minus 64).
+    #[arg(long, value_name = "N", env = "BETRACE_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
     /// Time allowed for a request's headers, from the accept or the previous response
-    /// (default 30s; env BETRACE_HEADER_READ_TIMEOUT).
-    #[arg(long, value_name = "DURATION")]
+    /// (default 30s).
+    #[arg(long, value_name = "DURATION", env = "BETRACE_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<String>,
     /// A connection without traffic and without a request in progress this long is closed
-    /// (default 60s; env BETRACE_IDLE_TIMEOUT).
-    #[arg(long, value_name = "DURATION")]
+    /// (default 60s).
+    #[arg(long, value_name = "DURATION", env = "BETRACE_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
-    /// When the ingest spool is synced to disk: `always`, `interval` (default) or `never`
-    /// (env BETRACE_SPOOL_FSYNC).
-    #[arg(long, value_name = "always|interval|never")]
+    /// When the ingest spool is synced to disk: `always`, `interval` (default) or `never`.
+    #[arg(long, value_name = "always|interval|never", env = "BETRACE_SPOOL_FSYNC")]
     pub spool_fsync: Option<String>,
     /// Link from a violation in the web UI to the tracing backend; `{traceId}` is replaced by
-    /// the trace id (e.g. `http://tempo:3000/explore?traceId={traceId}`; env
-    /// BETRACE_UI_TRACE_URL).
-    #[arg(long, value_name = "URL")]
+    /// the trace id (e.g. `http://tempo:3000/explore?traceId={traceId}`).
+    #[arg(long, value_name = "URL", env = "BETRACE_UI_TRACE_URL")]
     pub ui_trace_url: Option<String>,
+    /// The flags (long name) whose value clap took from the environment, with the variable:
+    /// errors then name the variable, and an empty variable counts as unset.
+    #[arg(skip)]
+    pub from_env: BTreeMap<String, String>,
+}
+
+impl ServeArgs {
+    /// Reads the flags from the matches of the `serve` subcommand `cmd`, noting which values
+    /// came from the environment.
+    pub fn from_matches(
+        matches: &clap::ArgMatches,
+        cmd: &clap::Command,
+    ) -> Result<ServeArgs, clap::Error> {
+        let mut args = <ServeArgs as clap::FromArgMatches>::from_arg_matches(matches)?;
+        for arg in cmd.get_arguments() {
+            if let (Some(var), Some(long)) = (arg.get_env(), arg.get_long())
+                && matches.value_source(arg.get_id().as_str())
+                    == Some(clap::parser::ValueSource::EnvVariable)
+            {
+                args.from_env
+                    .insert(long.to_owned(), var.to_string_lossy().into_owned());
+            }
+        }
+        Ok(args)
+    }
+
+    /// `flag --long` or `environment variable NAME`, for messages.
+    fn source(&self, long: &str) -> String {
+        match self.from_env.get(long) {
+            Some(var) => format!("environment variable {var}"),
+            None => format!("flag --{long}"),
+        }
+    }
+
+    /// The value of flag `long`; `None` when absent or from an empty variable.
+    fn given<'a>(&self, long: &str, value: &'a Option<String>) -> Option<&'a str> {
+        value
+            .as_deref()
+            .filter(|v| !(v.is_empty() && self.from_env.contains_key(long)))
+    }
 }
 
 /// A setting that stops start-up. The message names the key, variable or flag.
@@ -509,24 +555,6 @@ pub fn parse_file(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// Parses a duration (`30d`, `2s`, `500ms`, `1h30m`): the units of
-/// [`betrace_core::assemble::parse_duration`] plus `d` (days).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if let Some(days) = t.strip_suffix('d')
-        && !days.is_empty()
-        && days.bytes().all(|b| b.is_ascii_digit())
-    {
-        return days
-            .parse::<u64>()
-            .ok()
-            .and_then(|d| d.checked_mul(86_400))
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("invalid duration `{text}`"));
-    }
-    betrace_core::assemble::parse_duration(t)
-}
-
 #[derive(Debug, Default)]
 struct Builder {
     http_addr: Option<SocketAddr>,
@@ -569,7 +597,7 @@ struct Builder {
     spool_segment_bytes: Option<u64>,
     retry_queue_violations: Option<usize>,
     /// With where it came from, for the error message.
-    ui_trace_url: Option<(String, &'static str)>,
+    ui_trace_url: Option<(String, String)>,
 }
 
 fn parse_fsync(text: &str) -> Result<SpoolFsync, String> {
@@ -694,24 +722,22 @@ pub fn parse_headers(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits is an error rather than kept.
 fn percent_decode(s: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !bytes
                 .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent escape in `{s}`"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(format!("bad percent escape in `{s}`"));
     }
-    String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
 }
 
 fn positive(key: &str, v: usize) -> Result<usize, ConfigError> {
@@ -881,17 +907,15 @@ impl Builder {
             self.log_format = Some(parse_format(l).map_err(|e| key("logging.format", e))?);
         }
         if let Some(u) = &f.ui.trace_url {
-            self.ui_trace_url = Some((u.clone(), "key `ui.trace_url`"));
+            self.ui_trace_url = Some((u.clone(), "key `ui.trace_url`".to_owned()));
         }
         Ok(())
     }
 
+    /// The variables without a flag; those with one come through [`ServeArgs`].
     fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         let var = |k: &str, e: String| ConfigError(format!("environment variable {k}: {e}"));
         let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
-        if let Some(v) = get("BETRACE_HTTP_ADDR") {
-            self.http_addr = Some(parse_addr(v).map_err(|e| var("BETRACE_HTTP_ADDR", e))?);
-        }
         if let Some(v) = get("BETRACE_HTTP_PORT") {
             self.http_port = Some(v.trim().parse().map_err(|_| {
                 var(
@@ -900,42 +924,8 @@ impl Builder {
                 )
             })?);
         }
-        if let Some(v) = get("BETRACE_OTLP_HTTP_ADDR") {
-            self.otlp_http_addr =
-                Some(parse_optional_addr(v).map_err(|e| var("BETRACE_OTLP_HTTP_ADDR", e))?);
-        }
-        if let Some(v) = get("BETRACE_OTLP_GRPC_ADDR") {
-            self.otlp_grpc_addr =
-                Some(parse_optional_addr(v).map_err(|e| var("BETRACE_OTLP_GRPC_ADDR", e))?);
-        }
-        if let Some(v) = get("BETRACE_CORS_ORIGINS") {
-            self.cors_origins = Some(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|o| !o.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            );
-        }
         if let Some(v) = get("BETRACE_API_TOKEN") {
             self.api_token = Some(v.clone());
-        }
-        if let Some(v) = get("BETRACE_STORAGE_TYPE") {
-            self.storage_type =
-                Some(parse_storage_type(v).map_err(|e| var("BETRACE_STORAGE_TYPE", e))?);
-        }
-        if let Some(v) = get("BETRACE_STORAGE_PATH") {
-            self.storage_path = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("BETRACE_DATA_DIR") {
-            self.data_dir = Some(PathBuf::from(v));
-        }
-        if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            self.endpoint = Some(v.clone());
-        }
-        if let Some(v) = get("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            self.protocol =
-                Some(parse_protocol(v).map_err(|e| var("OTEL_EXPORTER_OTLP_PROTOCOL", e))?);
         }
         if let Some(v) = get("OTEL_EXPORTER_OTLP_HEADERS") {
             self.headers =
@@ -950,72 +940,56 @@ impl Builder {
             })?;
             self.timeout = Some(Duration::from_millis(ms));
         }
-        if let Some(v) = get("LOG_LEVEL") {
-            self.log_level = Some(parse_level(v).map_err(|e| var("LOG_LEVEL", e))?);
-        }
-        if let Some(v) = get("BETRACE_LOG_FORMAT") {
-            self.log_format = Some(parse_format(v).map_err(|e| var("BETRACE_LOG_FORMAT", e))?);
-        }
-        if let Some(v) = get("BETRACE_MAX_CONNECTIONS") {
-            let n: usize = v
-                .trim()
-                .parse()
-                .map_err(|_| var("BETRACE_MAX_CONNECTIONS", format!("`{v}` is not a number")))?;
-            self.max_connections =
-                Some(positive("environment variable BETRACE_MAX_CONNECTIONS", n)?);
-        }
-        if let Some(v) = get("BETRACE_HEADER_READ_TIMEOUT") {
-            self.header_read_timeout =
-                Some(parse_timeout(v).map_err(|e| var("BETRACE_HEADER_READ_TIMEOUT", e))?);
-        }
-        if let Some(v) = get("BETRACE_IDLE_TIMEOUT") {
-            self.idle_timeout = Some(parse_timeout(v).map_err(|e| var("BETRACE_IDLE_TIMEOUT", e))?);
-        }
-        if let Some(v) = get("BETRACE_SPOOL_FSYNC") {
-            self.spool_fsync = Some(parse_fsync(v).map_err(|e| var("BETRACE_SPOOL_FSYNC", e))?);
-        }
-        if let Some(v) = get("BETRACE_UI_TRACE_URL") {
-            self.ui_trace_url = Some((v.clone(), "environment variable BETRACE_UI_TRACE_URL"));
-        }
         Ok(())
     }
 
+    /// The flags, and the variables clap read for them.
     fn apply_flags(&mut self, a: &ServeArgs) -> Result<(), ConfigError> {
-        let flag = |k: &str, e: String| ConfigError(format!("flag --{k}: {e}"));
-        if let Some(v) = &a.http_addr {
-            self.http_addr = Some(parse_addr(v).map_err(|e| flag("http-addr", e))?);
-            self.http_port = None;
+        let bad = |long: &str, e: String| ConfigError(format!("{}: {e}", a.source(long)));
+        // A listener flag replaces the `*_port` settings; its variable acts like them (the
+        // later `BETRACE_HTTP_PORT` still sets the port).
+        let flag_given = |long: &str| !a.from_env.contains_key(long);
+        if let Some(v) = a.given("http-addr", &a.http_addr) {
+            self.http_addr = Some(parse_addr(v).map_err(|e| bad("http-addr", e))?);
+            if flag_given("http-addr") {
+                self.http_port = None;
+            }
         }
-        if let Some(v) = &a.otlp_http_addr {
+        if let Some(v) = a.given("otlp-http-addr", &a.otlp_http_addr) {
             self.otlp_http_addr =
-                Some(parse_optional_addr(v).map_err(|e| flag("otlp-http-addr", e))?);
-            self.otlp_http_port = None;
+                Some(parse_optional_addr(v).map_err(|e| bad("otlp-http-addr", e))?);
+            if flag_given("otlp-http-addr") {
+                self.otlp_http_port = None;
+            }
         }
-        if let Some(v) = &a.otlp_grpc_addr {
+        if let Some(v) = a.given("otlp-grpc-addr", &a.otlp_grpc_addr) {
             self.otlp_grpc_addr =
-                Some(parse_optional_addr(v).map_err(|e| flag("otlp-grpc-addr", e))?);
-            self.grpc_port = None;
+                Some(parse_optional_addr(v).map_err(|e| bad("otlp-grpc-addr", e))?);
+            if flag_given("otlp-grpc-addr") {
+                self.grpc_port = None;
+            }
         }
-        if let Some(v) = &a.storage_type {
-            self.storage_type = Some(parse_storage_type(v).map_err(|e| flag("storage-type", e))?);
+        if let Some(v) = a.given("storage-type", &a.storage_type) {
+            self.storage_type = Some(parse_storage_type(v).map_err(|e| bad("storage-type", e))?);
         }
-        if a.storage_path.is_some() {
-            self.storage_path.clone_from(&a.storage_path);
+        let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        if let Some(p) = path(&a.storage_path) {
+            self.storage_path = Some(p);
         }
-        if a.data_dir.is_some() {
-            self.data_dir.clone_from(&a.data_dir);
+        if let Some(p) = path(&a.data_dir) {
+            self.data_dir = Some(p);
         }
-        if a.otel_endpoint.is_some() {
-            self.endpoint.clone_from(&a.otel_endpoint);
+        if let Some(v) = a.given("otel-endpoint", &a.otel_endpoint) {
+            self.endpoint = Some(v.to_owned());
         }
-        if let Some(v) = &a.otlp_protocol {
-            self.protocol = Some(parse_protocol(v).map_err(|e| flag("otlp-protocol", e))?);
+        if let Some(v) = a.given("otlp-protocol", &a.otlp_protocol) {
+            self.protocol = Some(parse_protocol(v).map_err(|e| bad("otlp-protocol", e))?);
         }
-        if let Some(v) = &a.log_level {
-            self.log_level = Some(parse_level(v).map_err(|e| flag("log-level", e))?);
+        if let Some(v) = a.given("log-level", &a.log_level) {
+            self.log_level = Some(parse_level(v).map_err(|e| bad("log-level", e))?);
         }
-        if let Some(v) = &a.log_format {
-            self.log_format = Some(parse_format(v).map_err(|e| flag("log-format", e))?);
+        if let Some(v) = a.given("log-format", &a.log_format) {
+            self.log_format = Some(parse_format(v).map_err(|e| bad("log-format", e))?);
         }
         if a.rules.is_some() {
             self.rules_file.clone_from(&a.rules);
@@ -1028,23 +1002,34 @@ impl Builder {
             self.allow_unauthenticated = Some(true);
         }
         if !a.cors_origins.is_empty() {
-            self.cors_origins = Some(a.cors_origins.clone());
+            self.cors_origins = Some(
+                a.cors_origins
+                    .iter()
+                    .map(|o| o.trim())
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
         }
-        if let Some(n) = a.max_connections {
-            self.max_connections = Some(positive("flag --max-connections", n)?);
+        if let Some(v) = a.given("max-connections", &a.max_connections) {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| bad("max-connections", format!("`{v}` is not a number")))?;
+            self.max_connections = Some(positive(&a.source("max-connections"), n)?);
         }
-        if let Some(v) = &a.header_read_timeout {
+        if let Some(v) = a.given("header-read-timeout", &a.header_read_timeout) {
             self.header_read_timeout =
-                Some(parse_timeout(v).map_err(|e| flag("header-read-timeout", e))?);
+                Some(parse_timeout(v).map_err(|e| bad("header-read-timeout", e))?);
         }
-        if let Some(v) = &a.idle_timeout {
-            self.idle_timeout = Some(parse_timeout(v).map_err(|e| flag("idle-timeout", e))?);
+        if let Some(v) = a.given("idle-timeout", &a.idle_timeout) {
+            self.idle_timeout = Some(parse_timeout(v).map_err(|e| bad("idle-timeout", e))?);
         }
-        if let Some(v) = &a.spool_fsync {
-            self.spool_fsync = Some(parse_fsync(v).map_err(|e| flag("spool-fsync", e))?);
+        if let Some(v) = a.given("spool-fsync", &a.spool_fsync) {
+            self.spool_fsync = Some(parse_fsync(v).map_err(|e| bad("spool-fsync", e))?);
         }
-        if let Some(u) = &a.ui_trace_url {
-            self.ui_trace_url = Some((u.clone(), "flag --ui-trace-url"));
+        if let Some(u) = a.given("ui-trace-url", &a.ui_trace_url) {
+            self.ui_trace_url = Some((u.to_owned(), a.source("ui-trace-url")));
         }
         Ok(())
     }
@@ -1263,6 +1248,32 @@ mod tests {
             .collect()
     }
 
+    /// `flags` as clap reads them, plus `vars` as clap reads a flag's environment variable
+    /// (a flag given in `flags` wins over its variable).
+    fn args_with(flags: &[&str], vars: &[(&str, &str)]) -> ServeArgs {
+        let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        let mut argv: Vec<String> = std::iter::once("serve")
+            .chain(flags.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        let mut from_env = BTreeMap::new();
+        for (var, value) in vars {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_env() == Some(std::ffi::OsStr::new(var)))
+                .unwrap();
+            let long = arg.get_long().unwrap();
+            if !flags.iter().any(|f| f.starts_with(&format!("--{long}"))) {
+                argv.push(format!("--{long}={value}"));
+                from_env.insert(long.to_owned(), (*var).to_owned());
+            }
+        }
+        let m = cmd.clone().try_get_matches_from(argv).unwrap();
+        let mut args = ServeArgs::from_matches(&m, &cmd).unwrap();
+        args.from_env.extend(from_env);
+        args
+    }
+
     #[test]
     fn defaults() {
         let c = Config::resolve(&ServeArgs::default(), &env(&[]), None).unwrap();
@@ -1287,26 +1298,34 @@ mod tests {
             "f.yaml",
         )
         .unwrap();
-        let e = env(&[
-            ("BETRACE_HTTP_PORT", "2000"),
+        let e = env(&[("BETRACE_HTTP_PORT", "2000")]);
+        let vars = [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317"),
-        ]);
-        let c = Config::resolve(&ServeArgs::default(), &e, Some(&file)).unwrap();
+            ("LOG_LEVEL", "warn"),
+        ];
+        let c = Config::resolve(&args_with(&[], &vars), &e, Some(&file)).unwrap();
         assert_eq!(c.http_addr.port(), 2000);
-        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.log_level, "warn");
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.export.as_ref().unwrap().endpoint, "http://env:4317");
-        let args = ServeArgs {
-            http_addr: Some("127.0.0.1:3000".into()),
-            otel_endpoint: Some("http://flag:4318".into()),
-            otlp_protocol: Some("http/protobuf".into()),
-            ..Default::default()
-        };
+        let args = args_with(
+            &[
+                "--http-addr=127.0.0.1:3000",
+                "--otel-endpoint=http://flag:4318",
+                "--otlp-protocol=http/protobuf",
+            ],
+            &vars,
+        );
         let c = Config::resolve(&args, &e, Some(&file)).unwrap();
         assert_eq!(c.http_addr.port(), 3000);
+        assert_eq!(c.log_level, "warn");
         let x = c.export.unwrap();
         assert_eq!(x.endpoint, "http://flag:4318");
         assert_eq!(x.protocol, ExportProtocol::HttpProtobuf);
+        // The address from BETRACE_HTTP_ADDR keeps BETRACE_HTTP_PORT's port.
+        let args = args_with(&[], &[("BETRACE_HTTP_ADDR", "127.0.0.2:1")]);
+        let c = Config::resolve(&args, &e, None).unwrap();
+        assert_eq!(c.http_addr, "127.0.0.2:2000".parse().unwrap());
     }
 
     #[test]
@@ -1335,9 +1354,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("BETRACE_HTTP_PORT"), "{e}");
-        let e = Config::resolve(&ServeArgs::default(), &env(&[("LOG_LEVEL", "loud")]), None)
-            .unwrap_err();
-        assert!(e.0.contains("LOG_LEVEL"), "{e}");
+        let args = args_with(&[], &[("LOG_LEVEL", "loud")]);
+        let e = Config::resolve(&args, &env(&[]), None).unwrap_err();
+        assert!(e.0.contains("environment variable LOG_LEVEL"), "{e}");
+        let args = args_with(&["--log-level=loud"], &[("LOG_LEVEL", "info")]);
+        let e = Config::resolve(&args, &env(&[]), None).unwrap_err();
+        assert!(e.0.contains("flag --log-level"), "{e}");
+        let args = args_with(&[], &[("BETRACE_MAX_CONNECTIONS", "many")]);
+        let e = Config::resolve(&args, &env(&[]), None).unwrap_err();
+        assert!(e.0.contains("BETRACE_MAX_CONNECTIONS") && e.0.contains("many"), "{e}");
+        // An empty variable is unset.
+        let args = args_with(&[], &[("BETRACE_STORAGE_TYPE", "")]);
+        assert!(Config::resolve(&args, &env(&[]), None).is_ok());
     }
 
     #[test]
@@ -1352,20 +1380,17 @@ mod tests {
         assert_eq!(c.limits.max_api_body_bytes, 2048);
         assert_eq!(c.limits.max_bulk_body_bytes, 4096);
         assert_eq!(c.shutdown_delay, Duration::from_secs(2));
-        let e = env(&[(
+        let vars = [(
             "BETRACE_CORS_ORIGINS",
             "https://a.example, https://b.example",
-        )]);
-        let c = Config::resolve(&ServeArgs::default(), &e, Some(&f)).unwrap();
+        )];
+        let c = Config::resolve(&args_with(&[], &vars), &env(&[]), Some(&f)).unwrap();
         assert_eq!(
             c.cors_origins,
             vec!["https://a.example", "https://b.example"]
         );
-        let args = ServeArgs {
-            cors_origins: vec!["https://flag.example".into()],
-            ..Default::default()
-        };
-        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        let args = args_with(&["--cors-origin=https://flag.example"], &vars);
+        let c = Config::resolve(&args, &env(&[]), Some(&f)).unwrap();
         assert_eq!(c.cors_origins, vec!["https://flag.example"]);
         let d = Config::resolve(&ServeArgs::default(), &env(&[]), None).unwrap();
         assert_eq!(d.limits.max_api_body_bytes, 1024 * 1024);
@@ -1422,12 +1447,8 @@ mod tests {
             "f",
         )
         .unwrap();
-        let e = env(&[("BETRACE_IDLE_TIMEOUT", "9s")]);
-        let args = ServeArgs {
-            spool_fsync: Some("never".into()),
-            ..Default::default()
-        };
-        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        let args = args_with(&["--spool-fsync=never"], &[("BETRACE_IDLE_TIMEOUT", "9s")]);
+        let c = Config::resolve(&args, &env(&[]), Some(&f)).unwrap();
         assert_eq!(c.connections.max_connections, 50);
         assert_eq!(c.connections.header_read_timeout, Duration::from_secs(2));
         assert_eq!(c.connections.idle_timeout, Duration::from_secs(9));
@@ -1455,20 +1476,26 @@ mod tests {
 
     #[test]
     fn durations_headers_and_data_dir() {
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("d").is_err());
+        let f = parse_file("storage:\n  violation_retention: 30d\n", "f").unwrap();
+        let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
+        assert_eq!(c.violation_retention, Duration::from_secs(30 * 86_400));
+        let f = parse_file("otlp:\n  timeout: soon\n", "f").unwrap();
+        let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
+        assert!(e.0.contains("otlp.timeout") && e.0.contains("`soon`"), "{e}");
         assert_eq!(
-            parse_headers("a=1, b=x%20y").unwrap(),
-            vec![("a".into(), "1".into()), ("b".into(), "x y".into())]
+            parse_headers("a=1, b=x%20y, c=%C3%A9").unwrap(),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "é".into())
+            ]
         );
         assert!(parse_headers("novalue").is_err());
-        let c = Config::resolve(
-            &ServeArgs::default(),
-            &env(&[("BETRACE_STORAGE_PATH", "/tmp/x/b.db")]),
-            None,
-        )
-        .unwrap();
+        assert!(parse_headers("a=50%").is_err());
+        assert!(parse_headers("a=%zz").is_err());
+        assert!(parse_headers("a=%FF").is_err());
+        let args = args_with(&[], &[("BETRACE_STORAGE_PATH", "/tmp/x/b.db")]);
+        let c = Config::resolve(&args, &env(&[]), None).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         let f = parse_file("rules:\n  evaluation_timeout: 50ms\n", "f").unwrap();
         let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
@@ -1480,14 +1507,14 @@ mod tests {
         let f = parse_file("ui:\n  trace_url: http://file/{traceId}\n", "f").unwrap();
         let c = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap();
         assert_eq!(c.ui_trace_url.as_deref(), Some("http://file/{traceId}"));
-        let e = env(&[("BETRACE_UI_TRACE_URL", "https://env/x?t={traceId}")]);
-        let c = Config::resolve(&ServeArgs::default(), &e, Some(&f)).unwrap();
+        let vars = [("BETRACE_UI_TRACE_URL", "https://env/x?t={traceId}")];
+        let c = Config::resolve(&args_with(&[], &vars), &env(&[]), Some(&f)).unwrap();
         assert_eq!(c.ui_trace_url.as_deref(), Some("https://env/x?t={traceId}"));
-        let args = ServeArgs {
-            ui_trace_url: Some("http://tempo:3000/explore?traceId={traceId}".into()),
-            ..ServeArgs::default()
-        };
-        let c = Config::resolve(&args, &e, Some(&f)).unwrap();
+        let args = args_with(
+            &["--ui-trace-url=http://tempo:3000/explore?traceId={traceId}"],
+            &vars,
+        );
+        let c = Config::resolve(&args, &env(&[]), Some(&f)).unwrap();
         assert_eq!(
             c.ui_trace_url.as_deref(),
             Some("http://tempo:3000/explore?traceId={traceId}")
@@ -1498,12 +1525,11 @@ mod tests {
             err.0.contains("ui.trace_url") && err.0.contains("{traceId}"),
             "{err}"
         );
-        let err = Config::resolve(
-            &ServeArgs::default(),
-            &env(&[("BETRACE_UI_TRACE_URL", "javascript:alert(1)//{traceId}")]),
-            None,
-        )
-        .unwrap_err();
+        let args = args_with(
+            &[],
+            &[("BETRACE_UI_TRACE_URL", "javascript:alert(1)//{traceId}")],
+        );
+        let err = Config::resolve(&args, &env(&[]), None).unwrap_err();
         assert!(
             err.0.contains("BETRACE_UI_TRACE_URL") && err.0.contains("http://"),
             "{err}"

@@ -48,7 +48,11 @@ use self::storage::{MemoryStore, SqliteStore, Store};
 
 /// Runs `betrace serve`; returns the exit code.
 pub fn run(args: ServeArgs) -> u8 {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
+    // The variables without a flag and the signature key; a variable that is not UTF-8 is
+    // left out rather than stopping start-up (`std::env::vars` would panic on it).
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
     let config = match Config::load(&args, &env) {
         Ok(c) => c,
         Err(e) => {
