@@ -44,7 +44,7 @@ grep -q "test result: ok. 1 passed" target/scale-output.txt
 step "Python package betrace-py: build into .venv, pytest"
 bash betrace-py/run-tests.sh
 
-step "Node.js package betrace-node: npm install, napi build, node --test, tsc"
+step "Node.js package betrace-node: npm ci, napi build, node --test, tsc"
 bash betrace-node/run-tests.sh
 
 step "pytest: the SDK fixture generators and the examples"

@@ -1444,6 +1444,8 @@ mod tests {
         }
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5 minutes"), Ok(Duration::from_secs(300)));
         for d in [
             Duration::from_millis(1500),
             Duration::from_secs(120),

@@ -12,38 +12,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<Any>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Any {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<Duration>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Duration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
 fn request(trace: u32) -> ExportTraceServiceRequest {
     let spans = (0..10u64)
         .map(|i| Span {
@@ -99,15 +67,10 @@ fn resource_exhausted_carries_retry_info() {
         panic!("no RESOURCE_EXHAUSTED with a 50-span buffer");
     });
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    let details = RpcStatus::decode(status.details()).unwrap();
-    assert_eq!(details.code, 8);
-    let retry = details
-        .details
-        .iter()
-        .find(|a| a.type_url == "type.googleapis.com/google.rpc.RetryInfo")
-        .expect("a RetryInfo detail");
-    let info = RetryInfo::decode(retry.value.as_slice()).unwrap();
-    assert_eq!(info.retry_delay.unwrap().seconds, 1);
+    assert_eq!(
+        grpc_retry_info(&status),
+        (8, Some(std::time::Duration::from_secs(1)))
+    );
     assert!(s.metric("betrace_spans_rejected_total{reason=\"backpressure\"}") > 0.0);
 }
 

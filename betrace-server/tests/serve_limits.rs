@@ -515,34 +515,6 @@ fn shutdown_answers_503_while_draining() {
     );
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<Any>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct Any {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-}
-
 /// One span in a trace of its own (trace id bytes all `i`).
 fn trace_request(
     i: u8,
@@ -555,7 +527,6 @@ fn trace_request(
 
 #[test]
 fn grpc_back_pressure_carries_retry_info() {
-    use prost::Message as _;
     let (s, _dir) = with_config(
         "trace:\n  max_buffered_spans: 3\n  reject_when_full: true\n  root_grace: 10s\n  idle_timeout: 10s\n",
     );
@@ -569,13 +540,8 @@ fn grpc_back_pressure_carries_retry_info() {
         tonic::Code::ResourceExhausted,
         "{refused:?}"
     );
-    let status = RpcStatus::decode(refused.details()).unwrap();
-    assert_eq!(status.code, 8);
-    let retry = status
-        .details
-        .iter()
-        .find(|d| d.type_url == "type.googleapis.com/google.rpc.RetryInfo")
-        .expect("RetryInfo detail");
-    let info = RetryInfo::decode(retry.value.as_slice()).unwrap();
-    assert_eq!(info.retry_delay.unwrap().seconds, 1);
+    assert_eq!(
+        grpc_retry_info(&refused),
+        (8, Some(Duration::from_secs(1)))
+    );
 }

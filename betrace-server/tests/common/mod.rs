@@ -434,3 +434,24 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What a gRPC refusal carries in its details: the code of the `google.rpc.Status` and the
+/// delay of its `google.rpc.RetryInfo` detail (`None` without one).
+pub fn grpc_retry_info(status: &tonic::Status) -> (i32, Option<Duration>) {
+    use prost::Message as _;
+    let rpc = tonic_types::Status::decode(status.details()).expect("details are a google.rpc.Status");
+    let delay = rpc
+        .details
+        .iter()
+        .find(|d| d.type_url == "type.googleapis.com/google.rpc.RetryInfo")
+        .map(|d| {
+            let info = tonic_types::pb::RetryInfo::decode(d.value.as_slice())
+                .expect("a google.rpc.RetryInfo");
+            let delay = info.retry_delay.expect("RetryInfo has a retry_delay");
+            Duration::new(
+                u64::try_from(delay.seconds).expect("a positive delay"),
+                u32::try_from(delay.nanos).expect("positive nanoseconds"),
+            )
+        });
+    (rpc.code, delay)
+}
