@@ -18,8 +18,6 @@ pub mod assemble;
 pub mod engine;
 pub mod input;
 pub mod otlp;
-mod otlp_json;
-mod otlp_wire;
 pub mod prepared;
 pub mod rules;
 pub mod sign;
@@ -35,9 +33,10 @@ pub use input::simple_json::{
     SimpleJsonDecoder, SimpleJsonError, decode_simple_json, span_from_simple_json,
     spans_from_simple_json,
 };
-pub use input::{Decoded, JsonInputError, SpanError, decode_json, unsupported_json_format};
-pub use otlp::{
-    OtlpError, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf, decode_otlp_request,
+pub use input::{
+    Decoded, EnumDraft, IdDraft, InputFormat, JsonInputError, OtlpError, SpanDraft, SpanError,
+    decode_json, decode_otlp_json, decode_otlp_json_value, decode_otlp_protobuf,
+    decode_otlp_request, unsupported_json_format,
 };
 pub use prepared::PreparedTrace;
 pub use rules::Rule;

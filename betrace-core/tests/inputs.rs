@@ -524,7 +524,8 @@ fn rejected_span_indices_count_across_the_request() {
     );
     assert_eq!(
         d.rejected[0].to_string(),
-        "span 1: field `kind`: `42` is not an OTLP span kind"
+        "span 1: field `kind`: `42` is not a span kind (expected an OTLP number 0 to 5 or a name \
+         such as `server` or `SPAN_KIND_SERVER`, in any case)"
     );
 }
 
@@ -1132,9 +1133,9 @@ fn other_trace_formats_are_named() {
     ] {
         assert_eq!(betrace_core::unsupported_json_format(&ok), None, "{ok}");
     }
-    let e = betrace_core::decode_json(&json!({"name": "a"})).unwrap();
+    let e = betrace_core::decode_json(&json!({"name": "a", "startTime": 1})).unwrap();
     assert_eq!(
         e.rejected[0].to_string(),
-        "span 0: field `traceId`: missing"
+        "span 0: field `traceId`: missing trace id"
     );
 }

@@ -8,8 +8,8 @@
 //!
 //! | field | value |
 //! |---|---|
-//! | `traceId` (`trace_id`) | required, any non-empty string: 32 hex digits are used as is (either case), anything else is hashed ([`trace_id_from_text`]) |
-//! | `spanId` (`span_id`) | required, any non-empty string: 16 hex digits as is, else hashed ([`span_id_from_text`]) |
+//! | `traceId` (`trace_id`) | required, any non-empty string: 32 hex digits are used as is (either case), anything else is hashed ([`trace_id_from_text`](super::trace_id_from_text)) |
+//! | `spanId` (`span_id`) | required, any non-empty string: 16 hex digits as is, else hashed ([`span_id_from_text`](super::span_id_from_text)) |
 //! | `parentSpanId` (`parent_span_id`) | like `spanId`; `""`, `null` or absent = root |
 //! | `name`, `operationName` (`operation_name`) | string, absent = `""` |
 //! | `serviceName` (`service_name`) | string → resource `service.name`; absent = a resource without it |
@@ -26,17 +26,15 @@
 //! beyond the range of i64 becomes a float. Attributes come out in key order (the order of
 //! `serde_json::Map`). Unknown fields are ignored.
 
-use crate::input::KeyInterner;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use ahash::AHashMap;
 use serde_json::{Map, Number, Value};
 
-use super::{
-    Decoded, MAX_VALUE_DEPTH, SpanError, span_id_from_text, span_kind_from_name,
-    status_code_from_name, trace_id_from_text,
-};
-use crate::span::{AttrValue, Attributes, Resource, Span, SpanKind, StatusCode};
+use super::draft::{EnumDraft, IdDraft, InputFormat, SpanDraft, expected, quote_str};
+use super::{Decoded, KeyInterner, MAX_VALUE_DEPTH, SpanError};
+use crate::span::{AttrValue, Attributes, Resource, Span};
 
 /// The input of [`spans_from_simple_json`] / [`decode_simple_json`] could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,20 +145,22 @@ impl SimpleJsonDecoder {
             ));
         };
         let err = |field: &str, message: String| SpanError::new(index, field, message);
+        let mut draft = SpanDraft::new(
+            InputFormat::SimpleJson,
+            Arc::default(),
+            self.keys.intern(""),
+        );
 
-        let (f, text) =
-            required_string(obj, &["traceId", "trace_id"]).map_err(|m| err(m.0, m.1))?;
-        let trace_id =
-            trace_id_from_text(text).ok_or_else(|| err(f, "must not be empty".into()))?;
-        let (f, text) = required_string(obj, &["spanId", "span_id"]).map_err(|m| err(m.0, m.1))?;
-        let span_id = span_id_from_text(text).ok_or_else(|| err(f, "must not be empty".into()))?;
-        let parent_span_id = match optional_string(obj, &["parentSpanId", "parent_span_id"])
-            .map_err(|m| err(m.0, m.1))?
-        {
-            None => None,
-            Some((_, text)) => span_id_from_text(text),
+        let id = |names: &[&'static str]| match optional_string(obj, names) {
+            Ok(None) => Ok((names[0], IdDraft::Absent)),
+            Ok(Some((f, text))) => Ok((f, IdDraft::Text(Cow::Borrowed(text)))),
+            Err((f, m)) => Err(err(f, m)),
         };
-        let name = optional_string(obj, &["name", "operationName", "operation_name"])
+        (draft.fields.trace_id, draft.trace_id) = id(&["traceId", "trace_id"])?;
+        (draft.fields.span_id, draft.span_id) = id(&["spanId", "span_id"])?;
+        (draft.fields.parent_span_id, draft.parent_span_id) =
+            id(&["parentSpanId", "parent_span_id"])?;
+        draft.name = optional_string(obj, &["name", "operationName", "operation_name"])
             .map_err(|m| err(m.0, m.1))?
             .map(|(_, s)| s.to_owned())
             .unwrap_or_default();
@@ -168,14 +168,38 @@ impl SimpleJsonDecoder {
             .map_err(|m| err(m.0, m.1))?
             .map(|(_, s)| s);
 
-        let kind = match field(obj, &["kind"]) {
-            None => SpanKind::Unspecified,
-            Some((f, v)) => parse_kind(v).map_err(|m| err(f, m))?,
-        };
-        let (status_code, status_message) = match field(obj, &["status"]) {
-            None => (StatusCode::Unset, String::new()),
-            Some((_, v)) => parse_status(v).map_err(|m| err(m.0, m.1))?,
-        };
+        if let Some((_, v)) = field(obj, &["kind"]) {
+            draft.kind = enum_draft(v);
+        }
+        match field(obj, &["status"]) {
+            None => {}
+            Some((_, v @ Value::String(_))) => draft.status_code = enum_draft(v),
+            Some((_, Value::Object(st))) => {
+                draft.fields.status_code = "status.code";
+                if let Some((_, c)) = field(st, &["code"]) {
+                    draft.status_code = enum_draft(c);
+                }
+                draft.status_message = match field(st, &["message"]) {
+                    None => String::new(),
+                    Some((_, Value::String(s))) => s.clone(),
+                    Some((_, other)) => {
+                        return Err(err(
+                            "status.message",
+                            expected("a string", json_kind(other)),
+                        ));
+                    }
+                };
+            }
+            Some((_, other)) => {
+                return Err(err(
+                    "status",
+                    expected(
+                        "a status name or an object `{code, message}`",
+                        json_kind(other),
+                    ),
+                ));
+            }
+        }
 
         let (f, v) = field(obj, &["startTime", "start_time"])
             .ok_or_else(|| err("startTime", "missing start time (Unix nanoseconds)".into()))?;
@@ -214,20 +238,11 @@ impl SimpleJsonDecoder {
             })?,
         };
 
-        Ok(Span {
-            trace_id,
-            span_id,
-            parent_span_id,
-            name,
-            kind,
-            start_time_unix_nano: start,
-            end_time_unix_nano: end,
-            status_code,
-            status_message,
-            attributes,
-            resource: self.resource(service),
-            scope_name: self.keys.intern(""),
-        })
+        draft.start_time_unix_nano = start;
+        draft.end_time_unix_nano = end;
+        draft.attributes = attributes;
+        draft.resource = self.resource(service);
+        draft.into_span(index)
     }
 
     fn resource(&mut self, service: Option<&str>) -> Arc<Resource> {
@@ -261,14 +276,6 @@ fn field<'a>(
 
 type FieldError = (&'static str, String);
 
-fn required_string<'a>(
-    obj: &'a Map<String, Value>,
-    names: &[&'static str],
-) -> Result<(&'static str, &'a str), FieldError> {
-    let first = names.first().copied().unwrap_or_default();
-    optional_string(obj, names)?.ok_or_else(|| (first, "missing".to_owned()))
-}
-
 fn optional_string<'a>(
     obj: &'a Map<String, Value>,
     names: &[&'static str],
@@ -280,75 +287,15 @@ fn optional_string<'a>(
     }
 }
 
-fn parse_kind(v: &Value) -> Result<SpanKind, String> {
-    let kind = match v {
-        Value::String(s) => span_kind_from_name(s),
-        Value::Number(n) => n.as_i64().and_then(SpanKind::from_otlp),
-        other => {
-            return Err(format!(
-                "expected a span kind name or OTLP number, found {}",
-                json_kind(other)
-            ));
-        }
-    };
-    kind.ok_or_else(|| {
-        format!(
-            "{} is not a span kind (expected unspecified, internal, server, client, producer, \
-             consumer, in any case, optionally prefixed by `SPAN_KIND_`, or 0 to 5)",
-            quote(v)
-        )
-    })
-}
-
-fn parse_status_code(v: &Value) -> Result<StatusCode, String> {
-    let code = match v {
-        Value::String(s) => status_code_from_name(s),
-        Value::Number(n) => n.as_i64().and_then(StatusCode::from_otlp),
-        other => {
-            return Err(format!(
-                "expected a status code name or OTLP number, found {}",
-                json_kind(other)
-            ));
-        }
-    };
-    code.ok_or_else(|| {
-        format!(
-            "{} is not a status code (expected ok, error, unset, in any case, or 0 to 2)",
-            quote(v)
-        )
-    })
-}
-
-fn parse_status(v: &Value) -> Result<(StatusCode, String), FieldError> {
+/// A kind or status code: a name, an OTLP number, or another value (shown in the message).
+fn enum_draft(v: &Value) -> EnumDraft<'_> {
     match v {
-        Value::String(_) => Ok((
-            parse_status_code(v).map_err(|m| ("status", m))?,
-            String::new(),
-        )),
-        Value::Object(obj) => {
-            let code = match field(obj, &["code"]) {
-                None => StatusCode::Unset,
-                Some((_, c)) => parse_status_code(c).map_err(|m| ("status.code", m))?,
-            };
-            let message = match field(obj, &["message"]) {
-                None => String::new(),
-                Some((_, Value::String(s))) => s.clone(),
-                Some((_, other)) => {
-                    return Err((
-                        "status.message",
-                        format!("expected a string, found {}", json_kind(other)),
-                    ));
-                }
-            };
-            Ok((code, message))
-        }
-        other => Err((
-            "status",
-            format!(
-                "expected a status name or an object `{{code, message}}`, found {}",
-                json_kind(other)
-            ),
-        )),
+        Value::String(s) => EnumDraft::Name(Cow::Borrowed(s)),
+        Value::Number(n) => match n.as_i64() {
+            Some(n) => EnumDraft::Number(n),
+            None => EnumDraft::Unknown(format!("`{n}`")),
+        },
+        other => EnumDraft::Unknown(json_kind(other).to_owned()),
     }
 }
 
@@ -491,26 +438,10 @@ pub(crate) fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// A JSON scalar for a message, in backticks, long strings cut.
-fn quote(v: &Value) -> String {
-    match v {
-        Value::String(s) => quote_str(s),
-        other => format!("`{other}`"),
-    }
-}
-
-/// User text in backticks, cut after 64 characters.
-pub(crate) fn quote_str(s: &str) -> String {
-    const MAX_CHARS: usize = 64;
-    match s.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("`{}…`", &s[..cut]),
-        None => format!("`{s}`"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::{SpanKind, StatusCode};
     use serde_json::json;
 
     const TRACE: &str = "0000000000000000000000005eed011f";

@@ -1,11 +1,12 @@
 //! OTLP/JSON read straight into typed structures, without building a `serde_json::Value`.
 //!
-//! This is the fast path of [`crate::otlp::decode_otlp_json`]: it accepts only the plain shape
-//! of a request (each field once, every value of its expected JSON type, every span valid) and
-//! answers `None` for anything else, in which case the caller decodes through
-//! `serde_json::Value` — the reference decoder, which names each problem. Whenever this path
-//! answers, its spans are exactly the ones the reference decoder produces (a test compares the
-//! two on every OTLP/JSON fixture).
+//! This is the fast path of [`super::decode_otlp_json`]: it accepts only the plain shape of a
+//! request (each field once, every value of its expected JSON type, no attribute nested too
+//! deep) and answers `None` for anything else, in which case the caller decodes through
+//! `serde_json::Value` — the reference decoder, which names each problem of shape. Its drafts
+//! go through the same [`SpanDraft::into_span`], so whenever this path answers, its spans and
+//! rejections are exactly the reference decoder's (a test compares the two on every OTLP/JSON
+//! fixture).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,13 +15,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use super::{decode_base64, double_from_text};
+use crate::input::draft::{EnumDraft, IdDraft, InputFormat, SpanDraft};
 use crate::input::simple_json::parse_digits;
-use crate::input::{
-    Decoded, KeyInterner, MAX_VALUE_DEPTH, dedup_attributes, hex_bytes, span_kind_from_name,
-    status_code_from_name,
-};
-use crate::otlp::{decode_base64, double_from_text};
-use crate::span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::input::{Decoded, KeyInterner, MAX_VALUE_DEPTH, dedup_attributes};
+use crate::span::{AttrValue, Attributes, Resource};
 
 /// The spans of an OTLP/JSON `ExportTraceServiceRequest`, or `None` when the body is not in
 /// the plain shape this path reads (see the module documentation).
@@ -28,78 +27,72 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Decoded> {
     let request: Request<'_> = serde_json::from_slice(bytes).ok()?;
     let mut keys = KeyInterner::default();
     let mut out = Decoded::default();
+    let mut index = 0;
     for rs in request.resource_spans.unwrap_or_default() {
         let attributes = match rs.resource.and_then(|r| r.attributes) {
-            Some(kvs) => key_values(kvs, 0, true, &mut keys)?,
+            Some(kvs) => dedup_attributes(key_values(kvs, 0, &mut keys)?),
             None => Vec::new(),
         };
         let resource = Arc::new(Resource { attributes });
         for ss in rs.scope_spans.unwrap_or_default() {
             let scope_name = keys.intern(ss.scope.and_then(|s| s.name).as_deref().unwrap_or(""));
             for s in ss.spans.unwrap_or_default() {
-                out.spans.push(span(s, &resource, &scope_name, &mut keys)?);
+                match span(s, &resource, &scope_name, &mut keys)?.into_span(index) {
+                    Ok(span) => out.spans.push(span),
+                    Err(e) => out.rejected.push(e),
+                }
+                index += 1;
             }
         }
     }
     Some(out)
 }
 
-fn span(
-    s: JsonSpan<'_>,
+fn span<'a>(
+    s: JsonSpan<'a>,
     resource: &Arc<Resource>,
     scope_name: &Arc<str>,
     keys: &mut KeyInterner,
-) -> Option<Span> {
-    let trace_id = TraceId(hex_bytes::<16>(s.trace_id?.as_ref())?);
-    let span_id = SpanId(hex_bytes::<8>(s.span_id?.as_ref())?);
-    if trace_id.0 == [0; 16] || span_id.0 == [0; 8] {
-        return None;
-    }
-    let parent_span_id = match s.parent_span_id.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(SpanId(hex_bytes::<8>(text)?)).filter(|id| id.0 != [0; 8]),
-    };
-    let kind = match s.kind {
-        None => SpanKind::Unspecified,
-        Some(Enum::Number(n)) => SpanKind::from_otlp(n)?,
-        Some(Enum::Name(name)) => span_kind_from_name(&name)?,
-    };
+) -> Option<SpanDraft<'a>> {
+    let id = |text: Option<Cow<'a, str>>| text.map_or(IdDraft::Absent, IdDraft::Hex);
     let (status_code, status_message) = match s.status {
-        None => (StatusCode::Unset, String::new()),
-        Some(st) => (
-            match st.code {
-                None => StatusCode::Unset,
-                Some(Enum::Number(n)) => StatusCode::from_otlp(n)?,
-                Some(Enum::Name(name)) => status_code_from_name(&name)?,
-            },
-            st.message.map(Cow::into_owned).unwrap_or_default(),
-        ),
+        None => (None, None),
+        Some(st) => (st.code, st.message),
     };
-    let attributes = match s.attributes {
-        Some(kvs) => key_values(kvs, 0, true, keys)?,
-        None => Vec::new(),
-    };
-    Some(Span {
-        trace_id,
-        span_id,
-        parent_span_id,
+    Some(SpanDraft {
+        trace_id: id(s.trace_id),
+        span_id: id(s.span_id),
+        parent_span_id: id(s.parent_span_id),
         name: s.name.map(Cow::into_owned).unwrap_or_default(),
-        kind,
+        kind: enum_draft(s.kind),
+        status_code: enum_draft(status_code),
+        status_message: status_message.map(Cow::into_owned).unwrap_or_default(),
         start_time_unix_nano: s.start_time_unix_nano.map_or(0, |n| n.0),
         end_time_unix_nano: s.end_time_unix_nano.map_or(0, |n| n.0),
-        status_code,
-        status_message,
-        attributes,
-        resource: Arc::clone(resource),
-        scope_name: Arc::clone(scope_name),
+        attributes: match s.attributes {
+            Some(kvs) => key_values(kvs, 0, keys)?,
+            None => Vec::new(),
+        },
+        ..SpanDraft::new(
+            InputFormat::OtlpJson,
+            Arc::clone(resource),
+            Arc::clone(scope_name),
+        )
     })
 }
 
-/// Key-values with a value set (top-level lists made unique by key, as the reference does).
+fn enum_draft(e: Option<Enum<'_>>) -> EnumDraft<'_> {
+    match e {
+        None => EnumDraft::Absent,
+        Some(Enum::Number(n)) => EnumDraft::Number(n),
+        Some(Enum::Name(name)) => EnumDraft::Name(name),
+    }
+}
+
+/// Key-values with a value set, as written (keys may repeat).
 fn key_values(
     kvs: Vec<JsonKeyValue<'_>>,
     depth: usize,
-    top: bool,
     keys: &mut KeyInterner,
 ) -> Option<Attributes> {
     let mut out = Vec::with_capacity(kvs.len());
@@ -109,7 +102,7 @@ fn key_values(
             out.push((keys.intern(kv.key.as_deref().unwrap_or("")), v));
         }
     }
-    Some(if top { dedup_attributes(out) } else { out })
+    Some(out)
 }
 
 /// `Some(None)` for an `AnyValue` with no value set; `None` when it has several or a value
@@ -157,7 +150,7 @@ fn any_value(
         }
         match l.values {
             None => AttrValue::KvList(Box::default()),
-            Some(kvs) => AttrValue::KvList(key_values(kvs, depth + 1, false, keys)?.into()),
+            Some(kvs) => AttrValue::KvList(key_values(kvs, depth + 1, keys)?.into()),
         }
     } else {
         return Some(None);
@@ -474,7 +467,7 @@ impl<'de> Deserialize<'de> for Double {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::otlp::decode_otlp_json_value;
+    use crate::input::otlp_json::decode_otlp_json_value;
 
     /// The reference decoder's result for `body`.
     fn reference(body: &[u8]) -> Option<Decoded> {
@@ -535,6 +528,11 @@ mod tests {
             r#","attributes":[{"key":"d","value":{"doubleValue":"NaN"}},{"key":"e","value":{"double_value":1}},{"key":"f","value":{"bytesValue":"aGk="}}]"#,
             r#","attributes":[{"key":"g","value":{}},{"key":"h"},{"key":"a","value":{"boolValue":true}},{"key":"a","value":{"stringValue":"later"}}]"#,
             r#","attributes":[{"key":"n","value":{"arrayValue":{"values":[{"intValue":1},{},{"stringValue":"s","intValue":null}]}}}]"#,
+            // Values of the right JSON type that the shared checks reject.
+            r#","kind":9"#,
+            r#","kind":"SIDEWAYS""#,
+            r#","status":{"code":3}"#,
+            r#","parentSpanId":"abc""#,
         ] {
             let text = body(fields);
             let fast = decode(text.as_bytes());
@@ -546,15 +544,17 @@ mod tests {
                 "{text}"
             );
         }
+        let zero = body("").replace("eee19b7ec3c1b174", "0000000000000000");
+        let fast = decode(zero.as_bytes()).expect("a valid shape with an invalid id");
+        assert_eq!(fast.rejected[0].message, "an all-zero span id is invalid");
+        assert_eq!(Some(fast), reference(zero.as_bytes()));
     }
 
     #[test]
     fn anything_unusual_goes_to_the_reference() {
         for fields in [
             r#","name":5"#,
-            r#","kind":9"#,
             r#","kind":1.0"#,
-            r#","parentSpanId":"abc""#,
             r#","startTimeUnixNano":-1"#,
             r#","startTimeUnixNano":"1e9""#,
             r#","name":"a","name":"b""#,
@@ -562,13 +562,10 @@ mod tests {
             r#","attributes":[{"key":"a","value":{"intValue":1.0}}]"#,
             r#","attributes":[{"key":"a","value":{"bytesValue":"*"}}]"#,
             r#","attributes":[{"key":"a","value":"plain"}]"#,
-            r#","status":{"code":3}"#,
         ] {
             let text = body(fields);
             assert_eq!(decode(text.as_bytes()), None, "{text}");
         }
-        let zero = body("").replace("eee19b7ec3c1b174", "0000000000000000");
-        assert_eq!(decode(zero.as_bytes()), None);
         assert_eq!(decode(b"{\"resourceSpans\": 5}"), None);
         assert_eq!(decode(b"[]"), None);
     }

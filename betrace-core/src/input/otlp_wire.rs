@@ -15,8 +15,7 @@
 //! `resource.attributes.<key>` or `attributes.<key>`). `None` when the bytes are not
 //! well-formed protobuf.
 
-use crate::input::{MAX_VALUE_DEPTH, SpanError};
-use crate::otlp::deep_attribute;
+use super::{MAX_VALUE_DEPTH, SpanError, deep_attribute};
 
 /// Field numbers of `opentelemetry.proto` messages (trace/v1, common/v1, resource/v1).
 mod tag {
