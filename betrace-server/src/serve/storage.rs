@@ -952,7 +952,7 @@ mod tests {
         assert_eq!(a.len(), 2);
         let (t, _) = s
             .list_violations(&ViolationQuery {
-                trace_id: Some(vs[1].trace_id.clone()),
+                trace_id: Some(vs[1].trace_id),
                 start_ns: Some((base + 1_000_000_000) as i64),
                 end_ns: Some((base + 1_000_000_000) as i64),
                 limit: 10,
@@ -1007,7 +1007,7 @@ mod tests {
         s.insert_violations(&[second.clone(), retract.clone()])
             .unwrap();
         let q = ViolationQuery {
-            trace_id: Some(first.trace_id.clone()),
+            trace_id: Some(first.trace_id),
             limit: 10,
             ..Default::default()
         };
