@@ -1,4 +1,8 @@
-/* The shapes BeTrace accepts; the declarations after them are generated from the Rust definitions. */
+/*
+ * The shapes BeTrace accepts, and the JSON shapes it returns (violations and diagnostics are
+ * the serde shapes of betrace-core and betrace-dsl, as the server writes them); the
+ * declarations after these are generated from the Rust definitions.
+ */
 
 /** Severity of a rule and of its violations. */
 export type Severity = 'CRITICAL' | 'HIGH' | 'MEDIUM' | 'LOW'
@@ -95,6 +99,96 @@ export type SpanInput =
   | Uint8Array
   | { spans: SimpleSpan[] }
 
+/** A reference to one span named by a violation. */
+export interface SpanRef {
+  /** Lowercase hex, 32 characters. */
+  traceId: string
+  /** Lowercase hex, 16 characters. */
+  spanId: string
+  /** Span name. */
+  name: string
+  /** `service.name` of the span's resource, `""` when absent. */
+  service: string
+}
+
+/** One violation of one rule by one trace (ENGINE.md §6), as the server stores and returns it. */
+export interface Violation {
+  /** UUIDv7, hyphenated lower case. */
+  id: string
+  ruleId: string
+  ruleName: string
+  /** First 16 hex digits of SHA-256 of the rule's expression text. */
+  ruleVersion: string
+  severity: Severity
+  /** Human-readable, self-contained description. */
+  message: string
+  /** Lowercase hex, 32 characters. */
+  traceId: string
+  /** The first trigger span, else the first offending span, else `""`. */
+  spanId: string
+  /** The clause that made the rule fail. */
+  failedClause: 'always' | 'never' | 'expression'
+  /** `direct` for spans given to `evaluate`/`check`. */
+  completionReason: string
+  /** True when the trace was an incomplete fragment. */
+  partial: boolean
+  /**
+   * Spans that made `when` true, or that matched an expression-form rule; ordered by
+   * (start time, span id), at most `maxSpanRefs`.
+   */
+  triggerSpans: SpanRef[]
+  /** Spans matched by `never`, ordered and cut like `triggerSpans`. */
+  offendingSpans: SpanRef[]
+  /** True when either span list was cut at `maxSpanRefs`. */
+  truncated: boolean
+  /** RFC 3339, UTC, millisecond precision (`2024-05-01T12:00:00.123Z`). */
+  createdAt: string
+  /** `v1:<hex>` HMAC-SHA256 (ENGINE.md §7) when the engine has a signing key, else `null`. */
+  signature: string | null
+  /** Which evaluation of the trace produced the record, n ≥ 2 (ENGINE.md §5); absent for the first. */
+  evaluation?: number
+  /** The id of the earlier violation this record replaces; absent when none. */
+  supersedes?: string
+  /** `true` when the record withdraws the violation `supersedes`; absent otherwise. */
+  retraction?: true
+}
+
+/** A secondary range of a diagnostic (context such as "first written here"). */
+export interface DiagnosticLabel {
+  /** Text shown under the range; may be empty. */
+  message: string
+  /** 1-based line of the start. */
+  line: number
+  /** 1-based column, counted in Unicode code points. */
+  column: number
+  /** Byte offset of the start into the UTF-8 rule text. */
+  start: number
+  /** End (exclusive), a byte offset. */
+  end: number
+}
+
+/** One compile error of a rule (DSL.md §4), the shape of the server's `diagnostics`. */
+export interface Diagnostic {
+  /** Stable code, e.g. `E301`. */
+  code: string
+  /** Lower case, user text in backticks. */
+  message: string
+  /** 1-based line of the start of the problem. */
+  line: number
+  /** 1-based column, counted in Unicode code points. */
+  column: number
+  /** Start of the problem, a byte offset into the UTF-8 rule text. */
+  start: number
+  /** End (exclusive), a byte offset into the UTF-8 rule text. */
+  end: number
+  /** How to fix it, when known. */
+  help: string | null
+  /** The rule the diagnostic belongs to (errors of `new Engine`); absent for lone rule text. */
+  ruleId?: string
+  /** Secondary ranges; absent when there are none. */
+  labels?: DiagnosticLabel[]
+}
+
 /** The error codes of the `Error`s BeTrace throws. */
 export type BetraceErrorCode =
   | 'BETRACE_INVALID_RULE'
@@ -156,7 +250,7 @@ export declare class Engine {
    * Throws `BETRACE_INVALID_SPAN` naming every malformed span (`spanIndex`, `field`,
    * `spanErrors`), and `BETRACE_EVALUATION_FAILED` when a rule's evaluation fails.
    */
-  evaluate(spans: SpanInput): Array<Violation>
+  evaluate(spans: SpanInput): Violation[]
   /**
    * `evaluate` off the JavaScript thread, for big batches: SDK spans are read on
    * the calling thread, decoding and evaluation run in the libuv thread pool. The promise
@@ -174,27 +268,7 @@ export declare class Engine {
  * Throws `BETRACE_INVALID_RULE` with `diagnostics` when the expression does not compile, and
  * the span errors of `evaluate`.
  */
-export declare function check(expression: string, spans: SpanInput): Array<Violation>
-
-/** One compile error of a rule (DSL.md §4). */
-export interface Diagnostic {
-  /** Stable code, e.g. `E301`. */
-  code: string
-  /** Lower case, user text in backticks. */
-  message: string
-  /** 1-based line of the start of the problem. */
-  line: number
-  /** 1-based column, counted in Unicode code points. */
-  column: number
-  /** Start of the problem, a byte offset into the UTF-8 rule text. */
-  start: number
-  /** End (exclusive), a byte offset into the UTF-8 rule text. */
-  end: number
-  /** How to fix it, when known. */
-  help: string | null
-  /** The rule the diagnostic belongs to (errors of `new Engine`), else `null`. */
-  ruleId: string | null
-}
+export declare function check(expression: string, spans: SpanInput): Violation[]
 
 /** Settings of an `Engine` (DSL.md §3.6, ENGINE.md §7). */
 export interface EngineOptions {
@@ -267,56 +341,8 @@ export interface SpanProblem {
   message: string
 }
 
-/** A reference to one span named by a violation. */
-export interface SpanRef {
-  /** Lowercase hex, 32 characters. */
-  traceId: string
-  /** Lowercase hex, 16 characters. */
-  spanId: string
-  /** Span name. */
-  name: string
-  /** `service.name` of the span's resource, `""` when absent. */
-  service: string
-}
-
 /**
  * Every diagnostic of one rule's text (DSL.md §4); empty when it compiles. Never throws for a
  * bad rule.
  */
-export declare function validate(text: string): Array<Diagnostic>
-
-/** One violation of one rule by one trace (ENGINE.md §6). */
-export interface Violation {
-  /** UUIDv7, hyphenated lower case. */
-  id: string
-  ruleId: string
-  ruleName: string
-  /** First 16 hex digits of SHA-256 of the rule's expression text. */
-  ruleVersion: string
-  severity: Severity
-  /** Human-readable, self-contained description. */
-  message: string
-  /** Lowercase hex, 32 characters. */
-  traceId: string
-  /** The first trigger span, else the first offending span, else `""`. */
-  spanId: string
-  /** The clause that made the rule fail. */
-  failedClause: 'always' | 'never' | 'expression'
-  /** `direct` for spans given to `evaluate`/`check`. */
-  completionReason: string
-  /** True when the trace was an incomplete fragment. */
-  partial: boolean
-  /**
-   * Spans that made `when` true, or that matched an expression-form rule; ordered by
-   * (start time, span id), at most `maxSpanRefs`.
-   */
-  triggerSpans: Array<SpanRef>
-  /** Spans matched by `never`, ordered and cut like `triggerSpans`. */
-  offendingSpans: Array<SpanRef>
-  /** True when either span list was cut at `maxSpanRefs`. */
-  truncated: boolean
-  /** RFC 3339, UTC, millisecond precision (`2024-05-01T12:00:00.123Z`). */
-  createdAt: string
-  /** `v1:<hex>` HMAC-SHA256 (ENGINE.md §7) when the engine has a signing key, else `null`. */
-  signature: string | null
-}
+export declare function validate(text: string): Diagnostic[]

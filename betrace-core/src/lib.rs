@@ -17,6 +17,7 @@
 pub mod assemble;
 pub mod engine;
 pub mod input;
+pub mod json;
 pub mod otlp;
 pub mod prepared;
 pub mod rules;
@@ -44,6 +45,7 @@ pub use span::{AttrValue, Attributes, Resource, Span, SpanId, SpanKind, StatusCo
 pub use trace::{SpanIndex, Trace, group_by_trace};
 pub use value::Value;
 pub use violation::{
-    ClauseTexts, CompletionReason, FailedClause, Severity, SpanRef, Violation, ViolationParts,
+    ClauseTexts, CompletionReason, FailedClause, Severity, SpanRef, UnixMillis, Violation,
+    ViolationParts,
 };
 pub use vm::{EvalError, EvalOptions, Outcome, evaluate};

@@ -50,8 +50,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The JSON object of `v` without `signature`.
 fn unsigned_object(v: &Violation) -> Value {
-    // A violation is strings, booleans, lists and plain structs: it always serializes.
-    let mut value = serde_json::to_value(v).unwrap_or(Value::Null);
+    let mut value = crate::json::to_value(v);
     if let Value::Object(map) = &mut value {
         map.remove("signature");
     }
@@ -160,8 +159,8 @@ mod tests {
                 failed_clause: FailedClause::Never,
                 trigger_spans: vec![],
                 offending_spans: vec![SpanRef {
-                    trace_id: "07".repeat(16),
-                    span_id: "01".repeat(8),
+                    trace_id: TraceId([7; 16]),
+                    span_id: crate::span::SpanId([1; 8]),
                     name: "debug".into(),
                     service: "svc".into(),
                 }],

@@ -15,6 +15,10 @@
 //!  "offendingSpans":[],"truncated":false,"createdAt":"2024-05-01T12:00:00.123Z","signature":null}
 //! ```
 //!
+//! Ids and the time are typed ([`TraceId`], [`SpanId`], [`UnixMillis`]); their JSON spelling
+//! (lower-case hex, `""` for no span id, RFC 3339 with milliseconds and `Z`) is
+//! [`crate::json`]'s.
+//!
 //! Every key above is always present; `signature` is `null` when the violation is unsigned.
 //! A record made by a re-evaluation of its trace (late spans, ENGINE.md §5) adds
 //! `"evaluation": n` (n ≥ 2, a JSON integer), `"supersedes": "<id>"` when it replaces an
@@ -30,7 +34,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::span::{Span, TraceId};
+use crate::span::{Span, SpanId, TraceId};
 
 /// Severity of a rule and of its violations (ENGINE.md §3). Parsed case-insensitively,
 /// serialized in upper case. Ordered `LOW < MEDIUM < HIGH < CRITICAL`, the order used by
@@ -190,14 +194,31 @@ impl fmt::Display for CompletionReason {
     }
 }
 
+/// An instant as Unix milliseconds (UTC), the precision of `createdAt`. Written and read as
+/// RFC 3339 with milliseconds and `Z` ([`crate::json`]); `Display` gives that text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct UnixMillis(pub u64);
+
+impl UnixMillis {
+    /// The millisecond of `unix_nanos` (Unix nanoseconds), finer digits dropped.
+    pub fn from_unix_nanos(unix_nanos: u64) -> UnixMillis {
+        UnixMillis(unix_nanos / 1_000_000)
+    }
+
+    /// Unix nanoseconds (saturating at `u64::MAX`, past the year 2554).
+    pub fn unix_nanos(self) -> u64 {
+        self.0.saturating_mul(1_000_000)
+    }
+}
+
 /// A reference to one span named by a violation.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SpanRef {
-    /// Lowercase hex, 32 characters.
-    pub trace_id: String,
-    /// Lowercase hex, 16 characters.
-    pub span_id: String,
+    /// Written as lowercase hex, 32 characters.
+    pub trace_id: TraceId,
+    /// Written as lowercase hex, 16 characters.
+    pub span_id: SpanId,
     /// Span name.
     pub name: String,
     /// `service.name` of the span's resource, `""` when absent.
@@ -208,8 +229,8 @@ impl SpanRef {
     /// The reference to `span`.
     pub fn from_span(span: &Span) -> SpanRef {
         SpanRef {
-            trace_id: span.trace_id.to_hex(),
-            span_id: span.span_id.to_hex(),
+            trace_id: span.trace_id,
+            span_id: span.span_id,
             name: span.name.clone(),
             service: span.service().to_owned(),
         }
@@ -230,10 +251,12 @@ pub struct Violation {
     pub severity: Severity,
     /// Human-readable, self-contained description (see [`Violation::new`]).
     pub message: String,
-    /// Lowercase hex, 32 characters.
-    pub trace_id: String,
-    /// The first trigger span, else the first offending span, else `""` (lowercase hex).
-    pub span_id: String,
+    /// Written as lowercase hex, 32 characters.
+    pub trace_id: TraceId,
+    /// The first trigger span, else the first offending span; written as lowercase hex, `""`
+    /// when the violation names no span.
+    #[serde(with = "crate::json::span_id_or_empty")]
+    pub span_id: Option<SpanId>,
     pub failed_clause: FailedClause,
     pub completion_reason: CompletionReason,
     /// True when the trace was an incomplete fragment (late spans, or spans past the cap).
@@ -244,8 +267,9 @@ pub struct Violation {
     pub offending_spans: Vec<SpanRef>,
     /// True when either list was cut at `max_span_refs`.
     pub truncated: bool,
-    /// RFC 3339, UTC, millisecond precision, `Z` suffix (`2024-05-01T12:00:00.123Z`).
-    pub created_at: String,
+    /// Written as RFC 3339, UTC, millisecond precision, `Z` suffix
+    /// (`2024-05-01T12:00:00.123Z`).
+    pub created_at: UnixMillis,
     /// `v1:<hex>` (ENGINE.md §7, [`crate::sign`]); serialized as `null` when unsigned.
     pub signature: Option<String>,
     /// Which evaluation of the trace id produced the record: 1 for the first, n for the one
@@ -320,21 +344,12 @@ pub fn rule_version(expression: &str) -> String {
     hex
 }
 
-/// Formats Unix nanoseconds as RFC 3339, UTC, milliseconds, `Z` suffix.
-pub fn format_created_at(unix_nanos: u64) -> String {
-    let secs = (unix_nanos / 1_000_000_000) as i64;
-    let nanos = (unix_nanos % 1_000_000_000) as u32;
-    chrono::DateTime::<chrono::Utc>::from_timestamp(secs, nanos)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Longest clause text quoted in a message, in characters.
 const MAX_SNIPPET_CHARS: usize = 80;
 /// Span references listed in a message; the rest are counted.
 const MAX_LISTED_SPANS: usize = 3;
-/// Span id characters shown in a message.
-const SPAN_ID_PREFIX_CHARS: usize = 8;
+/// Span id bytes shown in a message (as 8 hex digits).
+const SPAN_ID_PREFIX_BYTES: usize = 4;
 
 impl Violation {
     /// Builds an unsigned violation with a fresh UUIDv7 id whose timestamp is
@@ -360,8 +375,7 @@ impl Violation {
             .trigger_spans
             .first()
             .or(parts.offending_spans.first())
-            .map(|r| r.span_id.clone())
-            .unwrap_or_default();
+            .map(|r| r.span_id);
         let (id, created_at) = fresh_id(created_at_unix_nanos);
         Violation {
             id,
@@ -370,7 +384,7 @@ impl Violation {
             rule_version: rule_version(parts.expression),
             severity: parts.severity,
             message,
-            trace_id: parts.trace_id.to_hex(),
+            trace_id: parts.trace_id,
             span_id,
             failed_clause: parts.failed_clause,
             completion_reason: parts.completion_reason,
@@ -438,22 +452,17 @@ impl Violation {
             .strip_prefix(prefix.as_str())
             .unwrap_or(&self.message)
     }
-
-    /// `createdAt` as Unix nanoseconds, `None` when it is not RFC 3339 or out of range.
-    pub fn created_at_unix_nanos(&self) -> Option<u64> {
-        chrono::DateTime::parse_from_rfc3339(&self.created_at)
-            .ok()?
-            .timestamp_nanos_opt()
-            .and_then(|n| u64::try_from(n).ok())
-    }
 }
 
 /// A UUIDv7 whose timestamp is `unix_nanos`, and `createdAt` of the same instant.
-fn fresh_id(unix_nanos: u64) -> (String, String) {
+fn fresh_id(unix_nanos: u64) -> (String, UnixMillis) {
     let secs = unix_nanos / 1_000_000_000;
     let subsec = (unix_nanos % 1_000_000_000) as u32;
     let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, subsec));
-    (id.hyphenated().to_string(), format_created_at(unix_nanos))
+    (
+        id.hyphenated().to_string(),
+        UnixMillis::from_unix_nanos(unix_nanos),
+    )
 }
 
 /// How the violations of a re-evaluation relate to the live violations of the earlier
@@ -605,7 +614,7 @@ fn span_list(spans: &[SpanRef], truncated: bool) -> String {
             } else {
                 &r.name
             };
-            let id: String = r.span_id.chars().take(SPAN_ID_PREFIX_CHARS).collect();
+            let id = hex::encode(&r.span_id.0[..SPAN_ID_PREFIX_BYTES]);
             format!("{name} {id}…")
         })
         .collect();
@@ -628,8 +637,8 @@ mod tests {
 
     fn r(name: &str, id: &str) -> SpanRef {
         SpanRef {
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            span_id: id.into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap(),
+            span_id: id.parse().unwrap(),
             name: name.into(),
             service: "shop".into(),
         }
@@ -721,10 +730,10 @@ mod tests {
             "rule \"large-order-fraud\" (HIGH): when matched checkout 5f1c2a3b…; \
              always { fraud_check } did not hold"
         );
-        assert_eq!(v.span_id, "5f1c2a3b4c5d6e7f");
-        assert_eq!(v.created_at, "2024-05-01T12:00:00.123Z");
-        assert_eq!(v.created_at_unix_nanos(), Some(1_714_564_800_123_000_000));
-        assert_eq!(v.trace_id, "4b".repeat(16));
+        assert_eq!(v.span_id, Some("5f1c2a3b4c5d6e7f".parse().unwrap()));
+        assert_eq!(v.created_at.to_string(), "2024-05-01T12:00:00.123Z");
+        assert_eq!(v.created_at.unix_nanos(), 1_714_564_800_123_000_000);
+        assert_eq!(v.trace_id, TraceId([0x4b; 16]));
         assert_eq!(
             v.rule_version,
             rule_version(parts(FailedClause::Always).expression)
@@ -769,7 +778,7 @@ mod tests {
              matched debug_dump 00000000…, debug_dump 00000000…, debug_dump 00000000… and 2+ more; \
              evaluated on a partial trace"
         );
-        assert_eq!(v.span_id, format!("{:016x}", 0));
+        assert_eq!(v.span_id, Some(SpanId([0; 8])));
     }
 
     #[test]
@@ -788,7 +797,8 @@ mod tests {
             v.message,
             "rule \"large-order-fraud\" (HIGH): { trace.count(*) > 1000 } held for the trace"
         );
-        assert_eq!(v.span_id, "");
+        assert_eq!(v.span_id, None);
+        assert_eq!(serde_json::to_value(&v).unwrap()["spanId"], "");
     }
 
     #[test]
@@ -902,7 +912,7 @@ mod tests {
             Some(earlier_gone.id.as_str())
         );
         assert_ne!(retract.id, earlier_gone.id);
-        assert_eq!(retract.created_at, "2024-05-01T12:00:00.000Z");
+        assert_eq!(retract.created_at.to_string(), "2024-05-01T12:00:00.000Z");
         assert_eq!(retract.signature, None);
         assert_eq!(
             retract.message,
@@ -930,8 +940,8 @@ mod tests {
             scope_name: "".into(),
         };
         let r = SpanRef::from_span(&span);
-        assert_eq!(r.trace_id, "01".repeat(16));
-        assert_eq!(r.span_id, "02".repeat(8));
+        assert_eq!(r.trace_id, TraceId([1; 16]));
+        assert_eq!(r.span_id, SpanId([2; 8]));
         assert_eq!(r.name, "GET /users");
         assert_eq!(r.service, "api");
     }

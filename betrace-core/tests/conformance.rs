@@ -166,7 +166,7 @@ fn violation_as_expect(violations: &[&Violation]) -> Value {
         }),
         [v] => {
             let ids = |list: &[betrace_core::SpanRef]| -> Vec<Value> {
-                list.iter().map(|s| s.span_id.clone().into()).collect()
+                list.iter().map(|s| s.span_id.to_hex().into()).collect()
             };
             serde_json::json!({
                 "violated": true,

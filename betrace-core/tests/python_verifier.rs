@@ -13,8 +13,8 @@ use betrace_core::{
 
 fn span_ref(name: &str, service: &str, id: u8) -> SpanRef {
     SpanRef {
-        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-        span_id: format!("{id:02x}").repeat(8),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap(),
+        span_id: betrace_core::SpanId([id; 8]),
         name: name.into(),
         service: service.into(),
     }

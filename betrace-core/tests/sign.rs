@@ -11,8 +11,8 @@ use proptest::prelude::*;
 fn make(name: &str, message: &str, svc: &str, n_refs: usize, partial: bool) -> Violation {
     let refs: Vec<SpanRef> = (0..n_refs)
         .map(|i| SpanRef {
-            trace_id: "ab".repeat(16),
-            span_id: format!("{i:016x}"),
+            trace_id: TraceId([0xab; 16]),
+            span_id: betrace_core::SpanId((i as u64).to_be_bytes()),
             name: format!("{name}-{i}"),
             service: svc.to_owned(),
         })

@@ -151,10 +151,10 @@ fn key(trace_id: &str, v: &betrace_core::Violation) -> Key {
         trace_id.to_string(),
         v.rule_id.clone(),
         v.failed_clause.to_string(),
-        v.trigger_spans.iter().map(|s| s.span_id.clone()).collect(),
+        v.trigger_spans.iter().map(|s| s.span_id.to_hex()).collect(),
         v.offending_spans
             .iter()
-            .map(|s| s.span_id.clone())
+            .map(|s| s.span_id.to_hex())
             .collect(),
     )
 }

@@ -3,7 +3,8 @@
 //! In: problems found by the lexer, parser and checker. Out: [`Diagnostic`] values — a stable
 //! code, a lower-case message with user text in backticks, labelled byte ranges and optional
 //! help — rendered as text with the source line and a caret ([`render`], codespan-reporting)
-//! or as the JSON shape the server and the bindings return ([`Diagnostic::to_json`]).
+//! or as the JSON shape the server and the bindings return ([`Diagnostic::to_json`],
+//! [`DiagnosticJson`]).
 
 use codespan_reporting::diagnostic as cs;
 use codespan_reporting::files::SimpleFile;
@@ -52,9 +53,21 @@ pub struct Diagnostic {
     pub help: Option<String>,
 }
 
-/// The JSON shape of a diagnostic (DSL.md §4): byte offsets and a 1-based line and column
-/// (column counted in Unicode scalar values).
+/// The JSON shape of a diagnostic (DSL.md §4), the one the server's errors, Python's
+/// `Diagnostic.to_dict()` and Node's diagnostic objects are made of:
+///
+/// ```json
+/// {"code":"E302","message":"…","line":1,"column":6,"start":5,"end":9,"help":null,
+///  "ruleId":"slow","labels":[{"message":"…","line":1,"column":1,"start":0,"end":4}]}
+/// ```
+///
+/// `start`/`end` are byte offsets into the UTF-8 rule text (`end` exclusive), `line` and
+/// `column` 1-based (the column counted in Unicode scalar values) — all of the primary
+/// range. `help` is always present (`null` without help). `ruleId` names the rule of a rule
+/// set the diagnostic belongs to, and is absent for lone rule text; `labels` lists the
+/// secondary ranges (context such as "first written here"), absent when there are none.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DiagnosticJson {
     pub code: String,
     pub message: String,
@@ -63,6 +76,29 @@ pub struct DiagnosticJson {
     pub start: usize,
     pub end: usize,
     pub help: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<LabelJson>,
+}
+
+/// A secondary range of a [`DiagnosticJson`], positions as in the diagnostic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelJson {
+    /// Text shown under the range; may be empty.
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl DiagnosticJson {
+    /// The same diagnostic attributed to the rule `rule_id`.
+    pub fn with_rule_id(mut self, rule_id: impl Into<String>) -> DiagnosticJson {
+        self.rule_id = Some(rule_id.into());
+        self
+    }
 }
 
 impl Diagnostic {
@@ -109,10 +145,26 @@ impl Diagnostic {
         self.labels.first().map(|l| l.range).unwrap_or_default()
     }
 
-    /// The JSON shape, with line and column computed against `source`.
+    /// The JSON shape, with lines and columns computed against `source`; no `ruleId`
+    /// ([`DiagnosticJson::with_rule_id`] adds it).
     pub fn to_json(&self, source: &str) -> DiagnosticJson {
         let range = self.range();
         let (line, column) = line_column(source, range.start);
+        let labels = self
+            .labels
+            .iter()
+            .filter(|l| !l.primary)
+            .map(|l| {
+                let (line, column) = line_column(source, l.range.start);
+                LabelJson {
+                    message: l.message.clone(),
+                    line,
+                    column,
+                    start: l.range.start,
+                    end: l.range.end,
+                }
+            })
+            .collect();
         DiagnosticJson {
             code: self.code.as_str().to_string(),
             message: self.message.clone(),
@@ -121,6 +173,8 @@ impl Diagnostic {
             start: range.start,
             end: range.end,
             help: self.help.clone(),
+            rule_id: None,
+            labels,
         }
     }
 }
@@ -193,4 +247,51 @@ fn clamp(source: &str, range: TextRange) -> (usize, usize) {
         end += 1;
     }
     (start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn json(d: &DiagnosticJson) -> String {
+        serde_json::to_string_pretty(d).unwrap()
+    }
+
+    #[test]
+    fn json_shapes() {
+        let source = "when { a }\nalways { ß == 1 }";
+        let plain = Diagnostic::new(Code::E302, TextRange::new(20, 28), "type mismatch");
+        insta::assert_snapshot!("diagnostic_plain", json(&plain.to_json(source)));
+        let full = plain
+            .clone()
+            .with_help("compare with a string")
+            .with_secondary(TextRange::new(0, 4), "first written here");
+        let j = full.to_json(source).with_rule_id("slow");
+        insta::assert_snapshot!("diagnostic_rule_id_help_labels", json(&j));
+        let back: DiagnosticJson = serde_json::from_str(&json(&j)).unwrap();
+        assert_eq!(back, j);
+        let without: DiagnosticJson = serde_json::from_str(
+            r#"{"code":"E101","message":"m","line":1,"column":1,"start":0,"end":1,"help":null}"#,
+        )
+        .unwrap();
+        assert_eq!(without.rule_id, None);
+        assert!(without.labels.is_empty());
+    }
+
+    #[test]
+    fn compiler_secondary_labels_reach_the_json() {
+        let source = "when { a } always { b } always { c }";
+        let d = crate::validate(source);
+        let labelled: Vec<DiagnosticJson> = d
+            .iter()
+            .map(|d| d.to_json(source))
+            .filter(|j| !j.labels.is_empty())
+            .collect();
+        insta::assert_snapshot!(
+            "diagnostic_repeated_clause",
+            serde_json::to_string_pretty(&labelled).unwrap()
+        );
+    }
 }

@@ -25,7 +25,7 @@ pub mod requirements;
 pub mod route;
 
 pub use codes::Code;
-pub use diagnostic::{Diagnostic, DiagnosticJson, TextRange, render};
+pub use diagnostic::{Diagnostic, DiagnosticJson, LabelJson, TextRange, render};
 pub use ir::Symbols;
 
 /// Parses and checks rule text, interning names into `symbols` (shared by the rules of a rule

@@ -6,18 +6,19 @@
 //!
 //! | `code` | properties |
 //! |---|---|
-//! | `BETRACE_INVALID_RULE` | `diagnostics` (`Diagnostic[]`, with `ruleId` for engine rules), `ruleProblems` (`{index, ruleId, field, message}[]`: rule objects with a missing, unknown or mistyped field, or an id used twice) |
+//! | `BETRACE_INVALID_RULE` | `diagnostics` (`Diagnostic[]`, with `ruleId` for engine rules and `labels` for secondary ranges), `ruleProblems` (`{index, ruleId, field, message}[]`: rule objects with a missing, unknown or mistyped field, or an id used twice) |
 //! | `BETRACE_INVALID_SPAN` | `spanIndex`, `field` (of the first problem), `spanErrors` (`{index, requestSpanIndex, field, message}[]`, every malformed span) |
 //! | `BETRACE_EVALUATION_FAILED` | `evaluationErrors` (`{ruleId, traceId, message}[]`), `violations` (those found by the other rules) |
 //! | `BETRACE_INVALID_OPTION` | — |
 
 use betrace_core::engine::RuleEvalError;
 use betrace_core::rules::RuleProblem;
+use betrace_dsl::DiagnosticJson;
 use napi::bindgen_prelude::{JsObjectValue, Object, ToNapiValue};
 use napi::{Env, JsValue, Status};
 use napi_derive::napi;
 
-use crate::output::{JsDiagnostic, JsViolation};
+use crate::output;
 use crate::spans::SpanProblem;
 
 /// What went wrong in a call, before it becomes a JavaScript `Error`.
@@ -29,7 +30,7 @@ pub(crate) enum Failure {
     RuleFields(Vec<RuleProblem>),
     /// Rules that do not compile: their diagnostics and the rendered report.
     RuleText {
-        diagnostics: Vec<JsDiagnostic>,
+        diagnostics: Vec<DiagnosticJson>,
         report: String,
     },
     /// Malformed spans, or span input that cannot be read.
@@ -155,7 +156,7 @@ impl Failure {
         error.set_named_property("code", self.code())?;
         match self {
             Failure::RuleInput(_) => {
-                error.set_named_property("diagnostics", Vec::<JsDiagnostic>::new())?;
+                error.set_named_property("diagnostics", output::diagnostics(env, &[])?)?;
                 error.set_named_property("ruleProblems", Vec::<JsRuleProblem>::new())?;
             }
             Failure::RuleFields(problems) => {
@@ -168,11 +169,11 @@ impl Failure {
                         message: p.message,
                     })
                     .collect();
-                error.set_named_property("diagnostics", Vec::<JsDiagnostic>::new())?;
+                error.set_named_property("diagnostics", output::diagnostics(env, &[])?)?;
                 error.set_named_property("ruleProblems", problems)?;
             }
             Failure::RuleText { diagnostics, .. } => {
-                error.set_named_property("diagnostics", diagnostics)?;
+                error.set_named_property("diagnostics", output::diagnostics(env, &diagnostics)?)?;
                 error.set_named_property("ruleProblems", Vec::<JsRuleProblem>::new())?;
             }
             Failure::Spans(problems) => {
@@ -206,10 +207,8 @@ impl Failure {
                         trace_id: e.trace_id,
                     })
                     .collect();
-                let violations: Vec<JsViolation> =
-                    violations.into_iter().map(JsViolation::from).collect();
                 error.set_named_property("evaluationErrors", errors)?;
-                error.set_named_property("violations", violations)?;
+                error.set_named_property("violations", output::violations(env, &violations)?)?;
             }
             Failure::Option(_) | Failure::Napi(_) => {}
         }

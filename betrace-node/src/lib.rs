@@ -22,12 +22,12 @@ use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
 use betrace_core::rules::{Rule, RuleProblem, rules_from_json_values};
 use betrace_core::{Violation, group_by_trace};
 use napi::bindgen_prelude::{AsyncTask, Either, JsObjectValue, Uint8Array};
-use napi::{Env, Task, Unknown};
+use napi::{Env, ScopedTask, Unknown};
 use napi_derive::napi;
 
 use crate::error::Failure;
 use crate::js::{Js, ReadError, to_json};
-use crate::output::{JsDiagnostic, JsRule, JsViolation};
+use crate::output::JsRule;
 use crate::spans::SpanInput;
 
 /// mimalloc serves the allocations of this module: converting a batch allocates and frees a
@@ -99,13 +99,13 @@ impl Engine {
     ///
     /// Throws `BETRACE_INVALID_SPAN` naming every malformed span (`spanIndex`, `field`,
     /// `spanErrors`), and `BETRACE_EVALUATION_FAILED` when a rule's evaluation fails.
-    #[napi(ts_args_type = "spans: SpanInput")]
-    pub fn evaluate(&self, env: Env, spans: Unknown<'_>) -> napi::Result<Vec<JsViolation>> {
-        SpanInput::read(&env, spans)
+    #[napi(ts_args_type = "spans: SpanInput", ts_return_type = "Violation[]")]
+    pub fn evaluate<'e>(&self, env: &'e Env, spans: Unknown<'_>) -> napi::Result<Unknown<'e>> {
+        SpanInput::read(env, spans)
             .map_err(Failure::from)
             .and_then(|input| run(&self.rules, input))
-            .map(|vs| vs.into_iter().map(JsViolation::from).collect())
-            .map_err(|f| f.into_js(&env))
+            .map_err(|f| f.into_js(env))
+            .and_then(|vs| output::violations(env, &vs))
     }
 
     /// `evaluate` off the JavaScript thread, for big batches: SDK spans are read on
@@ -144,9 +144,9 @@ pub struct Evaluate {
     failure: Option<Failure>,
 }
 
-impl Task for Evaluate {
+impl<'task> ScopedTask<'task> for Evaluate {
     type Output = Vec<Violation>;
-    type JsValue = Vec<JsViolation>;
+    type JsValue = Unknown<'task>;
 
     fn compute(&mut self) -> napi::Result<Vec<Violation>> {
         let Some(input) = self.input.take() else {
@@ -159,13 +159,13 @@ impl Task for Evaluate {
         })
     }
 
-    fn resolve(&mut self, _env: Env, output: Vec<Violation>) -> napi::Result<Vec<JsViolation>> {
-        Ok(output.into_iter().map(JsViolation::from).collect())
+    fn resolve(&mut self, env: &'task Env, found: Vec<Violation>) -> napi::Result<Unknown<'task>> {
+        output::violations(env, &found)
     }
 
-    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Vec<JsViolation>> {
+    fn reject(&mut self, env: &'task Env, err: napi::Error) -> napi::Result<Unknown<'task>> {
         Err(match self.failure.take() {
-            Some(failure) => failure.into_js(&env),
+            Some(failure) => failure.into_js(env),
             None => err,
         })
     }
@@ -176,8 +176,15 @@ impl Task for Evaluate {
 ///
 /// Throws `BETRACE_INVALID_RULE` with `diagnostics` when the expression does not compile, and
 /// the span errors of `evaluate`.
-#[napi(ts_args_type = "expression: string, spans: SpanInput")]
-pub fn check(env: Env, expression: String, spans: Unknown<'_>) -> napi::Result<Vec<JsViolation>> {
+#[napi(
+    ts_args_type = "expression: string, spans: SpanInput",
+    ts_return_type = "Violation[]"
+)]
+pub fn check<'e>(
+    env: &'e Env,
+    expression: String,
+    spans: Unknown<'_>,
+) -> napi::Result<Unknown<'e>> {
     let compiled = RuleSet::compile(
         vec![Rule::new(CHECK_RULE_ID, expression.clone())],
         EngineOptions::default(),
@@ -188,21 +195,22 @@ pub fn check(env: Env, expression: String, spans: Unknown<'_>) -> napi::Result<V
     });
     compiled
         .and_then(|rules| {
-            let input = SpanInput::read(&env, spans)?;
+            let input = SpanInput::read(env, spans)?;
             run(&rules, input)
         })
-        .map(|vs| vs.into_iter().map(JsViolation::from).collect())
-        .map_err(|f| f.into_js(&env))
+        .map_err(|f| f.into_js(env))
+        .and_then(|vs| output::violations(env, &vs))
 }
 
 /// Every diagnostic of one rule's text (DSL.md §4); empty when it compiles. Never throws for a
 /// bad rule.
-#[napi]
-pub fn validate(text: String) -> Vec<JsDiagnostic> {
-    betrace_dsl::validate(&text)
+#[napi(ts_return_type = "Diagnostic[]")]
+pub fn validate(env: &Env, text: String) -> napi::Result<Unknown<'_>> {
+    let list: Vec<_> = betrace_dsl::validate(&text)
         .iter()
-        .map(|d| JsDiagnostic::new(d, &text, None))
-        .collect()
+        .map(|d| output::diagnostic(d, &text, None))
+        .collect();
+    output::diagnostics(env, &list)
 }
 
 /// The canonical text of one rule (DSL.md §5); a rule holding comments comes back unchanged.
@@ -218,7 +226,7 @@ fn text_failure(diagnostics: &[betrace_dsl::Diagnostic], text: &str) -> Failure 
     Failure::RuleText {
         diagnostics: diagnostics
             .iter()
-            .map(|d| JsDiagnostic::new(d, text, None))
+            .map(|d| output::diagnostic(d, text, None))
             .collect(),
         report: betrace_dsl::render(diagnostics, "expression", text),
     }
@@ -263,7 +271,7 @@ fn compile(rules: Unknown<'_>, options: Option<JsEngineOptions>) -> Result<RuleS
             diagnostics.extend(
                 f.diagnostics
                     .iter()
-                    .map(|d| JsDiagnostic::new(d, &f.expression, Some(&f.rule_id))),
+                    .map(|d| output::diagnostic(d, &f.expression, Some(&f.rule_id))),
             );
             report.push_str(&f.render());
         }

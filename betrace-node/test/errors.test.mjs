@@ -122,8 +122,9 @@ test('check, validate and format report diagnostics', () => {
   const e = thrown(() => check('when { payment }', spans), 'BETRACE_INVALID_RULE')
   assert.deepEqual(
     e.diagnostics.map((d) => [d.code, d.ruleId]),
-    [['E301', null]],
+    [['E301', undefined]],
   )
+  assert.ok(!('ruleId' in e.diagnostics[0]))
   assert.match(e.message, /expression:1:1/)
 
   assert.deepEqual(validate('when { payment.amount > 1000 } always { fraud_check }'), [])
@@ -138,6 +139,41 @@ test('check, validate and format report diagnostics', () => {
   assert.equal(format('when{a.where(x>1)}always{b}'), 'when { a.where(x > 1) }\nalways { b }')
   const f = thrown(() => format('when { a } always'), 'BETRACE_INVALID_RULE')
   assert.ok(f.diagnostics.length >= 1)
+})
+
+test('violations and diagnostics are the server JSON shapes', () => {
+  const [v] = check('never { payment }', [simple('00000000000000a1')])
+  assert.deepEqual(Object.keys(v), [
+    'id',
+    'ruleId',
+    'ruleName',
+    'ruleVersion',
+    'severity',
+    'message',
+    'traceId',
+    'spanId',
+    'failedClause',
+    'completionReason',
+    'partial',
+    'triggerSpans',
+    'offendingSpans',
+    'truncated',
+    'createdAt',
+    'signature',
+  ])
+  assert.equal(v.spanId, '00000000000000a1')
+  assert.match(v.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+  assert.deepEqual(v.offendingSpans, [
+    { traceId: '0000000000000000000000005eed0001', spanId: '00000000000000a1', name: 'payment', service: 'shop' },
+  ])
+  const [whole] = check('trace.duration > 1ms', [simple('00000000000000a1')])
+  assert.equal(whole.spanId, '')
+
+  const [d] = validate('when { a } always { b } always { c }')
+  assert.deepEqual(d.labels, [{ message: 'first written here', line: 1, column: 12, start: 11, end: 17 }])
+  const e = thrown(() => new Engine([{ id: 'twice', expression: 'when { a } always { b } always { c }' }]), 'BETRACE_INVALID_RULE')
+  assert.deepEqual(Object.keys(e.diagnostics[0]), ['code', 'message', 'line', 'column', 'start', 'end', 'help', 'ruleId', 'labels'])
+  assert.equal(e.diagnostics[0].ruleId, 'twice')
 })
 
 test('malformed spans: every one named by index and field, neighbours do not hide them', () => {

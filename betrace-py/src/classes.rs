@@ -12,94 +12,111 @@ use std::sync::Arc;
 use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
 use betrace_core::rules::{self, load_rules_file};
 use betrace_core::violation::{Severity, SpanRef as CoreSpanRef, Violation as CoreViolation};
+use betrace_dsl::DiagnosticJson;
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyString};
 
 use crate::errors;
 use crate::json;
 use crate::spans;
 
-/// One compile error of a rule (DSL.md §4).
+/// One compile error of a rule (DSL.md §4): a [`DiagnosticJson`], the shape of the server.
 #[pyclass(frozen, module = "betrace", eq)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Stable code, e.g. `E302`.
-    #[pyo3(get)]
-    code: String,
-    /// Lower case, user text in backticks.
-    #[pyo3(get)]
-    message: String,
-    /// 1-based line of the start.
-    #[pyo3(get)]
-    line: usize,
-    /// 1-based column of the start, in characters.
-    #[pyo3(get)]
-    column: usize,
-    /// Byte offset of the start in the rule text (UTF-8).
-    #[pyo3(get)]
-    start: usize,
-    /// Byte offset of the end (exclusive).
-    #[pyo3(get)]
-    end: usize,
-    #[pyo3(get)]
-    help: Option<String>,
-    /// The rule the diagnostic belongs to, when it came from a rule with an id.
-    #[pyo3(get)]
-    rule_id: Option<String>,
+    inner: DiagnosticJson,
 }
 
 impl Diagnostic {
-    /// The diagnostic with line and column computed against `source`.
+    /// The diagnostic with lines and columns computed against `source`, attributed to
+    /// `rule_id` when it came from a rule with an id.
     pub fn new(d: &betrace_dsl::Diagnostic, source: &str, rule_id: Option<&str>) -> Diagnostic {
-        let j = d.to_json(source);
-        Diagnostic {
-            code: j.code,
-            message: j.message,
-            line: j.line,
-            column: j.column,
-            start: j.start,
-            end: j.end,
-            help: j.help,
-            rule_id: rule_id.map(str::to_owned),
-        }
+        let mut inner = d.to_json(source);
+        inner.rule_id = rule_id.map(str::to_owned);
+        Diagnostic { inner }
     }
 }
 
 #[pymethods]
 impl Diagnostic {
-    /// The JSON shape of the server (`code, message, line, column, start, end, help`).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("code", &self.code)?;
-        d.set_item("message", &self.message)?;
-        d.set_item("line", self.line)?;
-        d.set_item("column", self.column)?;
-        d.set_item("start", self.start)?;
-        d.set_item("end", self.end)?;
-        d.set_item("help", &self.help)?;
-        Ok(d)
+    /// Stable code, e.g. `E302`.
+    #[getter]
+    fn code(&self) -> &str {
+        &self.inner.code
+    }
+
+    /// Lower case, user text in backticks.
+    #[getter]
+    fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    /// 1-based line of the start.
+    #[getter]
+    fn line(&self) -> usize {
+        self.inner.line
+    }
+
+    /// 1-based column of the start, in characters.
+    #[getter]
+    fn column(&self) -> usize {
+        self.inner.column
+    }
+
+    /// Byte offset of the start in the rule text (UTF-8).
+    #[getter]
+    fn start(&self) -> usize {
+        self.inner.start
+    }
+
+    /// Byte offset of the end (exclusive).
+    #[getter]
+    fn end(&self) -> usize {
+        self.inner.end
+    }
+
+    #[getter]
+    fn help(&self) -> Option<&str> {
+        self.inner.help.as_deref()
+    }
+
+    /// The rule the diagnostic belongs to, when it came from a rule with an id.
+    #[getter]
+    fn rule_id(&self) -> Option<&str> {
+        self.inner.rule_id.as_deref()
+    }
+
+    /// The secondary ranges (context such as "first written here") as dicts
+    /// `{message, line, column, start, end}`.
+    #[getter]
+    fn labels<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json::to_python(py, &self.inner.labels)
+    }
+
+    /// The JSON shape of the server: `code, message, line, column, start, end, help`, plus
+    /// `ruleId` and `labels` when set.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json::to_python(py, &self.inner)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
+        let d = &self.inner;
         format!(
             "Diagnostic(code={}, message={}, line={}, column={}, start={}, end={}, help={})",
-            repr(py, &self.code),
-            repr(py, &self.message),
-            self.line,
-            self.column,
-            self.start,
-            self.end,
-            repr_opt(py, self.help.as_deref()),
+            repr(py, &d.code),
+            repr(py, &d.message),
+            d.line,
+            d.column,
+            d.start,
+            d.end,
+            repr_opt(py, d.help.as_deref()),
         )
     }
 
     fn __str__(&self) -> String {
-        format!(
-            "{}:{}: error[{}]: {}",
-            self.line, self.column, self.code, self.message
-        )
+        let d = &self.inner;
+        format!("{}:{}: error[{}]: {}", d.line, d.column, d.code, d.message)
     }
 }
 
@@ -114,14 +131,14 @@ pub struct SpanRef {
 impl SpanRef {
     /// Lowercase hex, 32 characters.
     #[getter]
-    fn trace_id(&self) -> &str {
-        &self.inner.trace_id
+    fn trace_id(&self) -> String {
+        self.inner.trace_id.to_hex()
     }
 
     /// Lowercase hex, 16 characters.
     #[getter]
-    fn span_id(&self) -> &str {
-        &self.inner.span_id
+    fn span_id(&self) -> String {
+        self.inner.span_id.to_hex()
     }
 
     #[getter]
@@ -137,7 +154,7 @@ impl SpanRef {
 
     /// `{"traceId", "spanId", "name", "service"}`.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_dict(py, &self.inner)
+        json::to_python(py, &self.inner)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -145,17 +162,10 @@ impl SpanRef {
             "SpanRef(name={}, service={}, span_id={}, trace_id={})",
             repr(py, &self.inner.name),
             repr(py, &self.inner.service),
-            repr(py, &self.inner.span_id),
-            repr(py, &self.inner.trace_id),
+            repr(py, &self.inner.span_id.to_hex()),
+            repr(py, &self.inner.trace_id.to_hex()),
         )
     }
-}
-
-/// The serde JSON shape of `value` as a dict, keys in the order the server writes them.
-fn to_dict<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
-    let text = serde_json::to_string(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    py.import(intern!(py, "json"))?
-        .call_method1(intern!(py, "loads"), (text,))
 }
 
 /// Python's `repr` of a string (`'checkout'`).
@@ -216,15 +226,16 @@ impl Violation {
         &self.inner.message
     }
 
+    /// Lowercase hex, 32 characters.
     #[getter]
-    fn trace_id(&self) -> &str {
-        &self.inner.trace_id
+    fn trace_id(&self) -> String {
+        self.inner.trace_id.to_hex()
     }
 
     /// The first trigger span, else the first offending span, else `""`.
     #[getter]
-    fn span_id(&self) -> &str {
-        &self.inner.span_id
+    fn span_id(&self) -> String {
+        self.inner.span_id.map(|s| s.to_hex()).unwrap_or_default()
     }
 
     /// `always`, `never` or `expression`.
@@ -264,8 +275,27 @@ impl Violation {
 
     /// RFC 3339, UTC, milliseconds.
     #[getter]
-    fn created_at(&self) -> &str {
-        &self.inner.created_at
+    fn created_at(&self) -> String {
+        self.inner.created_at.to_string()
+    }
+
+    /// Which evaluation of the trace produced the record: 1, or n ≥ 2 after late spans
+    /// (ENGINE.md §5).
+    #[getter]
+    fn evaluation(&self) -> u32 {
+        self.inner.evaluation
+    }
+
+    /// The id of the earlier violation this record replaces, else `None`.
+    #[getter]
+    fn supersedes(&self) -> Option<&str> {
+        self.inner.supersedes.as_deref()
+    }
+
+    /// True for a retraction of the violation `supersedes`.
+    #[getter]
+    fn retraction(&self) -> bool {
+        self.inner.retraction
     }
 
     /// `v1:<hex>` (HMAC-SHA256, ENGINE.md §7) when the engine has a signing key, else `None`.
@@ -274,9 +304,10 @@ impl Violation {
         self.inner.signature.as_deref()
     }
 
-    /// The server's JSON shape (camelCase keys, ENGINE.md §6).
+    /// The server's JSON shape (camelCase keys, ENGINE.md §6; `evaluation`, `supersedes`
+    /// and `retraction` only on records of a re-evaluation).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_dict(py, &self.inner)
+        json::to_python(py, &self.inner)
     }
 
     /// Rule, severity, failed clause, trace and the names of the spans.
@@ -292,7 +323,7 @@ impl Violation {
             repr(py, &self.inner.rule_id),
             repr(py, self.inner.severity.as_str()),
             repr(py, self.inner.failed_clause.as_str()),
-            repr(py, &self.inner.trace_id),
+            repr(py, &self.inner.trace_id.to_hex()),
             names(&self.inner.trigger_spans),
             names(&self.inner.offending_spans),
         )
@@ -402,7 +433,7 @@ impl Rule {
 
     /// The rules-file shape (`id, name, description, expression, severity, tags, enabled`).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_dict(py, &self.inner)
+        json::to_python(py, &self.inner)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

@@ -1,12 +1,18 @@
-//! Python values → JSON values.
+//! Python values ↔ JSON values.
 //!
 //! In: a Python dict / list / str / int / float / bool / None (the shape `json.loads` gives;
 //! tuples and other mappings too). Out: a [`serde_json::Value`] for the core's JSON decoders,
 //! or a [`JsonPathError`] naming the path of the value that has no JSON form.
 //!
+//! The other way, [`to_python`] turns the serde JSON shape of a core value (a violation, a
+//! diagnostic, a rule) into the dicts and lists `json.loads` would give for the server's
+//! body, keys in the same order.
+//!
 //! Integers keep the reading of JSON text by `serde_json`: one that fits i64 or u64 stays an
 //! integer, a larger one becomes a float.
 
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
@@ -21,6 +27,17 @@ pub struct JsonPathError {
     /// Where, e.g. `attributes.user`, `resourceSpans[0]`; empty for the value itself.
     pub path: String,
     pub message: String,
+}
+
+/// The serde JSON shape of `value` as Python data: `json.loads` of the text the server
+/// writes for it.
+pub fn to_python<'py, T: serde::Serialize>(
+    py: Python<'py>,
+    value: &T,
+) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    py.import(intern!(py, "json"))?
+        .call_method1(intern!(py, "loads"), (text,))
 }
 
 /// Converts `obj`; `path` is the location of `obj` in errors.

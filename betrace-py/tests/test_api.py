@@ -217,6 +217,21 @@ def test_to_dict_is_the_server_shape():
     assert d["signature"] is None
     assert d["id"] == v.id and d["createdAt"] == v.created_at
     assert json.loads(json.dumps(d)) == d
+    # A first evaluation: the re-evaluation keys are absent and the getters say so.
+    assert (v.evaluation, v.supersedes, v.retraction) == (1, None, False)
+
+
+def test_diagnostic_dicts_carry_the_rule_id_and_secondary_labels():
+    [d] = betrace.validate("when { a } always { b } always { c }")
+    assert d.labels == [{"message": "first written here", "line": 1, "column": 12, "start": 11, "end": 17}]
+    assert d.to_dict()["labels"] == d.labels
+    assert "ruleId" not in d.to_dict()
+    with pytest.raises(betrace.RuleError) as e:
+        betrace.Rule("twice", "when { a } always { b } always { c }")
+    [d] = e.value.diagnostics
+    assert d.rule_id == "twice"
+    assert d.to_dict()["ruleId"] == "twice"
+    assert list(d.to_dict()) == ["code", "message", "line", "column", "start", "end", "help", "ruleId", "labels"]
 
 
 def test_disabled_rules_do_not_run():

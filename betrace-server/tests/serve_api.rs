@@ -250,8 +250,12 @@ fn violations_filters_cursor_csv_and_ids() {
     let (st, csv) = s.get_text("/v1/violations?format=csv&ruleId=errs");
     assert_eq!(st, 200);
     let mut lines = csv.lines();
-    assert!(lines.next().unwrap().starts_with("id,createdAt,ruleId"));
-    assert_eq!(lines.count(), 5);
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("id,createdAt,ruleId"), "{header}");
+    assert!(header.ends_with(",signature,state"), "{header}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.ends_with(",live")), "{rows:?}");
     // Bad parameters.
     for q in [
         "?limit=0",

@@ -33,8 +33,12 @@ class Diagnostic:
     @property
     def rule_id(self) -> Optional[str]:
         """The rule the diagnostic belongs to, when it came from a rule with an id."""
+    @property
+    def labels(self) -> list[dict[str, Any]]:
+        """Secondary ranges: ``{"message", "line", "column", "start", "end"}``."""
     def to_dict(self) -> dict[str, Any]:
-        """``{"code", "message", "line", "column", "start", "end", "help"}``."""
+        """``{"code", "message", "line", "column", "start", "end", "help"}``, plus
+        ``"ruleId"`` and ``"labels"`` when set."""
 
 @final
 class SpanRef:
@@ -87,6 +91,15 @@ class Violation:
     def partial(self) -> bool: ...
     @property
     def created_at(self) -> str: ...
+    @property
+    def evaluation(self) -> int:
+        """1, or n ≥ 2 for a re-evaluation of the trace after late spans."""
+    @property
+    def supersedes(self) -> Optional[str]:
+        """The id of the earlier violation this record replaces."""
+    @property
+    def retraction(self) -> bool:
+        """True when the record withdraws the violation ``supersedes``."""
     @property
     def signature(self) -> Optional[str]:
         """``v1:<hex>`` when the engine has a signing key, else ``None``."""

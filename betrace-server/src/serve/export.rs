@@ -74,13 +74,11 @@ fn s(key: &str, v: &str) -> KeyValue {
     kv(key, any_value::Value::StringValue(v.to_owned()))
 }
 
-/// The `betrace.violation` span of a violation; `None` when its trace id is not 32 hex digits.
-pub fn violation_span(v: &Violation) -> Option<Span> {
-    let trace_id = hex::decode(&v.trace_id).ok().filter(|b| b.len() == 16)?;
+/// The `betrace.violation` span of a violation.
+pub fn violation_span(v: &Violation) -> Span {
     let span_id = Sha256::digest(v.id.as_bytes())[..8].to_vec();
-    let decode_span = |id: &str| hex::decode(id).ok().filter(|b| b.len() == 8);
-    let parent = decode_span(&v.span_id).unwrap_or_default();
-    let at = super::storage::created_ns(v).max(0) as u64;
+    let parent = v.span_id.map(|p| p.0.to_vec()).unwrap_or_default();
+    let at = v.created_at.unix_nanos();
     let mut attributes = vec![
         kv("betrace.violation", any_value::Value::BoolValue(true)),
         s("betrace.violation.id", &v.id),
@@ -114,27 +112,31 @@ pub fn violation_span(v: &Violation) -> Option<Span> {
         .trigger_spans
         .iter()
         .chain(&v.offending_spans)
-        .filter(|r| seen.insert((r.trace_id.clone(), r.span_id.clone())))
+        .filter(|r| seen.insert((r.trace_id, r.span_id)))
         .collect();
     for (n, r) in refs.iter().take(MAX_REF_ATTRIBUTES).enumerate() {
-        attributes.push(s(&format!("betrace.span_ref.{n}.trace_id"), &r.trace_id));
-        attributes.push(s(&format!("betrace.span_ref.{n}.span_id"), &r.span_id));
+        attributes.push(s(
+            &format!("betrace.span_ref.{n}.trace_id"),
+            &r.trace_id.to_hex(),
+        ));
+        attributes.push(s(
+            &format!("betrace.span_ref.{n}.span_id"),
+            &r.span_id.to_hex(),
+        ));
         attributes.push(s(&format!("betrace.span_ref.{n}.service"), &r.service));
     }
     let links = refs
         .iter()
-        .filter_map(|r| {
-            Some(span::Link {
-                trace_id: hex::decode(&r.trace_id).ok().filter(|b| b.len() == 16)?,
-                span_id: decode_span(&r.span_id)?,
-                attributes: vec![s("betrace.span_ref.name", &r.name)],
-                ..Default::default()
-            })
+        .map(|r| span::Link {
+            trace_id: r.trace_id.0.to_vec(),
+            span_id: r.span_id.0.to_vec(),
+            attributes: vec![s("betrace.span_ref.name", &r.name)],
+            ..Default::default()
         })
         .collect();
     let error = !v.retraction && matches!(v.severity, Severity::Critical | Severity::High);
-    Some(Span {
-        trace_id,
+    Span {
+        trace_id: v.trace_id.0.to_vec(),
         span_id,
         parent_span_id: parent,
         name: "betrace.violation".to_owned(),
@@ -156,7 +158,7 @@ pub fn violation_span(v: &Violation) -> Option<Span> {
             },
         }),
         ..Default::default()
-    })
+    }
 }
 
 /// An export request holding the spans of `violations`.
@@ -173,7 +175,7 @@ pub fn export_request(violations: &[Violation]) -> ExportTraceServiceRequest {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     ..Default::default()
                 }),
-                spans: violations.iter().filter_map(violation_span).collect(),
+                spans: violations.iter().map(violation_span).collect(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -419,7 +421,7 @@ fn partial(
 fn decode_all(batch: &[StoredViolation]) -> Vec<Violation> {
     batch
         .iter()
-        .filter_map(|v| match serde_json::from_value::<Violation>(v.json.clone()) {
+        .filter_map(|v| match betrace_core::json::from_value(v.json.clone()) {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::error!(seq = v.seq, error = %e, "a stored violation cannot be read; not exported");
@@ -438,8 +440,8 @@ mod tests {
     #[test]
     fn span_of_a_violation() {
         let r = |id: &str| SpanRef {
-            trace_id: "01".repeat(16),
-            span_id: id.to_owned(),
+            trace_id: TraceId([1; 16]),
+            span_id: id.parse().unwrap(),
             name: "checkout".into(),
             service: "shop".into(),
         };
@@ -461,7 +463,7 @@ mod tests {
             1_700_000_000_000_000_000,
         );
         betrace_core::sign::sign_in_place(&mut v, b"k");
-        let span = violation_span(&v).unwrap();
+        let span = violation_span(&v);
         assert_eq!(span.trace_id, vec![1; 16]);
         assert_eq!(span.parent_span_id, vec![2; 8]);
         assert_eq!(span.links.len(), 2);
@@ -491,6 +493,33 @@ mod tests {
     }
 
     #[test]
+    fn a_violation_naming_no_span_is_a_root_at_its_millisecond() {
+        let v = Violation::new(
+            ViolationParts {
+                rule_id: "big",
+                rule_name: "big",
+                expression: "trace.duration > 1s",
+                severity: Severity::Low,
+                clauses: ClauseTexts::default(),
+                trace_id: TraceId([9; 16]),
+                failed_clause: FailedClause::Expression,
+                trigger_spans: vec![],
+                offending_spans: vec![],
+                truncated: false,
+                completion_reason: CompletionReason::Flush,
+                partial: false,
+            },
+            1_700_000_000_123_456_789,
+        );
+        let span = violation_span(&v);
+        assert_eq!(span.trace_id, vec![9; 16]);
+        assert!(span.parent_span_id.is_empty());
+        assert!(span.links.is_empty());
+        assert_eq!(span.start_time_unix_nano, 1_700_000_000_123_000_000);
+        assert_eq!(span.end_time_unix_nano, span.start_time_unix_nano);
+    }
+
+    #[test]
     fn a_rule_without_when_parents_to_the_first_offending_span() {
         let v = Violation::new(
             ViolationParts {
@@ -503,8 +532,8 @@ mod tests {
                 failed_clause: FailedClause::Never,
                 trigger_spans: vec![],
                 offending_spans: vec![SpanRef {
-                    trace_id: "01".repeat(16),
-                    span_id: "0404040404040404".into(),
+                    trace_id: TraceId([1; 16]),
+                    span_id: betrace_core::SpanId([4; 8]),
                     name: "debug".into(),
                     service: "shop".into(),
                 }],
@@ -514,14 +543,15 @@ mod tests {
             },
             1_700_000_000_000_000_000,
         );
-        assert_eq!(violation_span(&v).unwrap().parent_span_id, vec![4; 8]);
+        assert_eq!(violation_span(&v).parent_span_id, vec![4; 8]);
         let r = v.retraction_of(
             2,
             1,
             CompletionReason::RootComplete,
             1_700_000_000_000_000_001,
         );
-        let span = violation_span(&r).unwrap();
+        let span = violation_span(&r);
+        assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
         let has = |k: &str, want: any_value::Value| {
             span.attributes.iter().any(|a| {
                 a.key == k && a.value.as_ref().and_then(|v| v.value.clone()) == Some(want.clone())

@@ -801,7 +801,7 @@ impl Pipeline {
         now: u64,
     ) -> Vec<Violation> {
         let query = ViolationQuery {
-            trace_id: Some(trace_id.to_hex()),
+            trace_id: Some(trace_id),
             limit: 1000,
             ..Default::default()
         };

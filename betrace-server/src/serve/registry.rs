@@ -261,6 +261,8 @@ impl RuleRegistry {
             start: 0,
             end: 0,
             help: Some("split it into several rules".to_owned()),
+            rule_id: None,
+            labels: Vec::new(),
         })
     }
 

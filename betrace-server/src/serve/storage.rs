@@ -21,8 +21,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use betrace_core::Violation;
 use betrace_core::rules::Rule;
+use betrace_core::{Severity, TraceId, Violation};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -54,11 +54,14 @@ pub struct StoredRule {
     pub updated_at: String,
 }
 
-/// One stored violation: its sequence number and its JSON object as signed.
+/// One stored violation: its sequence number, its JSON object as signed and the columns kept
+/// beside it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredViolation {
     pub seq: i64,
     pub json: serde_json::Value,
+    /// `createdAt`, Unix nanoseconds (a whole millisecond).
+    pub created_ns: i64,
     pub state: ViolationState,
     /// The record that superseded or retracted this one.
     pub superseded_by: Option<String>,
@@ -119,10 +122,8 @@ impl ViolationState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViolationQuery {
     pub rule_id: Option<String>,
-    /// Upper case (`HIGH`).
-    pub severity: Option<String>,
-    /// Lowercase hex.
-    pub trace_id: Option<String>,
+    pub severity: Option<Severity>,
+    pub trace_id: Option<TraceId>,
     pub start_ns: Option<i64>,
     pub end_ns: Option<i64>,
     /// Only violations with `seq < before`.
@@ -187,13 +188,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn shutdown_traces_since(&self, since_ns: i64) -> Result<Vec<String>, StoreError>;
 }
 
-/// Columns kept beside the JSON, for filtering.
+/// Columns kept beside the JSON, for filtering: the trace id as lowercase hex, the time as
+/// Unix nanoseconds.
 struct Row<'a> {
     id: &'a str,
     created_ns: i64,
     rule_id: &'a str,
     severity: &'a str,
-    trace_id: &'a str,
+    trace_id: String,
     json: String,
     state: &'static str,
     supersedes: Option<&'a str>,
@@ -206,20 +208,17 @@ fn row_of(v: &Violation) -> Result<Row<'_>, StoreError> {
         created_ns: created_ns(v),
         rule_id: &v.rule_id,
         severity: v.severity.as_str(),
-        trace_id: &v.trace_id,
-        json: serde_json::to_string(v)?,
+        trace_id: v.trace_id.to_hex(),
+        json: betrace_core::json::to_string(v),
         state: ViolationState::of_new(v).as_str(),
         supersedes: v.supersedes.as_deref(),
         replaced_state: ViolationState::of_replaced(v).as_str(),
     })
 }
 
-/// `createdAt` of a violation in Unix nanoseconds (0 when unreadable).
-pub fn created_ns(v: &Violation) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(&v.created_at)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .unwrap_or(0)
+/// `createdAt` of a violation in Unix nanoseconds, as the `created_ns` column holds it.
+fn created_ns(v: &Violation) -> i64 {
+    i64::try_from(v.created_at.unix_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Schema migrations; the schema version is the number applied.
@@ -307,27 +306,38 @@ impl SqliteStore {
     }
 }
 
-fn stored(
+/// A row of [`COLUMNS`].
+struct RowOut {
     seq: i64,
-    body: &str,
-    state: &str,
+    body: String,
+    created_ns: i64,
+    state: String,
     superseded_by: Option<String>,
-) -> Result<StoredViolation, StoreError> {
-    Ok(StoredViolation {
-        seq,
-        json: serde_json::from_str(body)?,
-        state: ViolationState::parse(state),
-        superseded_by,
+}
+
+impl RowOut {
+    fn stored(self) -> Result<StoredViolation, StoreError> {
+        Ok(StoredViolation {
+            seq: self.seq,
+            json: serde_json::from_str(&self.body)?,
+            created_ns: self.created_ns,
+            state: ViolationState::parse(&self.state),
+            superseded_by: self.superseded_by,
+        })
+    }
+}
+
+fn row_out(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowOut> {
+    Ok(RowOut {
+        seq: r.get(0)?,
+        body: r.get(1)?,
+        created_ns: r.get(2)?,
+        state: r.get(3)?,
+        superseded_by: r.get(4)?,
     })
 }
 
-type RowOut = (i64, String, String, Option<String>);
-
-fn row_out(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowOut> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
-
-const COLUMNS: &str = "seq, body, state, superseded_by";
+const COLUMNS: &str = "seq, body, created_ns, state, superseded_by";
 
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -444,7 +454,7 @@ impl Store for SqliteStore {
         let conn = self.conn.lock();
         // One index seek per rule on `violations_rule (rule_id, seq)`.
         let mut stmt = conn.prepare(
-            "SELECT v.seq, v.body, v.state, v.superseded_by FROM violations v
+            "SELECT v.seq, v.body, v.created_ns, v.state, v.superseded_by FROM violations v
              JOIN (SELECT MAX(seq) AS seq FROM violations WHERE state = 'live' GROUP BY rule_id) m
              ON v.seq = m.seq
              ORDER BY v.rule_id",
@@ -452,8 +462,7 @@ impl Store for SqliteStore {
         let rows = stmt.query_map([], row_out)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, body, state, by) = row?;
-            out.push(stored(seq, &body, &state, by)?);
+            out.push(row?.stored()?);
         }
         Ok(out)
     }
@@ -487,11 +496,11 @@ impl Store for SqliteStore {
         if let Some(r) = &q.rule_id {
             add("rule_id =", r.clone().into());
         }
-        if let Some(s) = &q.severity {
-            add("severity =", s.clone().into());
+        if let Some(s) = q.severity {
+            add("severity =", s.as_str().to_owned().into());
         }
-        if let Some(t) = &q.trace_id {
-            add("trace_id =", t.clone().into());
+        if let Some(t) = q.trace_id {
+            add("trace_id =", t.to_hex().into());
         }
         if let Some(s) = q.start_ns {
             add("created_ns >=", s.into());
@@ -508,8 +517,7 @@ impl Store for SqliteStore {
         let rows = stmt.query_map(rusqlite::params_from_iter(args), row_out)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, body, state, by) = row?;
-            out.push(stored(seq, &body, &state, by)?);
+            out.push(row?.stored()?);
         }
         let more = out.len() > q.limit;
         out.truncate(q.limit);
@@ -525,8 +533,7 @@ impl Store for SqliteStore {
                 row_out,
             )
             .optional()?;
-        row.map(|(seq, body, state, by)| stored(seq, &body, &state, by))
-            .transpose()
+        row.map(RowOut::stored).transpose()
     }
 
     fn violations_after(
@@ -541,8 +548,7 @@ impl Store for SqliteStore {
         let rows = stmt.query_map(params![after, limit as i64], row_out)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, body, state, by) = row?;
-            out.push(stored(seq, &body, &state, by)?);
+            out.push(row?.stored()?);
         }
         Ok(out)
     }
@@ -645,8 +651,8 @@ struct MemInner {
 struct MemViolation {
     created_ns: i64,
     rule_id: String,
-    severity: &'static str,
-    trace_id: String,
+    severity: Severity,
+    trace_id: TraceId,
     json: serde_json::Value,
     state: ViolationState,
     superseded_by: Option<String>,
@@ -657,6 +663,7 @@ impl MemViolation {
         StoredViolation {
             seq,
             json: self.json.clone(),
+            created_ns: self.created_ns,
             state: self.state,
             superseded_by: self.superseded_by.clone(),
         }
@@ -703,7 +710,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut prepared = Vec::with_capacity(violations.len());
         for v in violations {
-            prepared.push((v, serde_json::to_value(v)?));
+            prepared.push((v, betrace_core::json::to_value(v)));
         }
         let mut m = self.inner.lock();
         for (v, json) in prepared {
@@ -718,8 +725,8 @@ impl Store for MemoryStore {
                 MemViolation {
                     created_ns: created_ns(v),
                     rule_id: v.rule_id.clone(),
-                    severity: v.severity.as_str(),
-                    trace_id: v.trace_id.clone(),
+                    severity: v.severity,
+                    trace_id: v.trace_id,
                     json,
                     state: ViolationState::of_new(v),
                     superseded_by: None,
@@ -770,8 +777,8 @@ impl Store for MemoryStore {
         for (&seq, v) in m.violations.range(..upper).rev() {
             let keep = (q.all_states || v.state == ViolationState::Live)
                 && q.rule_id.as_ref().is_none_or(|r| *r == v.rule_id)
-                && q.severity.as_ref().is_none_or(|s| s == v.severity)
-                && q.trace_id.as_ref().is_none_or(|t| *t == v.trace_id)
+                && q.severity.is_none_or(|s| s == v.severity)
+                && q.trace_id.is_none_or(|t| t == v.trace_id)
                 && q.start_ns.is_none_or(|s| v.created_ns >= s)
                 && q.end_ns.is_none_or(|e| v.created_ns <= e);
             if keep {
@@ -857,8 +864,8 @@ impl Store for MemoryStore {
             let MemInner {
                 traces, violations, ..
             } = &mut *m;
-            let live: std::collections::HashSet<&str> =
-                violations.values().map(|v| v.trace_id.as_str()).collect();
+            let live: std::collections::HashSet<String> =
+                violations.values().map(|v| v.trace_id.to_hex()).collect();
             traces.retain(|id, _| live.contains(id.as_str()));
         }
         Ok(removed)
@@ -937,7 +944,7 @@ mod tests {
         let (a, _) = s
             .list_violations(&ViolationQuery {
                 rule_id: Some("a".into()),
-                severity: Some("LOW".into()),
+                severity: Some(Severity::Low),
                 limit: 10,
                 ..Default::default()
             })
@@ -945,7 +952,7 @@ mod tests {
         assert_eq!(a.len(), 2);
         let (t, _) = s
             .list_violations(&ViolationQuery {
-                trace_id: Some(vs[1].trace_id.clone()),
+                trace_id: Some(vs[1].trace_id),
                 start_ns: Some((base + 1_000_000_000) as i64),
                 end_ns: Some((base + 1_000_000_000) as i64),
                 limit: 10,
@@ -953,6 +960,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(t.len(), 1);
+        assert_eq!(t[0].created_ns, (base + 1_000_000_000) as i64);
         assert!(s.get_violation(&vs[2].id).unwrap().is_some());
         assert!(s.get_violation("nope").unwrap().is_none());
         let after = s.violations_after(0, 3).unwrap();
@@ -999,7 +1007,7 @@ mod tests {
         s.insert_violations(&[second.clone(), retract.clone()])
             .unwrap();
         let q = ViolationQuery {
-            trace_id: Some(first.trace_id.clone()),
+            trace_id: Some(first.trace_id),
             limit: 10,
             ..Default::default()
         };
@@ -1066,8 +1074,8 @@ mod tests {
         let mut v1 = violation("a", Severity::High, 1, base);
         betrace_core::sign::sign_in_place(&mut v1, b"k");
         let v2 = violation("a", Severity::High, 2, base + 1);
-        let v2_trace = v2.trace_id.clone();
-        let t1 = v1.trace_id.clone();
+        let v2_trace = v2.trace_id.to_hex();
+        let t1 = v1.trace_id.to_hex();
         s.insert_violations_with_spans(
             std::slice::from_ref(&v1),
             vec![summary(&t1, &["aa", "bb"])],
@@ -1106,7 +1114,7 @@ mod tests {
         // The stored body is the signed serialization, byte for byte.
         s.insert_violations_with_spans(
             std::slice::from_ref(&v),
-            vec![summary(&v.trace_id, &["aa"])],
+            vec![summary(&v.trace_id.to_hex(), &["aa"])],
         )
         .unwrap();
         let body: String = s

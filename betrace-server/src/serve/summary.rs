@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use betrace_core::{AttrValue, Span, Trace, Violation};
+use betrace_core::{AttrValue, Span, SpanId, Trace, Violation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,10 +68,10 @@ pub struct TraceSpans {
 impl TraceSpans {
     /// The summaries of `trace`, keeping the spans that `violations` name first.
     pub fn of(trace: &Trace, violations: &[Violation]) -> TraceSpans {
-        let proving: HashSet<&str> = violations
+        let proving: HashSet<SpanId> = violations
             .iter()
             .flat_map(|v| v.trigger_spans.iter().chain(&v.offending_spans))
-            .map(|r| r.span_id.as_str())
+            .map(|r| r.span_id)
             .collect();
         let spans = trace.spans();
         let trace_id = spans
@@ -81,11 +81,10 @@ impl TraceSpans {
         let mut kept: Vec<SpanSummary> = if spans.len() <= MAX_SPANS {
             spans.iter().map(summary_of).collect()
         } else {
-            let ids: Vec<String> = spans.iter().map(|s| s.span_id.to_hex()).collect();
             let mut keep = vec![false; spans.len()];
             let mut n = 0;
-            for (i, id) in ids.iter().enumerate() {
-                if n < MAX_SPANS && proving.contains(id.as_str()) {
+            for (i, s) in spans.iter().enumerate() {
+                if n < MAX_SPANS && proving.contains(&s.span_id) {
                     keep[i] = true;
                     n += 1;
                 }
@@ -236,12 +235,12 @@ mod tests {
     #[test]
     fn bounded_and_proving_spans_kept() {
         let spans: Vec<Span> = (0..500).map(|i| span(i, i.checked_sub(1))).collect();
-        let last = spans[499].span_id.to_hex();
+        let last = spans[499].span_id;
         let trace = Trace::new(spans);
         let mut v = crate_violation();
         v.offending_spans = vec![SpanRef {
-            trace_id: "07".repeat(16),
-            span_id: last.clone(),
+            trace_id: TraceId([7; 16]),
+            span_id: last,
             name: "op-499".into(),
             service: String::new(),
         }];
@@ -249,7 +248,7 @@ mod tests {
         assert_eq!(t.spans.len(), MAX_SPANS);
         assert_eq!(t.total_spans, 500);
         assert!(t.truncated);
-        assert!(t.spans.iter().any(|s| s.span_id == last));
+        assert!(t.spans.iter().any(|s| s.span_id == last.to_hex()));
         assert_eq!(t.spans[0].name, "op-0");
         assert_eq!(t.spans[0].parent_span_id, None);
         assert_eq!(

@@ -25,11 +25,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::body::Bounded;
-use super::rules::severity_param;
+use super::violations::{limit_param, severity_filter};
 use super::{ApiError, AppState, Shared, Who, blocking, parse_json};
 use crate::serve::config::Limits;
 use crate::serve::registry::RuleOpError;
-use crate::serve::storage::{Store, StoreError, ViolationQuery};
+use crate::serve::storage::{Store, StoreError, StoredViolation, ViolationQuery};
 
 /// Most stored violations one request of these routes reads.
 pub const MAX_SCAN: usize = 100_000;
@@ -337,10 +337,7 @@ fn base_query(
     };
     Ok(ViolationQuery {
         rule_id: get(q, "rule").map(str::to_owned),
-        severity: get(q, "severity")
-            .map(severity_param)
-            .transpose()?
-            .map(|s| s.as_str().to_owned()),
+        severity: severity_filter(get(q, "severity"))?,
         start_ns: start,
         end_ns: to,
         ..Default::default()
@@ -392,27 +389,28 @@ fn scan(
     mut q: ViolationQuery,
     want: usize,
     keep: impl Fn(&Value) -> bool,
-) -> Result<(Vec<Value>, bool), StoreError> {
+) -> Result<(Vec<StoredViolation>, bool), StoreError> {
     let mut out = Vec::new();
     let mut read = 0usize;
     q.limit = 1000;
     loop {
         let (rows, more) = store.list_violations(&q)?;
-        for r in &rows {
+        let last = rows.last().map(|r| r.seq);
+        for r in rows {
             read += 1;
             if keep(&r.json) {
-                out.push(r.json.clone());
+                out.push(r);
                 if out.len() >= want {
                     return Ok((out, false));
                 }
             }
         }
-        match rows.last() {
+        match last {
             Some(last) if more => {
                 if read >= MAX_SCAN {
                     return Ok((out, true));
                 }
-                q.before_seq = Some(last.seq);
+                q.before_seq = Some(last);
             }
             _ => return Ok((out, false)),
         }
@@ -439,17 +437,7 @@ pub async fn legacy_violations(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let query = base_query(&q, None)?;
-    let limit = match get(&q, "limit") {
-        None => 100,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "query parameter `limit`: `{v}` is not a number from 1 to 1000"
-                )));
-            }
-        },
-    };
+    let limit = limit_param(get(&q, "limit"))?;
     let service = get(&q, "service").map(str::to_owned);
     let store = Arc::clone(&st.store);
     let (rows, _) = blocking(move || {
@@ -458,7 +446,9 @@ pub async fn legacy_violations(
         })
     })
     .await??;
-    Ok(Json(rows.iter().map(legacy_violation).collect()))
+    Ok(Json(
+        rows.iter().map(|r| legacy_violation(&r.json)).collect(),
+    ))
 }
 
 fn interval_ns(v: &str) -> Result<i64, ApiError> {
@@ -474,13 +464,6 @@ fn interval_ns(v: &str) -> Result<i64, ApiError> {
 
 fn rfc3339(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn created_ns(v: &Value) -> Option<i64> {
-    v["createdAt"]
-        .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .and_then(|t| t.timestamp_nanos_opt())
 }
 
 /// Violation counts per time bucket and rule, severity or service.
@@ -517,10 +500,10 @@ pub async fn violation_stats(
     let (rows, truncated) =
         blocking(move || scan(store.as_ref(), query, usize::MAX, |_| true)).await??;
     let mut buckets: BTreeMap<(i64, String), u64> = BTreeMap::new();
-    for v in &rows {
-        let t = created_ns(v).unwrap_or(0);
+    for r in &rows {
+        let t = r.created_ns;
         *buckets
-            .entry((t - t.rem_euclid(width), key_of(v)))
+            .entry((t - t.rem_euclid(width), key_of(&r.json)))
             .or_default() += 1;
     }
     let list: Vec<Value> = buckets
@@ -544,10 +527,15 @@ fn last_day(st: &Shared) -> Result<(u64, u64, BTreeMap<String, u64>), ApiError> 
     let (rows, _) = scan(st.store.as_ref(), q, usize::MAX, |_| true)?;
     let mut by = BTreeMap::new();
     let mut last_hour = 0;
-    for v in &rows {
-        *by.entry(v["severity"].as_str().unwrap_or("").to_ascii_lowercase())
-            .or_default() += 1;
-        if created_ns(v).is_some_and(|t| t >= now - NS_PER_HOUR) {
+    for r in &rows {
+        *by.entry(
+            r.json["severity"]
+                .as_str()
+                .unwrap_or("")
+                .to_ascii_lowercase(),
+        )
+        .or_default() += 1;
+        if r.created_ns >= now - NS_PER_HOUR {
             last_hour += 1;
         }
     }

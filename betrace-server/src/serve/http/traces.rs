@@ -55,13 +55,14 @@ pub async fn get_trace(
     State(st): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = trace_id_param(&trace_id)?;
+    let trace = trace_id_param(&trace_id)?;
+    let id = trace.to_hex();
     let store = Arc::clone(&st.store);
     let lookup = id.clone();
     let (spans, violations) = blocking(move || {
         let spans = store.trace_spans(&lookup)?;
         let (rows, _) = store.list_violations(&ViolationQuery {
-            trace_id: Some(lookup),
+            trace_id: Some(trace),
             limit: 1000,
             ..ViolationQuery::default()
         })?;

@@ -5,6 +5,10 @@
 //! Out: violations newest first with a cursor to the next page, as JSON or CSV; one violation
 //! with `verified` and `state`.
 //!
+//! The parsing of the filters ([`limit_param`], [`severity_filter`], [`trace_id_param`],
+//! [`time_param`]) is shared with the `/api/violations…` routes of the earlier clients
+//! ([`super::compat`]) and `GET /api/traces/{traceId}`.
+//!
 //! A listing shows the live answer only: violations superseded or retracted after a
 //! re-evaluation of their trace, and retraction records, are left out unless
 //! `includeSuperseded=true`, which lists every record with `state` (`live`, `superseded`,
@@ -18,6 +22,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use betrace_core::{Severity, TraceId};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -56,29 +61,35 @@ pub fn time_param(name: &str, v: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// A trace id filter: 32 hex digits (lower-cased).
-pub fn trace_id_param(v: &str) -> Result<String, ApiError> {
-    if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(v.to_ascii_lowercase())
-    } else {
-        Err(ApiError::bad_request(format!(
+/// A trace id: 32 hex digits, either case.
+pub fn trace_id_param(v: &str) -> Result<TraceId, ApiError> {
+    v.parse().map_err(|_| {
+        ApiError::bad_request(format!(
             "query parameter `traceId`: `{v}` is not 32 hexadecimal digits"
-        )))
+        ))
+    })
+}
+
+/// The page size `limit`: 1 to 1000, 100 when absent.
+pub fn limit_param(v: Option<&str>) -> Result<usize, ApiError> {
+    match v {
+        None => Ok(100),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "query parameter `limit`: `{v}` is not a number from 1 to 1000"
+            ))),
+        },
     }
 }
 
+/// A `severity` filter, any case.
+pub fn severity_filter(v: Option<&str>) -> Result<Option<Severity>, ApiError> {
+    v.map(severity_param).transpose()
+}
+
 fn query_of(q: &HashMap<String, String>) -> Result<ViolationQuery, ApiError> {
-    let limit = match param(q, "limit", "limit") {
-        None => 100,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "query parameter `limit`: `{v}` is not a number from 1 to 1000"
-                )));
-            }
-        },
-    };
+    let limit = limit_param(param(q, "limit", "limit"))?;
     let before_seq = param(q, "cursor", "cursor")
         .map(|c| {
             c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -90,10 +101,7 @@ fn query_of(q: &HashMap<String, String>) -> Result<ViolationQuery, ApiError> {
         .transpose()?;
     Ok(ViolationQuery {
         rule_id: param(q, "ruleId", "rule_id").map(str::to_owned),
-        severity: param(q, "severity", "severity")
-            .map(severity_param)
-            .transpose()?
-            .map(|s| s.as_str().to_owned()),
+        severity: severity_filter(param(q, "severity", "severity"))?,
         trace_id: param(q, "traceId", "trace_id")
             .map(trace_id_param)
             .transpose()?,
@@ -117,7 +125,9 @@ fn query_of(q: &HashMap<String, String>) -> Result<ViolationQuery, ApiError> {
     })
 }
 
-const CSV_COLUMNS: [&str; 13] = [
+/// The columns of `format=csv`: the keys of the record, then its `state` (also without
+/// `includeSuperseded`).
+const CSV_COLUMNS: [&str; 14] = [
     "id",
     "createdAt",
     "ruleId",
@@ -131,6 +141,7 @@ const CSV_COLUMNS: [&str; 13] = [
     "partial",
     "message",
     "signature",
+    "state",
 ];
 
 fn csv_of(rows: &[Value]) -> Result<String, ApiError> {
@@ -195,7 +206,13 @@ pub async fn list_violations(
     };
     let values: Vec<Value> = rows
         .into_iter()
-        .map(|r| if annotate { annotated(r) } else { r.json })
+        .map(|r| {
+            if annotate || csv {
+                annotated(r)
+            } else {
+                r.json
+            }
+        })
         .collect();
     if csv {
         return Ok((
