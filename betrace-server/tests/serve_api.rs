@@ -781,7 +781,11 @@ fn a_flags_variable_is_read_and_the_flag_wins() {
     // `--help` shows each flag's variable.
     let out = betrace().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for var in ["BETRACE_HTTP_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOG_LEVEL"] {
+    for var in [
+        "BETRACE_HTTP_ADDR",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "LOG_LEVEL",
+    ] {
         assert!(help.contains(&format!("env: {var}")), "{var} in {help}");
     }
 }

@@ -540,8 +540,5 @@ fn grpc_back_pressure_carries_retry_info() {
         tonic::Code::ResourceExhausted,
         "{refused:?}"
     );
-    assert_eq!(
-        grpc_retry_info(&refused),
-        (8, Some(Duration::from_secs(1)))
-    );
+    assert_eq!(grpc_retry_info(&refused), (8, Some(Duration::from_secs(1))));
 }

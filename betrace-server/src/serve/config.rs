@@ -92,7 +92,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", env = "BETRACE_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
     /// When the ingest spool is synced to disk: `always`, `interval` (default) or `never`.
-    #[arg(long, value_name = "always|interval|never", env = "BETRACE_SPOOL_FSYNC")]
+    #[arg(
+        long,
+        value_name = "always|interval|never",
+        env = "BETRACE_SPOOL_FSYNC"
+    )]
     pub spool_fsync: Option<String>,
     /// Link from a violation in the web UI to the tracing backend; `{traceId}` is replaced by
     /// the trace id (e.g. `http://tempo:3000/explore?traceId={traceId}`).
@@ -1362,7 +1366,10 @@ mod tests {
         assert!(e.0.contains("flag --log-level"), "{e}");
         let args = args_with(&[], &[("BETRACE_MAX_CONNECTIONS", "many")]);
         let e = Config::resolve(&args, &env(&[]), None).unwrap_err();
-        assert!(e.0.contains("BETRACE_MAX_CONNECTIONS") && e.0.contains("many"), "{e}");
+        assert!(
+            e.0.contains("BETRACE_MAX_CONNECTIONS") && e.0.contains("many"),
+            "{e}"
+        );
         // An empty variable is unset.
         let args = args_with(&[], &[("BETRACE_STORAGE_TYPE", "")]);
         assert!(Config::resolve(&args, &env(&[]), None).is_ok());
@@ -1481,7 +1488,10 @@ mod tests {
         assert_eq!(c.violation_retention, Duration::from_secs(30 * 86_400));
         let f = parse_file("otlp:\n  timeout: soon\n", "f").unwrap();
         let e = Config::resolve(&ServeArgs::default(), &env(&[]), Some(&f)).unwrap_err();
-        assert!(e.0.contains("otlp.timeout") && e.0.contains("`soon`"), "{e}");
+        assert!(
+            e.0.contains("otlp.timeout") && e.0.contains("`soon`"),
+            "{e}"
+        );
         assert_eq!(
             parse_headers("a=1, b=x%20y, c=%C3%A9").unwrap(),
             vec![

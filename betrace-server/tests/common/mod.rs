@@ -439,7 +439,8 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
 /// delay of its `google.rpc.RetryInfo` detail (`None` without one).
 pub fn grpc_retry_info(status: &tonic::Status) -> (i32, Option<Duration>) {
     use prost::Message as _;
-    let rpc = tonic_types::Status::decode(status.details()).expect("details are a google.rpc.Status");
+    let rpc =
+        tonic_types::Status::decode(status.details()).expect("details are a google.rpc.Status");
     let delay = rpc
         .details
         .iter()
