@@ -2,7 +2,7 @@
 //!
 //! In: `betrace-core` [`Violation`]s, compiled [`betrace_core::rules::Rule`]s and
 //! `betrace-dsl` diagnostics. Out: plain JavaScript objects with camelCase keys — the JSON
-//! shape of the server. Violations ([`violations`]) and diagnostics ([`diagnostics`]) are
+//! shape of the server. Violations (`violations`) and diagnostics (`diagnostics`) are
 //! the serde shapes of `betrace_core::json` (ENGINE.md §6) and [`DiagnosticJson`] (DSL.md
 //! §4) written straight into JavaScript values, so `evaluation`, `supersedes`, `retraction`,
 //! `ruleId` and `labels` appear exactly when the server would write them; their TypeScript

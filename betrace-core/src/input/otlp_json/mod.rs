@@ -11,7 +11,7 @@
 //! array, is an [`OtlpError`]. Pre-1.0 `instrumentationLibrarySpans` /
 //! `instrumentationLibrary` are read where `scopeSpans` / `scope` are absent.
 //!
-//! Two readers produce the drafts: [`typed`] reads the plain shape SDK exporters send straight
+//! Two readers produce the drafts: `typed` reads the plain shape SDK exporters send straight
 //! into borrowed typed structures; anything else goes through a `serde_json::Value`
 //! ([`decode_otlp_json_value`]), which names each problem of shape. Both give the same spans
 //! and the same errors (the drafts are checked by the same [`SpanDraft::into_span`]).
