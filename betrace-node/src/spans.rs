@@ -808,7 +808,7 @@ mod tests {
         let problems = input.decode().unwrap_err();
         assert_eq!(problems.len(), 2);
         assert_eq!(problems[0].index, Some(1));
-        assert_eq!(problems[0].field, "traceId");
+        assert_eq!(problems[0].field, "startTime");
         assert_eq!(problems[1].index, Some(2));
 
         let input = SpanInput {
