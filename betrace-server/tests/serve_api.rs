@@ -209,7 +209,7 @@ fn violations_filters_cursor_csv_and_ids() {
     let mut spans = Vec::new();
     for i in 0..5 {
         spans.push(span(
-            &format!("{i:032x}"),
+            &format!("{:032x}", i + 1),
             &format!("{:016x}", i + 1),
             "payment",
             json!({"status": "error"}),
@@ -670,7 +670,7 @@ fn back_pressure_refuses_with_429_and_loses_nothing_accepted() {
         let spans: Vec<Value> = (0..10)
             .map(|j| {
                 span(
-                    &format!("{i:032x}"),
+                    &format!("{:032x}", i + 1),
                     &format!("{:016x}", j + 1),
                     "op",
                     json!({}),

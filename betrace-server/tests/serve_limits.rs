@@ -424,7 +424,7 @@ fn a_429_is_counted_once() {
     let mut refused = 0u64;
     for i in 0..10u32 {
         let spans: Vec<Value> = (0..10)
-            .map(|j| json!({"traceId": format!("{i:032x}"), "spanId": format!("{:016x}", j + 1), "name": "op", "serviceName": "shop", "startTime": 1000, "endTime": 2000}))
+            .map(|j| json!({"traceId": format!("{:032x}", i + 1), "spanId": format!("{:016x}", j + 1), "name": "op", "serviceName": "shop", "startTime": 1000, "endTime": 2000}))
             .collect();
         let (st, e) = s.post("/v1/spans", &json!({ "spans": spans }));
         match st {
