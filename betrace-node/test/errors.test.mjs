@@ -254,7 +254,7 @@ test('evaluateAsync rejects with the same errors', async () => {
     assert.ok(e instanceof Error)
     assert.equal(e.code, 'BETRACE_INVALID_SPAN')
     assert.equal(e.spanIndex, 1)
-    assert.equal(e.field, 'traceId')
+    assert.equal(e.field, 'startTime')
     return true
   })
   await assert.rejects(engine.evaluateAsync(Buffer.from([0xff])), { code: 'BETRACE_INVALID_SPAN' })
