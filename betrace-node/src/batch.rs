@@ -14,14 +14,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use betrace_core::{AttrValue, Attributes, Resource, Span, SpanId, TraceId};
+use betrace_core::{AttrValue, Attributes, IdDraft, InputFormat, Resource, Span, SpanDraft};
 use napi::bindgen_prelude::{FromNapiValue, Function, FunctionRef, Object};
 use napi::{Env, JsValue, UnknownRef};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::js::{Problem, integral_i64};
-use crate::spans::{hex_id_text, hrtime_parts, parent_id_text, span_kind, status_code};
+use crate::spans::{checked, hrtime_parts, span_kind, status_code};
 
 /// The function of `read_sdk_spans.js`.
 const SCRIPT: &str = include_str!("read_sdk_spans.js");
@@ -98,7 +98,7 @@ struct SdkSpan(
 );
 
 impl SdkSpan {
-    /// The span, its values checked in the order [`crate::spans`] reads them.
+    /// The span, its values checked as [`crate::spans`] checks them.
     fn into_span(
         self,
         resources: &[Arc<Resource>],
@@ -118,23 +118,25 @@ impl SdkSpan {
             scope_name,
             AttributeList(attributes),
         ) = self;
-        Ok(Span {
-            trace_id: TraceId(hex_id_text(&trace_id, "spanContext().traceId")?),
-            span_id: SpanId(hex_id_text(&span_id, "spanContext().spanId")?),
-            parent_span_id: parent_id_text(&parent, "parentSpanContext.spanId")?,
+        let resource = usize::try_from(resource)
+            .ok()
+            .and_then(|i| resources.get(i))
+            .unwrap_or(no_resource)
+            .clone();
+        let start_time_unix_nano = hrtime_parts("startTime", start[0], start[1])?;
+        let end_time_unix_nano = hrtime_parts("endTime", end[0], end[1])?;
+        checked(SpanDraft {
+            trace_id: IdDraft::Hex(trace_id.into()),
+            span_id: IdDraft::Hex(span_id.into()),
+            parent_span_id: IdDraft::Hex(parent.into()),
             name,
-            kind: span_kind(kind)?,
-            status_code: status_code(code)?,
+            kind: span_kind(kind),
+            status_code: status_code(code),
             status_message,
-            start_time_unix_nano: hrtime_parts("startTime", start[0], start[1])?,
-            end_time_unix_nano: hrtime_parts("endTime", end[0], end[1])?,
+            start_time_unix_nano,
+            end_time_unix_nano,
             attributes,
-            resource: usize::try_from(resource)
-                .ok()
-                .and_then(|i| resources.get(i))
-                .unwrap_or(no_resource)
-                .clone(),
-            scope_name: scope_name.into(),
+            ..SpanDraft::new(InputFormat::NodeSdk, resource, scope_name.into())
         })
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! A `ReadableSpan` is recognised by its `spanContext` method and read as the OTLP exporter of
 //! the JS SDK (`@opentelemetry/otlp-transformer`) would encode it, so that a span evaluates the
-//! same whichever way it arrives:
+//! same whichever way it arrives, into a [`SpanDraft`] that the core checks
+//! ([`SpanDraft::into_span`]: ids, kind, status code, with the core's wording):
 //!
 //! | field | span |
 //! |---|---|
@@ -35,8 +36,8 @@ use std::sync::Arc;
 
 use betrace_core::input::simple_json::SimpleJsonDecoder;
 use betrace_core::{
-    AttrValue, Attributes, Decoded, Resource, Span, SpanError, SpanId, SpanKind, StatusCode,
-    TraceId, decode_json, decode_otlp_json_value, decode_otlp_protobuf,
+    AttrValue, Attributes, Decoded, EnumDraft, IdDraft, InputFormat, Resource, Span, SpanDraft,
+    SpanError, decode_json, decode_otlp_json_value, decode_otlp_protobuf,
 };
 use napi::bindgen_prelude::{FromNapiValue, Function, JsObjectValue, Object};
 use napi::{Env, JsString, Unknown};
@@ -435,15 +436,18 @@ impl<'a> SdkReader<'a> {
             Ok(None) => return Err(type_problem("spanContext()", "an object", &Js::Undefined)),
             Err(other) => return Err(type_problem("spanContext()", "an object", &other)),
         };
-        let trace_id = TraceId(hex_id(
-            prop(&context, k.trace_id)?,
-            "spanContext().traceId",
-        )?);
-        let span_id = SpanId(hex_id(prop(&context, k.span_id)?, "spanContext().spanId")?);
+        let trace_id = hex_id(prop(&context, k.trace_id)?, "spanContext().traceId")?;
+        let span_id = hex_id(prop(&context, k.span_id)?, "spanContext().spanId")?;
 
-        let parent_span_id = match object_or(prop(span, k.parent_span_context)?)? {
-            Ok(Some(parent)) => parent_id(prop(&parent, k.span_id)?, "parentSpanContext.spanId")?,
-            Ok(None) => parent_id(prop(span, k.parent_span_id)?, "parentSpanId")?,
+        let (parent_field, parent_span_id) = match object_or(prop(span, k.parent_span_context)?)? {
+            Ok(Some(parent)) => (
+                "parentSpanContext.spanId",
+                hex_id(prop(&parent, k.span_id)?, "parentSpanContext.spanId")?,
+            ),
+            Ok(None) => (
+                "parentSpanId",
+                hex_id(prop(span, k.parent_span_id)?, "parentSpanId")?,
+            ),
             Err(other) => return Err(type_problem("parentSpanContext", "an object", &other)),
         };
 
@@ -453,8 +457,8 @@ impl<'a> SdkReader<'a> {
             Err(other) => return Err(type_problem("name", "a string", &other)),
         };
         let kind = match number_or(prop(span, k.kind)?)? {
-            Ok(n) => span_kind(n)?,
-            Err(Js::Undefined | Js::Null) => SpanKind::Unspecified,
+            Ok(n) => span_kind(n),
+            Err(Js::Undefined | Js::Null) => EnumDraft::Absent,
             Err(other) => return Err(type_problem("kind", "a SpanKind number", &other)),
         };
         let (status_code, status_message) = status(k, prop(span, k.status)?)?;
@@ -464,20 +468,21 @@ impl<'a> SdkReader<'a> {
         let scope_name = scope_name(k, span)?;
         let resource = self.resource(prop(span, self.keys.resource)?)?;
 
-        Ok(Span {
+        let mut draft = SpanDraft {
             trace_id,
             span_id,
             parent_span_id,
             name,
             kind,
-            start_time_unix_nano: start,
-            end_time_unix_nano: end,
             status_code,
             status_message,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
             attributes,
-            resource,
-            scope_name: scope_name.into(),
-        })
+            ..SpanDraft::new(InputFormat::NodeSdk, resource, scope_name.into())
+        };
+        draft.fields.parent_span_id = parent_field;
+        Ok(checked(draft)?)
     }
 
     /// The span's resource; the previous span's when it is the same object.
@@ -508,80 +513,48 @@ fn type_problem(field: &str, expected: &str, found: &Js<'_>) -> ReadError {
     .into()
 }
 
-/// An id of `N` bytes written as `2N` hex digits, not all zeros (OTLP `trace.proto`).
-fn hex_id<const N: usize>(value: Unknown<'_>, field: &str) -> Result<[u8; N], ReadError> {
+/// An id written as hex digits; absent (`null`, `undefined`) for none.
+fn hex_id(value: Unknown<'_>, field: &str) -> Result<IdDraft<'static>, ReadError> {
     match string_or(value)? {
-        Ok(text) => Ok(hex_id_text(&text, field)?),
+        Ok(text) => Ok(IdDraft::Hex(text.into())),
+        Err(Js::Undefined | Js::Null) => Ok(IdDraft::Absent),
         Err(other) => Err(type_problem(field, "a hex string", &other)),
     }
 }
 
-/// A parent span id: absent, `""` or all zeros for a root.
-fn parent_id(value: Unknown<'_>, field: &str) -> Result<Option<SpanId>, ReadError> {
-    match string_or(value)? {
-        Ok(text) => Ok(parent_id_text(&text, field)?),
-        Err(Js::Undefined | Js::Null) => Ok(None),
-        Err(other) => Err(type_problem(field, "a hex string", &other)),
+/// The span of a draft, checked by the core (ids, kind, status code).
+pub(crate) fn checked(draft: SpanDraft<'_>) -> Result<Span, Problem> {
+    draft
+        .into_span(0)
+        .map_err(|e| Problem::new(e.field, e.message))
+}
+
+/// A JS `SpanKind` number (0 INTERNAL … 4 CONSUMER, the OTLP number minus one).
+pub(crate) fn span_kind(n: f64) -> EnumDraft<'static> {
+    match integral_i64(n) {
+        Some(k @ 0..=4) => EnumDraft::Number(k + 1),
+        _ => EnumDraft::Unknown(format!("`{n}`")),
     }
 }
 
-/// [`hex_id`] of text already read.
-pub(crate) fn hex_id_text<const N: usize>(text: &str, field: &str) -> Result<[u8; N], Problem> {
-    let Some(id) = betrace_core::input::hex_bytes::<N>(text) else {
-        return Err(Problem::new(
-            field,
-            format!("`{text}` is not {} hex digits", 2 * N),
-        ));
-    };
-    if id.iter().all(|&b| b == 0) {
-        return Err(Problem::new(field, "an id of all zeros is invalid"));
+/// A JS `SpanStatusCode` number (0 UNSET, 1 OK, 2 ERROR, as in OTLP).
+pub(crate) fn status_code(n: f64) -> EnumDraft<'static> {
+    match integral_i64(n) {
+        Some(code) => EnumDraft::Number(code),
+        None => EnumDraft::Unknown(format!("`{n}`")),
     }
-    Ok(id)
-}
-
-/// [`parent_id`] of text already read.
-pub(crate) fn parent_id_text(text: &str, field: &str) -> Result<Option<SpanId>, Problem> {
-    if text.is_empty() || (text.len() == 16 && text.bytes().all(|b| b == b'0')) {
-        return Ok(None);
-    }
-    hex_id_text::<8>(text, field).map(|id| Some(SpanId(id)))
-}
-
-/// The span kind of a JS `SpanKind` number (0 INTERNAL … 4 CONSUMER, the OTLP number minus one).
-pub(crate) fn span_kind(n: f64) -> Result<SpanKind, Problem> {
-    integral_i64(n)
-        .and_then(|k| SpanKind::from_otlp(k.checked_add(1)?))
-        .filter(|k| *k != SpanKind::Unspecified)
-        .ok_or_else(|| {
-            Problem::new(
-                "kind",
-                format!("unknown span kind `{n}`; expected a SpanKind number 0 to 4"),
-            )
-        })
-}
-
-/// The status code of a JS `SpanStatusCode` number (0 UNSET, 1 OK, 2 ERROR, as in OTLP).
-pub(crate) fn status_code(n: f64) -> Result<StatusCode, Problem> {
-    integral_i64(n)
-        .and_then(StatusCode::from_otlp)
-        .ok_or_else(|| {
-            Problem::new(
-                "status.code",
-                format!("unknown status code `{n}`; expected a SpanStatusCode number 0 to 2"),
-            )
-        })
 }
 
 /// `{code, message}`; absent = unset.
-fn status(k: &Keys<'_>, value: Unknown<'_>) -> Result<(StatusCode, String), ReadError> {
+fn status(k: &Keys<'_>, value: Unknown<'_>) -> Result<(EnumDraft<'static>, String), ReadError> {
     let object = match object_or(value)? {
         Ok(Some(object)) => object,
-        Ok(None) => return Ok((StatusCode::Unset, String::new())),
+        Ok(None) => return Ok((EnumDraft::Absent, String::new())),
         Err(other) => return Err(type_problem("status", "an object", &other)),
     };
     let code = match number_or(prop(&object, k.code)?)? {
-        Ok(n) => status_code(n)?,
-        Err(Js::Undefined | Js::Null) => StatusCode::Unset,
+        Ok(n) => status_code(n),
+        Err(Js::Undefined | Js::Null) => EnumDraft::Absent,
         Err(other) => {
             return Err(type_problem(
                 "status.code",

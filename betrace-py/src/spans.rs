@@ -14,10 +14,11 @@
 //! dict is one span, an OTLP item (dict or bytes) as many as it holds, in document order. An
 //! OTLP item that cannot be read at all fails at the index its first span would have had.
 //!
-//! SDK span fields read (opentelemetry-sdk `ReadableSpan`): `context.trace_id` /
-//! `context.span_id` (ints, 128 and 64 bits, not zero), `parent` (a span context or `None`;
-//! span id 0 is a root, as in OTLP), `name`, `kind` (`SpanKind` member, by name), `status`
-//! (`status_code` by name, `description`), `start_time` / `end_time` (Unix ns; a span that has
+//! SDK span fields read (opentelemetry-sdk `ReadableSpan`) into a [`SpanDraft`], checked by
+//! the core's [`SpanDraft::into_span`] (ids, kind, status code, with the core's wording):
+//! `context.trace_id` / `context.span_id` (ints, 128 and 64 bits, not zero), `parent` (a span
+//! context or `None`; span id 0 is a root, as in OTLP), `name`, `kind` (`SpanKind` member, by
+//! name), `status` (`status_code` by name, `description`), `start_time` / `end_time` (Unix ns; a span that has
 //! not ended is an error), `attributes`, `resource.attributes` (one shared resource per
 //! resource object) and `instrumentation_scope.name`. Attribute values: `str`, `bool`, `int`
 //! (beyond i64: a float, as in simple JSON), `float`, `bytes`, sequences of these (`None`
@@ -28,8 +29,8 @@ use std::sync::Arc;
 
 use betrace_core::input::MAX_VALUE_DEPTH;
 use betrace_core::{
-    AttrValue, Attributes, Decoded, JsonInputError, Resource, SimpleJsonDecoder, Span, SpanError,
-    SpanId, SpanKind, StatusCode, TraceId,
+    AttrValue, Attributes, Decoded, EnumDraft, IdDraft, InputFormat, JsonInputError, Resource,
+    SimpleJsonDecoder, Span, SpanDraft, SpanError,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -228,23 +229,17 @@ impl<'py> SdkReader<'py> {
         }
         let trace_id: u128 = get(context, intern!(py, "trace_id"), "context.trace_id")?
             .extract()
-            .map_err(|_| err("context.trace_id", "expected an integer of 128 bits"))?;
-        if trace_id == 0 {
-            return Err(err(
-                "context.trace_id",
-                "the trace id is all zeros (invalid)",
-            ));
-        }
-        let span_id = read_span_id(context, "context.span_id")?
-            .ok_or_else(|| err("context.span_id", "the span id is all zeros (invalid)"))?;
+            .map_err(|_| err("context.trace_id", "expected an int of 128 bits"))?;
+        let span_id = read_span_id(context, "context.span_id")?;
         let parent = get(obj, intern!(py, "parent"), "parent")?;
         let parent_span_id = if parent.is_none() {
-            None
+            IdDraft::Absent
         } else {
             read_span_id(&parent, "parent.span_id")?
         };
         let name = string(&get(obj, intern!(py, "name"), "name")?, "name")?;
-        let kind = kind(&get(obj, intern!(py, "kind"), "kind")?)?;
+        let kind =
+            EnumDraft::Name(member_name(&get(obj, intern!(py, "kind"), "kind")?, "kind")?.into());
         let (status_code, status_message) = status(&get(obj, intern!(py, "status"), "status")?)?;
         let start = nanos(
             &get(obj, intern!(py, "start_time"), "start_time")?,
@@ -260,20 +255,20 @@ impl<'py> SdkReader<'py> {
             Ok(Some(scope)) => self.scope_name(scope)?,
             _ => String::new(),
         };
-        Ok(Span {
-            trace_id: TraceId(trace_id.to_be_bytes()),
+        SpanDraft {
+            trace_id: IdDraft::Bytes(trace_id.to_be_bytes().to_vec().into()),
             span_id,
             parent_span_id,
             name,
             kind,
-            start_time_unix_nano: start,
-            end_time_unix_nano: end,
             status_code,
             status_message,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
             attributes,
-            resource,
-            scope_name: scope_name.into(),
-        })
+            ..SpanDraft::new(InputFormat::PythonSdk, resource, scope_name.into())
+        }
+        .into_span(0)
     }
 
     fn resource(&mut self, obj: &Bound<'py, PyAny>) -> Result<Arc<Resource>, SpanError> {
@@ -329,11 +324,11 @@ fn get<'py>(
         .map_err(|e| err(field, format!("cannot be read: {e}")))
 }
 
-fn read_span_id(context: &Bound<'_, PyAny>, field: &str) -> Result<Option<SpanId>, SpanError> {
+fn read_span_id(context: &Bound<'_, PyAny>, field: &str) -> Result<IdDraft<'static>, SpanError> {
     let id: u64 = get(context, intern!(context.py(), "span_id"), field)?
         .extract()
-        .map_err(|_| err(field, "expected an integer of 64 bits"))?;
-    Ok((id != 0).then(|| SpanId(id.to_be_bytes())))
+        .map_err(|_| err(field, "expected an int of 64 bits"))?;
+    Ok(IdDraft::Bytes(id.to_be_bytes().to_vec().into()))
 }
 
 fn string(obj: &Bound<'_, PyAny>, field: &str) -> Result<String, SpanError> {
@@ -373,42 +368,13 @@ fn member_name(obj: &Bound<'_, PyAny>, field: &str) -> Result<String, SpanError>
     string(&name, field)
 }
 
-fn kind(obj: &Bound<'_, PyAny>) -> Result<SpanKind, SpanError> {
-    let name = member_name(obj, "kind")?;
-    Ok(match name.as_str() {
-        "INTERNAL" => SpanKind::Internal,
-        "SERVER" => SpanKind::Server,
-        "CLIENT" => SpanKind::Client,
-        "PRODUCER" => SpanKind::Producer,
-        "CONSUMER" => SpanKind::Consumer,
-        other => {
-            return Err(err(
-                "kind",
-                format!(
-                    "unknown span kind `{other}`; expected INTERNAL, SERVER, CLIENT, PRODUCER or CONSUMER"
-                ),
-            ));
-        }
-    })
-}
-
-fn status(obj: &Bound<'_, PyAny>) -> Result<(StatusCode, String), SpanError> {
+fn status(obj: &Bound<'_, PyAny>) -> Result<(EnumDraft<'static>, String), SpanError> {
     if obj.is_none() {
-        return Ok((StatusCode::Unset, String::new()));
+        return Ok((EnumDraft::Absent, String::new()));
     }
     let py = obj.py();
     let code = get(obj, intern!(py, "status_code"), "status.status_code")?;
-    let code = match member_name(&code, "status.status_code")?.as_str() {
-        "UNSET" => StatusCode::Unset,
-        "OK" => StatusCode::Ok,
-        "ERROR" => StatusCode::Error,
-        other => {
-            return Err(err(
-                "status.status_code",
-                format!("unknown status code `{other}`; expected UNSET, OK or ERROR"),
-            ));
-        }
-    };
+    let code = EnumDraft::Name(member_name(&code, "status.status_code")?.into());
     let description = get(obj, intern!(py, "description"), "status.description")?;
     let message = if description.is_none() {
         String::new()

@@ -153,6 +153,12 @@ def test_unended_and_invalid_sdk_spans_are_span_errors():
     with pytest.raises(betrace.SpanError) as e:
         betrace.check("never { x }", [zero])
     assert (e.value.index, e.value.field) == (0, "context.trace_id")
+    assert str(e.value) == "span 0: field `context.trace_id`: an all-zero trace id is invalid"
+    # The same id as OTLP/JSON: the same wording, with the field as OTLP/JSON writes it.
+    otlp = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "0" * 32, "spanId": "0000000000000001"}]}]}]}
+    with pytest.raises(betrace.SpanError) as e:
+        betrace.check("never { x }", otlp)
+    assert str(e.value) == "span 0: field `traceId`: an all-zero trace id is invalid"
 
     weird = ReadableSpan(
         name="x", context=SpanContext(1, 1, False), start_time=1, end_time=2, attributes={"ok": 1, "bad": {1, 2}}
