@@ -4,11 +4,13 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
-use betrace_core::assemble::{AssemblerConfig, ManualClock};
+use arc_swap::ArcSwap;
+use betrace_core::assemble::{AssemblerConfig, ManualClock, TraceAssembler};
 use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
 use betrace_core::rules::{Rule, parse_rules};
-use betrace_core::stream::StreamEngine;
+use betrace_core::stream::{Collect, Executor, StreamEngine};
 use betrace_core::{PreparedTrace, Trace, decode_otlp_json, decode_otlp_protobuf};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -202,8 +204,25 @@ fn stream_engine(rules: usize) -> Option<StreamEngine> {
     .ok()
 }
 
+/// [`stream_engine`] on one evaluation thread behind the queue, as `betrace serve` runs it.
+fn workers_engine(rules: usize) -> Option<Arc<StreamEngine>> {
+    let rules = RuleSet::compile(realistic_rules(rules), EngineOptions::default()).ok()?;
+    let assembler =
+        TraceAssembler::with_clock(AssemblerConfig::default(), Arc::new(ManualClock::new(0)))
+            .ok()?;
+    let engine = Arc::new(StreamEngine::with_sink(
+        Arc::new(ArcSwap::from_pointee(rules)),
+        assembler,
+        Collect::default(),
+        Executor::Workers(1),
+    ));
+    engine.start().ok()?;
+    Some(engine)
+}
+
 /// `engine/ingest_otlp_{proto,json}`: request bytes → spans → assembled → evaluated with 10
-/// rules; 50 traces of 20 spans, 10 attributes a span.
+/// rules, inline; `ingest_otlp_proto_workers` through the queue to one evaluation thread; 50
+/// traces of 20 spans, 10 attributes a span.
 pub fn bench_ingest(c: &mut Criterion, allocator: &str) {
     let request = otlp_request(50, 20);
     let proto = request.encode_to_vec();
@@ -219,8 +238,9 @@ pub fn bench_ingest(c: &mut Criterion, allocator: &str) {
             let decoded = decode_otlp_protobuf(black_box(&proto))
                 .map(|d| d.spans)
                 .unwrap_or_default();
-            let mut out = engine.ingest(decoded).map(|v| v.len()).unwrap_or(0);
-            out += engine.flush().len();
+            let mut out = engine.ingest(decoded).unwrap_or(0);
+            out += engine.flush(Duration::ZERO);
+            out += engine.sink().take().len();
             black_box(out)
         })
     });
@@ -229,11 +249,27 @@ pub fn bench_ingest(c: &mut Criterion, allocator: &str) {
             let decoded = decode_otlp_json(black_box(&json))
                 .map(|d| d.spans)
                 .unwrap_or_default();
-            let mut out = engine.ingest(decoded).map(|v| v.len()).unwrap_or(0);
-            out += engine.flush().len();
+            let mut out = engine.ingest(decoded).unwrap_or(0);
+            out += engine.flush(Duration::ZERO);
+            out += engine.sink().take().len();
             black_box(out)
         })
     });
+    // The server's executor: released traces go through the queue to an evaluation thread.
+    if let Some(workers) = workers_engine(10) {
+        g.bench_function("ingest_otlp_proto_workers", |b| {
+            b.iter(|| {
+                let decoded = decode_otlp_protobuf(black_box(&proto))
+                    .map(|d| d.spans)
+                    .unwrap_or_default();
+                let mut out = workers.ingest(decoded).unwrap_or(0);
+                out += workers.flush(Duration::from_secs(60));
+                out += workers.sink().take().len();
+                black_box(out)
+            })
+        });
+        workers.shutdown(Duration::from_secs(60));
+    }
     g.bench_function("decode_otlp_proto_only", |b| {
         b.iter(|| black_box(decode_otlp_protobuf(black_box(&proto)).map(|d| d.spans.len())))
     });

@@ -5,11 +5,14 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use betrace_core::assemble::TraceAssembler;
 use betrace_core::assemble::{AssemblerConfig, ManualClock};
 use betrace_core::engine::{EngineOptions, RuleSet, TraceContext};
 use betrace_core::rules::Rule;
-use betrace_core::stream::StreamEngine;
+use betrace_core::stream::{Evaluated, Executor, Sink, StreamEngine};
 use betrace_core::{
     AttrValue, CompletionReason, Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId,
 };
@@ -202,9 +205,11 @@ proptest! {
             let n = (*sizes.next().unwrap()).min(rest.len());
             let (batch, tail) = rest.split_at(n);
             rest = tail;
-            evaluated.extend(engine.ingest(batch.to_vec()).unwrap());
+            engine.ingest(batch.to_vec()).unwrap();
+            evaluated.extend(engine.sink().take());
         }
-        evaluated.extend(engine.flush());
+        engine.flush(Duration::ZERO);
+        evaluated.extend(engine.sink().take());
         for e in &evaluated {
             prop_assert_eq!(e.completion_reason, CompletionReason::Flush);
             prop_assert!(!e.partial);
@@ -247,7 +252,7 @@ fn swapping_rules_keeps_buffered_spans_and_applies_to_later_traces() {
         Arc::new(ManualClock::new(0)),
     )
     .unwrap();
-    assert!(engine.ingest(spans).unwrap().is_empty());
+    assert_eq!(engine.ingest(spans).unwrap(), 0);
     let old = engine.swap_rules(
         RuleSet::compile(
             vec![Rule::new(
@@ -259,7 +264,8 @@ fn swapping_rules_keeps_buffered_spans_and_applies_to_later_traces() {
         .unwrap(),
     );
     assert_eq!(old.rules().next().unwrap().id, "never-audit");
-    let out = engine.flush();
+    engine.flush(Duration::ZERO);
+    let out = engine.sink().take();
     assert_eq!(out.len(), 1);
     let ids: Vec<_> = out[0]
         .evaluation
@@ -372,8 +378,77 @@ fn late_spans_reopen_the_trace_for_a_second_evaluation() {
         Arc::new(ManualClock::new(0)),
     )
     .unwrap();
+    let (spans, late) = checkout_and_charge();
+    assert_eq!(engine.ingest(spans).unwrap(), 0);
+    engine.flush(Duration::ZERO);
+    let first = engine.sink().take();
+    assert_eq!(first[0].evaluation_number, 1);
+    let v = &first[0].evaluation.violations;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].evaluation, 1);
+    assert_eq!(engine.assembler().stats().spans_retained, 1);
+    // The downstream span arrives after the evaluation: the whole trace is evaluated again.
+    assert_eq!(engine.ingest(vec![late.clone()]).unwrap(), 0);
+    engine.flush(Duration::ZERO);
+    let second = engine.sink().take();
+    assert_eq!(second[0].evaluation_number, 2);
+    assert!(!second[0].partial);
+    assert_eq!(second[0].span_count, 2);
+    assert!(second[0].evaluation.violations.is_empty());
+    // Once more, with a span that breaks the rule again: numbered 3 and signed.
+    let mut third = late;
+    third.span_id.0[0] ^= 0xff;
+    third.name = "refund".into();
+    assert_eq!(engine.ingest(vec![third]).unwrap(), 0);
+    engine.flush(Duration::ZERO);
+    let out = engine.sink().take();
+    assert_eq!(out[0].evaluation_number, 3);
+    let v = &out[0].evaluation.violations;
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].rule_id, "no-refund");
+    assert_eq!(v[0].evaluation, 3);
+    assert!(betrace_core::sign::verify(&v[0], b"k"));
+}
+
+/// A sink that keeps the live violations of each trace, as a store would.
+#[derive(Default)]
+struct Ledger {
+    live: parking_lot::Mutex<Vec<betrace_core::Violation>>,
+    batches: std::sync::atomic::AtomicUsize,
+}
+
+impl Sink for Ledger {
+    fn complete(&self, _rules: &RuleSet, batch: &mut [Evaluated]) {
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut live = self.live.lock();
+        for e in batch.iter_mut() {
+            for v in e.evaluation.evaluation.violations.drain(..) {
+                if let Some(old) = &v.supersedes {
+                    live.retain(|l| &l.id != old);
+                }
+                if !v.retraction {
+                    live.push(v);
+                }
+            }
+        }
+    }
+
+    fn earlier_violations(&self, trace_id: TraceId) -> Option<Vec<betrace_core::Violation>> {
+        Some(
+            self.live
+                .lock()
+                .iter()
+                .filter(|v| v.trace_id == trace_id)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn checkout_and_charge() -> (Vec<Span>, Span) {
     let mut spans = build(
-        7,
+        9,
         &[
             SpanSpec {
                 name: 0,
@@ -400,30 +475,113 @@ fn late_spans_reopen_the_trace_for_a_second_evaluation() {
     spans[0].name = "checkout".into();
     spans[1].name = "charge".into();
     let late = spans.pop().unwrap();
-    assert!(engine.ingest(spans).unwrap().is_empty());
-    let first = engine.flush();
-    assert_eq!(first[0].evaluation_number, 1);
-    let v = &first[0].evaluation.violations;
-    assert_eq!(v.len(), 1);
-    assert_eq!(v[0].evaluation, 1);
-    assert_eq!(engine.assembler().stats().spans_retained, 1);
-    // The downstream span arrives after the evaluation: the whole trace is evaluated again.
-    assert!(engine.ingest(vec![late.clone()]).unwrap().is_empty());
-    let second = engine.flush();
-    assert_eq!(second[0].evaluation_number, 2);
-    assert!(!second[0].partial);
-    assert_eq!(second[0].span_count, 2);
-    assert!(second[0].evaluation.violations.is_empty());
-    // Once more, with a span that breaks the rule again: numbered 3 and signed.
-    let mut third = late;
-    third.span_id.0[0] ^= 0xff;
-    third.name = "refund".into();
-    assert!(engine.ingest(vec![third]).unwrap().is_empty());
-    let out = engine.flush();
-    assert_eq!(out[0].evaluation_number, 3);
-    let v = &out[0].evaluation.violations;
-    assert_eq!(v.len(), 1);
-    assert_eq!(v[0].rule_id, "no-refund");
-    assert_eq!(v[0].evaluation, 3);
-    assert!(betrace_core::sign::verify(&v[0], b"k"));
+    (spans, late)
+}
+
+#[test]
+fn a_sink_that_knows_earlier_violations_gets_re_evaluations_reconciled() {
+    let rules = RuleSet::compile(
+        vec![Rule::new("paid", "when { checkout } always { charge }")],
+        EngineOptions {
+            signing_key: Some(b"k".to_vec()),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let engine = StreamEngine::with_sink(
+        Arc::new(ArcSwap::from_pointee(rules)),
+        TraceAssembler::with_clock(AssemblerConfig::default(), Arc::new(ManualClock::new(0)))
+            .unwrap(),
+        Ledger::default(),
+        Executor::Inline,
+    );
+    let (spans, late) = checkout_and_charge();
+    engine.ingest(spans).unwrap();
+    engine.flush(Duration::ZERO);
+    let first = engine.sink().live.lock().clone();
+    assert_eq!(first.len(), 1);
+    // The charge arrives late: the rule holds now, so the earlier violation is retracted.
+    engine.ingest(vec![late]).unwrap();
+    engine.flush(Duration::ZERO);
+    assert!(engine.sink().live.lock().is_empty());
+    assert_eq!(
+        engine
+            .sink()
+            .batches
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+}
+
+#[test]
+fn workers_evaluate_what_inline_does_and_refuse_while_the_queue_is_full() {
+    let config = AssemblerConfig {
+        max_buffered_spans: 4,
+        ..AssemblerConfig::default()
+    };
+    let engine = Arc::new(StreamEngine::with_sink(
+        Arc::new(ArcSwap::from_pointee(rules())),
+        TraceAssembler::with_clock(config.clone(), Arc::new(ManualClock::new(0))).unwrap(),
+        Ledger::default(),
+        Executor::Workers(2),
+    ));
+    let inline =
+        StreamEngine::with_clock(rules(), config.clone(), Arc::new(ManualClock::new(0))).unwrap();
+    let (spans, late) = checkout_and_charge();
+    let mut more = build(
+        11,
+        &[SpanSpec {
+            name: 1,
+            parent: None,
+            kind: 2,
+            error: true,
+            start_ms: 0,
+            dur_ms: 5,
+            amount: 2000,
+            usd: false,
+        }],
+    );
+    more.extend(spans);
+    for e in [&engine.ingest(more.clone()), &inline.ingest(more)] {
+        assert!(e.is_ok());
+    }
+    // Released into the queue, no thread started yet: 2 spans wait for evaluation.
+    assert_eq!(engine.flush(Duration::ZERO), 2);
+    assert_eq!(engine.pending_spans(), 2);
+    assert!(!engine.saturated());
+    engine.ingest(vec![late.clone()]).unwrap();
+    engine.flush(Duration::ZERO);
+    assert_eq!(engine.pending_spans(), 3);
+    let mut other = late;
+    other.trace_id.0[0] ^= 0x55;
+    engine.ingest(vec![other.clone()]).unwrap();
+    engine.flush(Duration::ZERO);
+    assert!(engine.saturated());
+    match engine.ingest(vec![other.clone()]) {
+        Err(r) => {
+            assert_eq!(r.reason, betrace_core::assemble::RefuseReason::Full);
+            assert_eq!(r.spans.len(), 1);
+        }
+        Ok(n) => panic!("accepted while saturated ({n} released)"),
+    }
+    engine.start().unwrap();
+    assert!(engine.wait_idle(Duration::from_secs(30)));
+    assert_eq!(engine.pending_spans(), 0);
+    assert!(engine.ingest(vec![other]).is_ok());
+    let done = engine.shutdown(Duration::from_secs(30));
+    assert_eq!(done.unfinished_spans, 0);
+    // The first batch's violations, as the inline engine found them.
+    inline.flush(Duration::ZERO);
+    let mut want: Vec<String> = inline
+        .sink()
+        .take()
+        .iter()
+        .flat_map(|e| e.evaluation.violations.iter().map(|v| v.rule_id.clone()))
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    let live = engine.sink().live.lock();
+    for rule in &want {
+        assert!(live.iter().any(|v| &v.rule_id == rule), "{rule} missing");
+    }
 }

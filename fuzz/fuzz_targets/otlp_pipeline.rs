@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     let n = decoded.spans.len() as u64;
     let _ = engine.ingest(decoded.spans);
     let _ = engine.poll();
-    let _ = engine.shutdown();
+    let _ = engine.shutdown(std::time::Duration::ZERO);
     let stats = engine.assembler().stats();
     assert_eq!(stats.spans_in, n);
     assert_eq!(

@@ -33,9 +33,9 @@ use tonic::codegen::{Body, BoxFuture, Bytes, StdError, http};
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::admit::{RETRY_AFTER_SECONDS, Refusal, Transport, UNAUTHENTICATED};
 use super::config::ConnLimits;
 use super::http::AppState;
-use super::http::ingest::{RETRY_AFTER_SECONDS, accept, partial_success};
 use super::spool::RecordKind;
 
 /// The gRPC trace service.
@@ -205,55 +205,38 @@ impl GrpcReceiver {
         &self,
         request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let st = &self.state;
-        if let Some(hash) = &st.token_hash {
-            let ok = request
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .is_some_and(|t| {
-                    subtle::ConstantTimeEq::ct_eq(&super::http::token_hash(t.trim())[..], &hash[..])
-                        .into()
-                });
-            if !ok {
-                return Err(Status::unauthenticated(
-                    "missing or wrong `authorization: Bearer <token>`",
-                ));
-            }
+        let admission = &self.state.admission;
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if !admission.authorized(authorization) {
+            return Err(Status::unauthenticated(UNAUTHENTICATED));
         }
         let bytes = request.into_inner();
         let decoded = betrace_core::decode_otlp_protobuf(&bytes)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match accept(
-            st,
+        match admission.accept(
             decoded,
-            "otlp_grpc",
+            Transport::OtlpGrpc,
             Some((RecordKind::OtlpProtobuf, &bytes)),
         ) {
             Ok(accepted) => Ok(Response::new(ExportTraceServiceResponse {
-                partial_success: partial_success(&accepted),
+                partial_success: accepted.partial_success(),
             })),
-            Err(r) => Err(refusal(r.code, r.message)),
+            Err(r) => Err(refusal(&r)),
         }
     }
 }
 
-/// gRPC status codes that tell the client to retry later.
-const RESOURCE_EXHAUSTED: i32 = 8;
-const UNAVAILABLE: i32 = 14;
-
 /// The status of a refused export; with a `RetryInfo` when the client should retry.
-fn refusal(code: i32, message: String) -> Status {
-    if code != RESOURCE_EXHAUSTED && code != UNAVAILABLE {
-        return Status::new(tonic::Code::from(code), message);
+fn refusal(r: &Refusal) -> Status {
+    if !r.retryable() {
+        return Status::new(r.grpc_code(), r.to_string());
     }
     Status::with_error_details(
-        tonic::Code::from(code),
-        message,
+        r.grpc_code(),
+        r.to_string(),
         ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECONDS))),
     )
 }

@@ -4,6 +4,8 @@
 //! exposition format served at `GET /metrics`. Counter names get `_total` from the crate.
 
 use betrace_core::assemble::AssemblerStats;
+
+use super::admit::Transport;
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,8 +45,6 @@ pub struct ResultLabel {
     pub result: String,
 }
 
-/// The `transport` labels of `betrace_spans_received_total`.
-const TRANSPORTS: [&str; 3] = ["otlp_http", "otlp_grpc", "spans_api"];
 /// The `reason` labels of `betrace_spans_rejected_total`.
 const REJECT_REASONS: [&str; 5] = ["invalid", "backpressure", "limit", "shutdown", "storage"];
 
@@ -304,7 +304,7 @@ impl Metrics {
         }
         m.storage_ok.set(1);
         // Families of known labels show from the start, at 0.
-        for t in TRANSPORTS {
+        for t in Transport::ALL {
             m.received(t, 0);
         }
         for r in REJECT_REASONS {
@@ -365,10 +365,10 @@ impl Metrics {
         out
     }
 
-    pub fn received(&self, transport: &str, n: usize) {
+    pub fn received(&self, transport: Transport, n: usize) {
         self.spans_received
             .get_or_create(&TransportLabel {
-                transport: transport.to_owned(),
+                transport: transport.as_str().to_owned(),
             })
             .inc_by(n as u64);
     }
@@ -409,12 +409,12 @@ impl Metrics {
 
     /// Spans received over every transport.
     pub fn spans_received_total(&self) -> u64 {
-        TRANSPORTS
+        Transport::ALL
             .iter()
             .map(|t| {
                 self.spans_received
                     .get_or_create(&TransportLabel {
-                        transport: (*t).to_owned(),
+                        transport: t.as_str().to_owned(),
                     })
                     .get()
             })

@@ -15,6 +15,7 @@
 //! (`completion_reason=shutdown`) and stored; then the listeners close, what is left is
 //! exported, exit 0.
 
+pub mod admit;
 pub mod config;
 pub mod conn;
 pub mod export;
@@ -42,7 +43,7 @@ use tokio::sync::watch;
 use self::config::{Config, LogFormat, ServeArgs, StorageKind};
 use self::http::Shared;
 use self::metrics::Metrics;
-use self::pipeline::Pipeline;
+use self::pipeline::{Pipeline, PipelineConfig};
 use self::registry::RuleRegistry;
 use self::storage::{MemoryStore, SqliteStore, Store};
 
@@ -194,26 +195,32 @@ async fn serve(config: Config) -> Result<(), String> {
         Arc::clone(&metrics),
     )?);
     let assembler = TraceAssembler::new(config.trace.clone()).map_err(|e| e.to_string())?;
-    let mut pipeline = Pipeline::new(
+    let spool = if config.spool.enabled {
+        let dir = config.data_dir.join("spool");
+        Some(
+            spool::Spool::open(&dir, config.spool, Arc::clone(&metrics))
+                .map_err(|e| format!("spool {}: {e}", dir.display()))?,
+        )
+    } else {
+        None
+    };
+    let pipeline = Arc::new(Pipeline::new(
         assembler,
-        Arc::clone(&registry),
+        registry.rule_cell(),
         Arc::clone(&store),
         Arc::clone(&metrics),
-        config.limits,
-        config.max_violations,
-        config.violation_retention,
-    )
-    .with_retry_queue(config.retry_queue_violations);
-    if config.spool.enabled {
-        let dir = config.data_dir.join("spool");
-        let spool = spool::Spool::open(&dir, config.spool, Arc::clone(&metrics))
-            .map_err(|e| format!("spool {}: {e}", dir.display()))?;
-        pipeline = pipeline.with_spool(spool);
-    }
-    let pipeline = Arc::new(pipeline);
+        spool,
+        PipelineConfig {
+            limits: config.limits,
+            max_violations: config.max_violations,
+            retention: config.violation_retention,
+            retry_queue_violations: config.retry_queue_violations,
+            eval_workers: config.eval_workers,
+        },
+    ));
     pipeline.resume_after_shutdown();
     pipeline
-        .start(config.eval_workers)
+        .start()
         .map_err(|e| format!("cannot start the evaluation threads: {e}"))?;
     {
         let p = Arc::clone(&pipeline);
@@ -233,11 +240,15 @@ async fn serve(config: Config) -> Result<(), String> {
         registry,
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
-        token_hash: config.api_token.as_deref().map(http::token_hash),
+        admission: admit::Admission::new(
+            Arc::clone(&pipeline),
+            Arc::clone(&metrics),
+            config.api_token.as_deref().map(admit::Token::new),
+            config.limits.max_spans_per_request,
+        ),
         signing_key: key,
         started,
         ready: AtomicBool::new(false),
-        draining: AtomicBool::new(false),
         limits: config.limits,
         openapi: std::sync::OnceLock::new(),
         ui: http::ui::UiSettings {
@@ -336,9 +347,7 @@ async fn serve(config: Config) -> Result<(), String> {
         signal,
         "shutting down: answering 503; evaluating buffered traces"
     );
-    state
-        .draining
-        .store(true, std::sync::atomic::Ordering::Release);
+    state.admission.start_draining();
     if !config.shutdown_delay.is_zero() {
         tokio::time::sleep(config.shutdown_delay).await;
     }

@@ -29,23 +29,20 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use betrace_core::assemble::{CompletedTrace, IngestOutcome, RefuseReason, TraceAssembler};
-use betrace_core::engine::now_unix_nanos;
-use betrace_core::engine::{RuleSet, TraceContext};
-use betrace_core::stream::number_violations;
-use betrace_core::violation::reconcile;
-use betrace_core::{AttrValue, CompletionReason, Span, TraceId, Violation};
-use crossbeam_channel::{Receiver, Sender};
+use arc_swap::ArcSwap;
+use betrace_core::assemble::{RefuseReason, TraceAssembler};
+use betrace_core::engine::{RuleSet, now_unix_nanos};
+use betrace_core::stream::{Evaluated, Executor, Refused, Sink, StreamEngine};
+use betrace_core::{AttrValue, Span, TraceId, Violation};
 use parking_lot::Mutex;
 
 use super::config::Limits;
 use super::export;
 use super::metrics::{CompletionLabel, Metrics, ReasonLabel, RuleLabel, ViolationLabel};
-use super::registry::RuleRegistry;
 use super::spool::{RecordKind, Spool, TraceCounts, trace_counts};
 use super::storage::{Store, ViolationQuery};
 use super::summary::TraceSpans;
@@ -75,33 +72,35 @@ struct Held {
 /// Time between two store retries while storage fails.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
-enum Job {
-    Traces(Vec<CompletedTrace>),
-    Stop,
+/// Longest wait of [`Pipeline::flush`].
+const FLUSH_WAIT: Duration = Duration::from_secs(60);
+
+/// Longest wait of [`Pipeline::shutdown`] for the evaluation of the buffered traces.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(120);
+
+/// The settings of a [`Pipeline`].
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineConfig {
+    pub limits: Limits,
+    /// `storage.max_violations`.
+    pub max_violations: u64,
+    /// `storage.violation_retention`.
+    pub retention: Duration,
+    /// `storage.retry_queue_violations`: violations held in memory while storage fails.
+    pub retry_queue_violations: usize,
+    /// `server.evaluation_workers`.
+    pub eval_workers: usize,
 }
 
-/// The ingest and evaluation pipeline.
+/// The sink of the server's [`StreamEngine`]: metrics, span summaries, storage (with the
+/// retry queue while it fails), the spool's bookkeeping, the exporter's wake-up, and the
+/// stored violations a re-evaluation is reconciled with.
 #[derive(Debug)]
-pub struct Pipeline {
-    assembler: TraceAssembler,
-    registry: Arc<RuleRegistry>,
+pub struct Recorder {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    limits: Limits,
-    tx: Sender<Job>,
-    rx: Receiver<Job>,
-    /// Spans of released traces not yet evaluated.
-    pending_spans: AtomicU64,
-    /// Released traces not yet evaluated and stored.
-    in_flight: AtomicU64,
-    queue_limit: u64,
-    violations_stored: Arc<tokio::sync::Notify>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
-    ticking: AtomicBool,
-    ticker: Mutex<Option<JoinHandle<()>>>,
-    /// `(storage.max_violations, storage.violation_retention in ns)`.
-    retention: (u64, u64),
     spool: Option<Spool>,
+    violations_stored: Arc<tokio::sync::Notify>,
     /// Violations waiting for a retry, oldest first, and their count.
     held: Mutex<(VecDeque<Held>, usize)>,
     held_limit: usize,
@@ -112,95 +111,78 @@ pub struct Pipeline {
     last_retry: Mutex<Option<Instant>>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Job::Traces(t) => write!(f, "Traces({})", t.len()),
-            Job::Stop => f.write_str("Stop"),
-        }
-    }
+/// The ingest and evaluation pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    engine: Arc<StreamEngine<Recorder>>,
+    limits: Limits,
+    ticking: AtomicBool,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+    /// `(storage.max_violations, storage.violation_retention in ns)`.
+    retention: (u64, u64),
 }
 
 impl Pipeline {
-    /// A pipeline; call [`Pipeline::start`] to run its threads.
+    /// A pipeline evaluating with the set in `rules` (swapped by the rule registry) on
+    /// `config.eval_workers` threads; `spool` keeps every accepted request until its traces
+    /// are stored. Call [`Pipeline::start`] to run its threads.
     pub fn new(
         assembler: TraceAssembler,
-        registry: Arc<RuleRegistry>,
+        rules: Arc<ArcSwap<RuleSet>>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
-        limits: Limits,
-        max_violations: u64,
-        retention: Duration,
+        spool: Option<Spool>,
+        config: PipelineConfig,
     ) -> Pipeline {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let queue_limit = assembler.config().max_buffered_spans as u64;
-        Pipeline {
-            assembler,
-            registry,
+        let recorder = Recorder {
             store,
             metrics,
-            limits,
-            tx,
-            rx,
-            pending_spans: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            queue_limit,
+            spool,
             violations_stored: Arc::new(tokio::sync::Notify::new()),
-            workers: Mutex::new(Vec::new()),
-            ticking: AtomicBool::new(false),
-            ticker: Mutex::new(None),
-            retention: (
-                max_violations,
-                u64::try_from(retention.as_nanos()).unwrap_or(u64::MAX),
-            ),
-            spool: None,
             held: Mutex::new((VecDeque::new(), 0)),
-            held_limit: 100_000,
+            held_limit: config.retry_queue_violations,
             store_failing: AtomicBool::new(false),
             spool_failing: AtomicBool::new(false),
             last_retry: Mutex::new(None),
+        };
+        Pipeline {
+            engine: Arc::new(StreamEngine::with_sink(
+                rules,
+                assembler,
+                recorder,
+                Executor::Workers(config.eval_workers),
+            )),
+            limits: config.limits,
+            ticking: AtomicBool::new(false),
+            ticker: Mutex::new(None),
+            retention: (
+                config.max_violations,
+                u64::try_from(config.retention.as_nanos()).unwrap_or(u64::MAX),
+            ),
         }
     }
 
-    /// Keeps every accepted request in `spool` until its traces are stored.
-    pub fn with_spool(mut self, spool: Spool) -> Pipeline {
-        self.spool = Some(spool);
-        self
-    }
-
-    /// Holds at most `limit` violations in memory while storage fails.
-    pub fn with_retry_queue(mut self, limit: usize) -> Pipeline {
-        self.held_limit = limit;
-        self
+    fn recorder(&self) -> &Recorder {
+        self.engine.sink()
     }
 
     /// Why storage is failing, or `None` when it works (`/v1/ready`).
     pub fn storage_problem(&self) -> Option<&'static str> {
-        if self.store_failing.load(Ordering::Acquire) {
-            Some("violations cannot be stored")
-        } else if self.spool_failing.load(Ordering::Acquire) {
-            Some("the ingest spool cannot be written")
-        } else {
-            None
-        }
-    }
-
-    fn set_health(&self) {
-        let ok = self.storage_problem().is_none();
-        self.metrics.storage_ok.set(i64::from(ok));
+        self.recorder().storage_problem()
     }
 
     /// Remembers the traces the previous process evaluated at its shutdown within the
     /// assembler's `released_memory`, so that their spans arriving now are evaluated as
     /// partial fragments (`"partial": true`) rather than as whole traces.
     pub fn resume_after_shutdown(&self) {
+        let assembler = self.engine.assembler();
         let memory =
-            u64::try_from(self.assembler.config().released_memory.as_nanos()).unwrap_or(u64::MAX);
+            u64::try_from(assembler.config().released_memory.as_nanos()).unwrap_or(u64::MAX);
         let since = now_unix_nanos().saturating_sub(memory) as i64;
-        match self.store.shutdown_traces_since(since) {
+        match self.recorder().store.shutdown_traces_since(since) {
             Ok(ids) => {
                 let n = ids.len();
-                self.assembler.remember_released(
+                assembler.remember_released(
                     ids.iter()
                         .filter_map(|id| betrace_core::input::hex_bytes(id))
                         .map(betrace_core::TraceId),
@@ -218,17 +200,9 @@ impl Pipeline {
         }
     }
 
-    /// Starts `workers` evaluation threads and the 100 ms tick.
-    pub fn start(self: &Arc<Self>, workers: usize) -> std::io::Result<()> {
-        let mut handles = self.workers.lock();
-        for i in 0..workers.max(1) {
-            let me = Arc::clone(self);
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("betrace-eval-{i}"))
-                    .spawn(move || me.work())?,
-            );
-        }
+    /// Starts the evaluation threads and the 100 ms tick.
+    pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        self.engine.start()?;
         self.ticking.store(true, Ordering::Release);
         let me = Arc::clone(self);
         *self.ticker.lock() = Some(
@@ -241,40 +215,40 @@ impl Pipeline {
 
     /// Notified after violations were stored (wakes the exporter).
     pub fn violations_stored(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.violations_stored)
+        Arc::clone(&self.recorder().violations_stored)
     }
 
     pub fn assembler(&self) -> &TraceAssembler {
-        &self.assembler
+        self.engine.assembler()
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// Brings the assembler's counters and the evaluation queue's gauge up to date (before a
+    /// scrape).
+    pub fn sync_metrics(&self) {
+        let m = &self.recorder().metrics;
+        m.sync_assembler(&self.engine.assembler().stats());
+        m.pending_evaluation_spans
+            .set(i64::try_from(self.engine.pending_spans()).unwrap_or(i64::MAX));
     }
 
-    /// Buffers a batch of decoded spans. `transport` labels the received counter.
-    pub fn ingest(&self, spans: Vec<Span>, transport: &str) -> Result<(), IngestError> {
-        self.ingest_raw(spans, transport, None)
-    }
-
-    /// [`Pipeline::ingest`] of a request whose body (`kind`, bytes after gzip) goes into the
-    /// spool, when there is one, before the spans are buffered.
-    pub fn ingest_raw(
+    /// Buffers a batch of decoded spans (counted as received by the caller, [`super::admit`]);
+    /// `raw` is the request body (`kind`, bytes after gzip) for the spool, when there is one,
+    /// written before the spans are buffered.
+    pub fn ingest(
         &self,
         mut spans: Vec<Span>,
-        transport: &str,
         raw: Option<(RecordKind, &[u8])>,
     ) -> Result<(), IngestError> {
-        self.metrics.received(transport, spans.len());
+        let rec = self.recorder();
         let before = spans.len();
         spans.retain(|s| !export::is_own_violation(s));
         let n = spans.len();
         if n < before {
-            self.metrics
+            rec.metrics
                 .spans_ignored
                 .get_or_create(&ReasonLabel {
                     reason: "own_violation".to_owned(),
@@ -284,71 +258,55 @@ impl Pipeline {
         if n == 0 {
             return Ok(());
         }
-        if self.store_failing.load(Ordering::Acquire) {
-            self.metrics.rejected("storage", n);
+        if rec.store_failing.load(Ordering::Acquire) {
+            rec.metrics.rejected("storage", n);
             return Err(IngestError::StorageUnavailable);
         }
-        if self.pending_spans.load(Ordering::Acquire) >= self.queue_limit {
-            self.metrics.rejected("backpressure", n);
+        if self.engine.saturated() {
+            rec.metrics.rejected("backpressure", n);
             return Err(IngestError::Backpressure);
         }
         self.apply_limits(&mut spans);
-        let spooled = match (&self.spool, raw) {
+        let spooled = match (&rec.spool, raw) {
             (Some(spool), Some((kind, body))) => {
                 let traces = trace_counts(spans.iter().map(|s| &s.trace_id));
                 match spool.append(kind, body, &traces) {
                     Ok(seg) => {
-                        if self.spool_failing.swap(false, Ordering::AcqRel) {
+                        if rec.spool_failing.swap(false, Ordering::AcqRel) {
                             tracing::info!("the ingest spool can be written again");
-                            self.set_health();
+                            rec.set_health();
                         }
                         Some((spool, seg, traces))
                     }
                     Err(e) => {
-                        if !self.spool_failing.swap(true, Ordering::AcqRel) {
+                        if !rec.spool_failing.swap(true, Ordering::AcqRel) {
                             tracing::error!(error = %e, "the ingest spool cannot be written; ingest answers 503 until it can");
-                            self.set_health();
+                            rec.set_health();
                         }
-                        self.metrics.spool_write_failures.inc();
-                        self.metrics.rejected("storage", n);
+                        rec.metrics.spool_write_failures.inc();
+                        rec.metrics.rejected("storage", n);
                         return Err(IngestError::StorageUnavailable);
                     }
                 }
             }
             _ => None,
         };
-        self.buffer(spans, spooled)
-    }
-
-    fn buffer(
-        &self,
-        spans: Vec<Span>,
-        spooled: Option<(&Spool, u64, TraceCounts)>,
-    ) -> Result<(), IngestError> {
-        let n = spans.len();
-        match self.assembler.ingest(spans) {
-            IngestOutcome::Accepted { completed } => {
-                self.enqueue(completed);
-                Ok(())
-            }
-            IngestOutcome::Refused { reason, .. } => {
+        match self.engine.ingest(spans) {
+            Ok(_) => Ok(()),
+            Err(Refused { reason, .. }) => {
                 if let Some((spool, seg, traces)) = spooled {
                     spool.untrack(seg, &traces);
                 }
-                self.refused(reason, n)
-            }
-        }
-    }
-
-    fn refused(&self, reason: RefuseReason, n: usize) -> Result<(), IngestError> {
-        match reason {
-            RefuseReason::Full => {
-                self.metrics.rejected("backpressure", n);
-                Err(IngestError::Backpressure)
-            }
-            RefuseReason::ShutDown => {
-                self.metrics.rejected("shutdown", n);
-                Err(IngestError::ShuttingDown)
+                match reason {
+                    RefuseReason::Full => {
+                        rec.metrics.rejected("backpressure", n);
+                        Err(IngestError::Backpressure)
+                    }
+                    RefuseReason::ShutDown => {
+                        rec.metrics.rejected("shutdown", n);
+                        Err(IngestError::ShuttingDown)
+                    }
+                }
             }
         }
     }
@@ -356,7 +314,8 @@ impl Pipeline {
     /// Feeds the requests left in the spool by an earlier run back into the trace buffer
     /// (before the listeners open). Returns the spans replayed.
     pub fn replay(&self) -> u64 {
-        let Some(spool) = &self.spool else {
+        let rec = self.recorder();
+        let Some(spool) = &rec.spool else {
             return 0;
         };
         let mut total = 0u64;
@@ -407,23 +366,23 @@ impl Pipeline {
                 // Back-pressure at start: wait for the evaluation threads.
                 let mut spans = Some(spans);
                 while let Some(batch) = spans.take() {
-                    match self.assembler.ingest(batch) {
-                        IngestOutcome::Accepted { completed } => self.enqueue(completed),
-                        IngestOutcome::Refused {
+                    match self.engine.ingest(batch) {
+                        Ok(_) => {}
+                        Err(Refused {
                             reason: RefuseReason::Full,
                             spans: back,
-                        } => {
+                        }) => {
                             std::thread::sleep(Duration::from_millis(10));
                             spans = Some(back);
                         }
-                        IngestOutcome::Refused { .. } => {
+                        Err(Refused { .. }) => {
                             spool.untrack(seg, &traces);
                             return total;
                         }
                     }
                 }
                 total += n;
-                self.metrics.spool_replayed_spans.inc_by(n);
+                rec.metrics.spool_replayed_spans.inc_by(n);
             }
         }
         total
@@ -443,38 +402,19 @@ impl Pipeline {
                 truncate_value(v, max_len, &mut truncated);
             }
         }
+        let m = &self.recorder().metrics;
         if dropped > 0 {
-            self.metrics.attributes_dropped("limit", dropped as usize);
+            m.attributes_dropped("limit", dropped as usize);
         }
         if truncated > 0 {
-            self.metrics.attribute_values_truncated.inc_by(truncated);
-        }
-    }
-
-    fn enqueue(&self, traces: Vec<CompletedTrace>) {
-        if traces.is_empty() {
-            return;
-        }
-        let spans: u64 = traces.iter().map(|t| t.spans.len() as u64).sum();
-        self.pending_spans.fetch_add(spans, Ordering::AcqRel);
-        self.in_flight
-            .fetch_add(traces.len() as u64, Ordering::AcqRel);
-        self.metrics
-            .pending_evaluation_spans
-            .set(self.pending_spans.load(Ordering::Relaxed) as i64);
-        if self.tx.send(Job::Traces(traces)).is_err() {
-            tracing::error!("the evaluation queue is closed");
+            m.attribute_values_truncated.inc_by(truncated);
         }
     }
 
     /// Releases every buffered trace (`completion_reason=flush`) and waits until they and
     /// everything queued before are evaluated and stored. Returns the number released.
     pub fn flush(&self) -> usize {
-        let traces = self.assembler.flush();
-        let n = traces.len();
-        self.enqueue(traces);
-        self.wait_idle(Duration::from_secs(60));
-        n
+        self.engine.flush(FLUSH_WAIT)
     }
 
     /// Refuses further spans, releases every buffered trace (`completion_reason=shutdown`),
@@ -484,33 +424,17 @@ impl Pipeline {
         if let Some(t) = self.ticker.lock().take() {
             let _ = t.join();
         }
-        let traces = self.assembler.shutdown();
-        let n = traces.len();
-        let ids: Vec<String> = traces.iter().map(|t| t.trace_id.to_hex()).collect();
-        if let Err(e) = self
-            .store
-            .remember_shutdown_traces(&ids, now_unix_nanos() as i64)
-        {
-            tracing::error!(error = %e, "recording the traces evaluated at shutdown failed");
-        }
-        self.enqueue(traces);
-        if !self.wait_idle(Duration::from_secs(120)) {
-            let lost = self.pending_spans.load(Ordering::Acquire);
+        let done = self.engine.shutdown(SHUTDOWN_WAIT);
+        let rec = self.recorder();
+        if done.unfinished_spans > 0 {
             tracing::error!(
-                spans = lost,
+                spans = done.unfinished_spans,
                 "evaluation did not finish within 120 s of shutdown"
             );
-            self.metrics.dropped("shutdown", lost);
+            rec.metrics.dropped("shutdown", done.unfinished_spans);
         }
-        let workers: Vec<_> = self.workers.lock().drain(..).collect();
-        for _ in &workers {
-            let _ = self.tx.send(Job::Stop);
-        }
-        for w in workers {
-            let _ = w.join();
-        }
-        self.retry_held();
-        if let Some(spool) = &self.spool {
+        rec.retry_held();
+        if let Some(spool) = &rec.spool {
             let kept = spool.close();
             if kept > 0 {
                 tracing::warn!(
@@ -519,33 +443,26 @@ impl Pipeline {
                 );
             }
         }
-        self.metrics.sync_assembler(&self.assembler.stats());
-        n
+        self.sync_metrics();
+        done.released
     }
 
     /// Waits until every queued trace is evaluated and stored, at most `limit`.
     pub fn wait_idle(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while self.in_flight.load(Ordering::Acquire) > 0 {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        true
+        self.engine.wait_idle(limit)
     }
 
     fn tick_loop(&self) {
         let mut last_prune: Option<Instant> = None;
         while self.ticking.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(100));
-            let expired = self.assembler.poll_expired();
-            self.enqueue(expired);
-            self.retry_held();
-            if let Some(spool) = &self.spool {
+            self.engine.poll();
+            let rec = self.recorder();
+            rec.retry_held();
+            if let Some(spool) = &rec.spool {
                 spool.tick();
             }
-            self.metrics.sync_assembler(&self.assembler.stats());
+            self.sync_metrics();
             if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                 last_prune = Some(Instant::now());
                 self.prune();
@@ -554,15 +471,133 @@ impl Pipeline {
     }
 
     fn prune(&self) {
-        let Some((max, retention)) = self.retention() else {
-            return;
-        };
+        let (max, retention) = self.retention;
         let cutoff = now_unix_nanos().saturating_sub(retention) as i64;
-        match self.store.prune(max, cutoff) {
+        match self.recorder().store.prune(max, cutoff) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned old violations"),
             Err(e) => tracing::error!(error = %e, "pruning violations failed"),
         }
+    }
+}
+
+impl Sink for Recorder {
+    fn complete(&self, _rules: &RuleSet, batch: &mut [Evaluated]) {
+        let mut violations: Vec<Violation> = Vec::new();
+        let mut summaries: Vec<TraceSpans> = Vec::new();
+        let done: TraceCounts = if self.spool.is_some() {
+            batch
+                .iter()
+                .map(|e| (e.evaluation.trace_id, e.spans_released as u64))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for e in batch.iter_mut() {
+            let t = &mut e.evaluation;
+            self.metrics
+                .evaluation_duration
+                .observe(e.elapsed.as_secs_f64());
+            self.metrics
+                .traces_evaluated
+                .get_or_create(&CompletionLabel {
+                    completion_reason: t.completion_reason.as_str().to_owned(),
+                })
+                .inc();
+            for err in &t.evaluation.errors {
+                self.metrics
+                    .rule_evaluation_errors
+                    .get_or_create(&RuleLabel {
+                        rule_id: err.rule_id.clone(),
+                    })
+                    .inc();
+                tracing::warn!(rule_id = %err.rule_id, trace_id = %err.trace_id, error = ?err.error, "rule evaluation failed");
+            }
+            for v in &t.evaluation.violations {
+                if v.supersedes.is_some() {
+                    let reason = if v.retraction {
+                        "retracted"
+                    } else {
+                        "superseded"
+                    };
+                    self.metrics
+                        .violations_replaced
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.to_owned(),
+                        })
+                        .inc();
+                }
+                if !v.retraction {
+                    self.metrics
+                        .violations
+                        .get_or_create(&ViolationLabel {
+                            rule_id: v.rule_id.clone(),
+                            severity: v.severity.as_str().to_owned(),
+                        })
+                        .inc();
+                }
+            }
+            if !t.evaluation.violations.is_empty() {
+                summaries.push(TraceSpans::of(&e.trace, &t.evaluation.violations));
+            }
+            violations.append(&mut t.evaluation.violations);
+        }
+        self.store_or_hold(violations, summaries, done);
+    }
+
+    /// The live stored violations of the trace; `None` (the fresh ones are stored beside
+    /// them) when they cannot be read.
+    fn earlier_violations(&self, trace_id: TraceId) -> Option<Vec<Violation>> {
+        let query = ViolationQuery {
+            trace_id: Some(trace_id),
+            limit: 1000,
+            ..Default::default()
+        };
+        let rows = match self.store.list_violations(&query) {
+            Ok((rows, _)) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, trace_id = %trace_id.to_hex(), "reading the earlier violations of a re-evaluated trace failed; storing the new ones beside them");
+                return None;
+            }
+        };
+        Some(
+            rows.into_iter()
+                .filter_map(|r| match serde_json::from_value::<Violation>(r.json) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::error!(error = %e, seq = r.seq, "a stored violation cannot be read; it is left out of the re-evaluation");
+                        None
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn releasing_at_shutdown(&self, traces: &[TraceId]) {
+        let ids: Vec<String> = traces.iter().map(TraceId::to_hex).collect();
+        if let Err(e) = self
+            .store
+            .remember_shutdown_traces(&ids, now_unix_nanos() as i64)
+        {
+            tracing::error!(error = %e, "recording the traces evaluated at shutdown failed");
+        }
+    }
+}
+
+impl Recorder {
+    fn storage_problem(&self) -> Option<&'static str> {
+        if self.store_failing.load(Ordering::Acquire) {
+            Some("violations cannot be stored")
+        } else if self.spool_failing.load(Ordering::Acquire) {
+            Some("the ingest spool cannot be written")
+        } else {
+            None
+        }
+    }
+
+    fn set_health(&self) {
+        let ok = self.storage_problem().is_none();
+        self.metrics.storage_ok.set(i64::from(ok));
     }
 
     /// Stores `violations`; when that fails, holds them for a retry (ingest answers 503 until
@@ -666,182 +701,6 @@ impl Pipeline {
         self.store_failing.store(false, Ordering::Release);
         self.set_health();
         tracing::info!("storage works again; held violations stored");
-    }
-
-    fn retention(&self) -> Option<(u64, u64)> {
-        Some(self.retention)
-    }
-
-    fn work(&self) {
-        while let Ok(job) = self.rx.recv() {
-            let mut batch = match job {
-                Job::Stop => return,
-                Job::Traces(t) => t,
-            };
-            let mut stop = false;
-            // Take what else is queued, up to a bound, to store in one transaction.
-            while batch.len() < 256 {
-                match self.rx.try_recv() {
-                    Ok(Job::Traces(t)) => batch.extend(t),
-                    Ok(Job::Stop) => {
-                        stop = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.process(batch);
-            if stop {
-                return;
-            }
-        }
-    }
-
-    fn process(&self, traces: Vec<CompletedTrace>) {
-        let set = self.registry.current();
-        let now = now_unix_nanos();
-        let count = traces.len() as u64;
-        let mut spans = 0u64;
-        let mut violations: Vec<Violation> = Vec::new();
-        let done: TraceCounts = if self.spool.is_some() {
-            traces
-                .iter()
-                .map(|t| (t.trace_id, t.spans.len() as u64))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut keep: Vec<(TraceId, u32, Vec<Span>)> = Vec::new();
-        let mut summaries: Vec<TraceSpans> = Vec::new();
-        for t in traces {
-            spans += t.spans.len() as u64;
-            let reason = t.reason;
-            let whole_again = t.evaluation > 1 && !t.partial;
-            let started = Instant::now();
-            let ctx = TraceContext {
-                completion_reason: t.reason,
-                partial: t.partial,
-                now_unix_nanos: now,
-            };
-            let (trace_id, number) = (t.trace_id, t.evaluation);
-            let trace = t.into_trace();
-            let mut eval = set.evaluate(&trace, ctx);
-            number_violations(&set, &mut eval.violations, number);
-            if whole_again {
-                eval.violations = self.reconcile(
-                    &set,
-                    trace_id,
-                    std::mem::take(&mut eval.violations),
-                    number,
-                    trace.len(),
-                    reason,
-                    now,
-                );
-            }
-            self.metrics
-                .evaluation_duration
-                .observe(started.elapsed().as_secs_f64());
-            self.metrics
-                .traces_evaluated
-                .get_or_create(&CompletionLabel {
-                    completion_reason: reason.as_str().to_owned(),
-                })
-                .inc();
-            for e in &eval.errors {
-                self.metrics
-                    .rule_evaluation_errors
-                    .get_or_create(&RuleLabel {
-                        rule_id: e.rule_id.clone(),
-                    })
-                    .inc();
-                tracing::warn!(rule_id = %e.rule_id, trace_id = %e.trace_id, error = ?e.error, "rule evaluation failed");
-            }
-            for v in eval.violations.iter().filter(|v| !v.retraction) {
-                self.metrics
-                    .violations
-                    .get_or_create(&ViolationLabel {
-                        rule_id: v.rule_id.clone(),
-                        severity: v.severity.as_str().to_owned(),
-                    })
-                    .inc();
-            }
-            if !eval.violations.is_empty() {
-                summaries.push(TraceSpans::of(&trace, &eval.violations));
-            }
-            violations.extend(eval.violations);
-            keep.push((trace_id, number, trace.into_spans()));
-        }
-        self.store_or_hold(violations, summaries, done);
-        // After storing: a re-evaluation then finds these violations stored.
-        for (trace_id, number, kept) in keep {
-            let _ = self.assembler.retain(trace_id, number, kept);
-        }
-        self.pending_spans.fetch_sub(spans, Ordering::AcqRel);
-        self.metrics
-            .pending_evaluation_spans
-            .set(self.pending_spans.load(Ordering::Relaxed) as i64);
-        self.in_flight.fetch_sub(count, Ordering::AcqRel);
-    }
-}
-
-impl Pipeline {
-    /// The records to store for evaluation `number` of the whole trace `trace_id`: `fresh`
-    /// reconciled with the trace's live stored violations of rules the set evaluates (a
-    /// removed or disabled rule's violations stay as they are). When the stored ones cannot be
-    /// read, `fresh` as it is.
-    #[expect(clippy::too_many_arguments, reason = "the facts of one evaluation")]
-    fn reconcile(
-        &self,
-        set: &RuleSet,
-        trace_id: TraceId,
-        fresh: Vec<Violation>,
-        number: u32,
-        span_count: usize,
-        reason: CompletionReason,
-        now: u64,
-    ) -> Vec<Violation> {
-        let query = ViolationQuery {
-            trace_id: Some(trace_id),
-            limit: 1000,
-            ..Default::default()
-        };
-        let stored = match self.store.list_violations(&query) {
-            Ok((rows, _)) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, trace_id = %trace_id.to_hex(), "reading the earlier violations of a re-evaluated trace failed; storing the new ones beside them");
-                return fresh;
-            }
-        };
-        let evaluated: std::collections::HashSet<&str> = set
-            .rules()
-            .filter(|r| r.enabled)
-            .map(|r| r.id.as_str())
-            .collect();
-        let earlier: Vec<Violation> = stored
-            .into_iter()
-            .filter_map(|r| serde_json::from_value::<Violation>(r.json).ok())
-            .filter(|v| evaluated.contains(v.rule_id.as_str()))
-            .collect();
-        let mut out = reconcile(&earlier, fresh, number, span_count, reason, now);
-        for v in &mut out.records {
-            if let Some(key) = &set.options().signing_key {
-                betrace_core::sign::sign_in_place(v, key);
-            }
-            if v.supersedes.is_some() {
-                let label = if v.retraction {
-                    "retracted"
-                } else {
-                    "superseded"
-                };
-                self.metrics
-                    .violations_replaced
-                    .get_or_create(&ReasonLabel {
-                        reason: label.to_owned(),
-                    })
-                    .inc();
-            }
-        }
-        out.records
     }
 }
 

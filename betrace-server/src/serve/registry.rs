@@ -66,7 +66,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct RuleRegistry {
     entries: Mutex<BTreeMap<String, Entry>>,
-    current: ArcSwap<RuleSet>,
+    /// Shared with the pipeline's [`betrace_core::stream::StreamEngine`].
+    current: Arc<ArcSwap<RuleSet>>,
     store: Arc<dyn Store>,
     engine: EngineOptions,
     max_rules: usize,
@@ -153,7 +154,7 @@ impl RuleRegistry {
         metrics.rules_active.set(enabled_count(&entries) as i64);
         Ok(RuleRegistry {
             entries: Mutex::new(entries),
-            current: ArcSwap::from_pointee(set),
+            current: Arc::new(ArcSwap::from_pointee(set)),
             store,
             engine,
             max_rules,
@@ -165,6 +166,11 @@ impl RuleRegistry {
     /// The compiled rule set in force.
     pub fn current(&self) -> Arc<RuleSet> {
         self.current.load_full()
+    }
+
+    /// Where the set in force lives; every change of rules stores the new set there.
+    pub fn rule_cell(&self) -> Arc<ArcSwap<RuleSet>> {
+        Arc::clone(&self.current)
     }
 
     /// The engine options (signing key, budget) rules are compiled with.

@@ -572,7 +572,7 @@ pub async fn dashboard(State(st): State<AppState>) -> Result<Json<Value>, ApiErr
     let s = Arc::clone(&st);
     let (day, hour, violations_by) = blocking(move || last_day(&s)).await??;
     let m = &st.metrics;
-    m.sync_assembler(&st.pipeline.assembler().stats());
+    st.pipeline.sync_metrics();
     Ok(Json(json!({
         "rules": {"total": rules.len(), "active": active, "bySeverity": by_severity},
         "violations": {"last24h": day, "lastHour": hour, "bySeverity": violations_by},

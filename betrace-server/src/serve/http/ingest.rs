@@ -22,12 +22,8 @@ use serde_json::{Value, json};
 
 use super::body::{self, BodyError};
 use super::{ApiError, AppState, parse_json};
-use crate::serve::pipeline::IngestError;
+use crate::serve::admit::{Accepted, RETRY_AFTER_SECONDS, Transport};
 use crate::serve::spool::RecordKind;
-use betrace_core::{Decoded, SpanError};
-
-/// Seconds a client is told to wait after a 429.
-pub const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// `google.rpc.Status`, the error body of OTLP/HTTP.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -62,10 +58,8 @@ fn encoding_of(headers: &HeaderMap) -> Option<Encoding> {
     }
 }
 
-/// gRPC status codes used in `google.rpc.Status`.
-const INVALID_ARGUMENT: i32 = 3;
-const RESOURCE_EXHAUSTED: i32 = 8;
-const UNAVAILABLE: i32 = 14;
+/// The gRPC status code of `google.rpc.Status` for a body that cannot be read.
+const INVALID_ARGUMENT: i32 = tonic::Code::InvalidArgument as i32;
 
 fn status_response(enc: Encoding, status: StatusCode, code: i32, message: String) -> Response {
     let mut resp = match enc {
@@ -97,42 +91,6 @@ fn body_error(enc: Encoding, e: BodyError) -> Response {
             e.to_string(),
         ),
     }
-}
-
-/// The first few of `items`, `; `-separated, with how many more.
-fn first_few(items: &[SpanError]) -> String {
-    const SHOWN: usize = 5;
-    let mut parts: Vec<String> = items.iter().take(SHOWN).map(ToString::to_string).collect();
-    if items.len() > SHOWN {
-        parts.push(format!("and {} more", items.len() - SHOWN));
-    }
-    parts.join("; ")
-}
-
-/// The OTLP partial success of an accepted request (OTLP specification, "Partial
-/// Success"): `rejected_spans` counts the rejected spans; `error_message` names the first
-/// rejected spans and the first attributes dropped for nesting too deep (a warning: with
-/// only dropped attributes, `rejected_spans` is 0). `None` when everything was kept.
-pub fn partial_success(accepted: &Accepted) -> Option<ExportTracePartialSuccess> {
-    let mut parts = Vec::new();
-    if !accepted.rejected.is_empty() {
-        parts.push(format!(
-            "{} span(s) rejected: {}",
-            accepted.rejected.len(),
-            first_few(&accepted.rejected)
-        ));
-    }
-    if !accepted.dropped_attributes.is_empty() {
-        parts.push(format!(
-            "{} attribute(s) dropped: {}",
-            accepted.dropped_attributes.len(),
-            first_few(&accepted.dropped_attributes)
-        ));
-    }
-    (!parts.is_empty()).then(|| ExportTracePartialSuccess {
-        rejected_spans: accepted.rejected.len() as i64,
-        error_message: parts.join(". "),
-    })
 }
 
 /// OTLP/HTTP trace export.
@@ -193,10 +151,13 @@ pub async fn otlp_traces(
         Encoding::Protobuf => RecordKind::OtlpProtobuf,
         Encoding::Json => RecordKind::OtlpJson,
     };
-    match accept(&st, decoded, "otlp_http", Some((kind, &bytes))) {
-        Err(r) => status_response(enc, r.status, r.code, r.message),
+    match st
+        .admission
+        .accept(decoded, Transport::OtlpHttp, Some((kind, &bytes)))
+    {
+        Err(r) => status_response(enc, r.http_status(), r.grpc_code() as i32, r.to_string()),
         Ok(accepted) => {
-            let partial = partial_success(&accepted).or_else(|| {
+            let partial = accepted.partial_success().or_else(|| {
                 warning.map(|error_message| ExportTracePartialSuccess {
                     rejected_spans: 0,
                     error_message,
@@ -224,83 +185,6 @@ pub async fn otlp_traces(
                 }
             }
         }
-    }
-}
-
-/// A refusal of a whole request by the pipeline.
-#[derive(Debug)]
-pub struct Refusal {
-    pub status: StatusCode,
-    /// gRPC status code.
-    pub code: i32,
-    pub message: String,
-}
-
-/// What an accepted request left out: the spans rejected and the attributes dropped from
-/// spans that were kept.
-#[derive(Debug, Default)]
-pub struct Accepted {
-    pub rejected: Vec<SpanError>,
-    pub dropped_attributes: Vec<SpanError>,
-}
-
-/// Counts, limits and ingests decoded spans; returns what was left out. `raw` is the request
-/// body (after gzip) for the ingest spool.
-pub fn accept(
-    st: &super::Shared,
-    decoded: Decoded,
-    transport: &str,
-    raw: Option<(RecordKind, &[u8])>,
-) -> Result<Accepted, Refusal> {
-    let total = decoded.total();
-    if st.draining.load(std::sync::atomic::Ordering::Acquire) {
-        st.metrics.received(transport, total);
-        st.metrics.rejected("shutdown", total);
-        return Err(Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: UNAVAILABLE,
-            message: IngestError::ShuttingDown.to_string(),
-        });
-    }
-    let max = st.limits.max_spans_per_request;
-    if total > max {
-        st.metrics.received(transport, total);
-        st.metrics.rejected("limit", total);
-        return Err(Refusal {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: INVALID_ARGUMENT,
-            message: format!(
-                "the request holds {total} spans, more than server.max_spans_per_request ({max})"
-            ),
-        });
-    }
-    let rejected = decoded.rejected;
-    st.metrics.received(transport, rejected.len());
-    st.metrics.rejected("invalid", rejected.len());
-    match st.pipeline.ingest_raw(decoded.spans, transport, raw) {
-        Ok(()) => {
-            st.metrics
-                .attributes_dropped("depth", decoded.dropped_attributes.len());
-            Ok(Accepted {
-                rejected,
-                dropped_attributes: decoded.dropped_attributes,
-            })
-        }
-        Err(IngestError::Backpressure) => Err(Refusal {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: RESOURCE_EXHAUSTED,
-            message: IngestError::Backpressure.to_string(),
-        }),
-        Err(IngestError::ShuttingDown) => Err(Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: UNAVAILABLE,
-            message: IngestError::ShuttingDown.to_string(),
-        }),
-        Err(IngestError::StorageUnavailable) => Err(Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: UNAVAILABLE,
-            message: IngestError::StorageUnavailable.to_string(),
-        }),
     }
 }
 
@@ -344,10 +228,9 @@ pub async fn spans(
     let decoded = betrace_core::decode_simple_json(&value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let accepted = decoded.spans.len();
-    match accept(
-        &st,
+    match st.admission.accept(
         decoded,
-        "spans_api",
+        Transport::SpansApi,
         Some((RecordKind::SimpleJson, &bytes)),
     ) {
         Ok(Accepted { rejected, .. }) => Ok(Json(json!({
@@ -356,16 +239,14 @@ pub async fn spans(
             "errors": rejected.iter().map(|e| json!({"index": e.index, "message": e.to_string()})).collect::<Vec<_>>(),
         }))),
         Err(r) => {
-            let code = match r.status {
+            let status = r.http_status();
+            let code = match status {
                 StatusCode::TOO_MANY_REQUESTS => "resource_exhausted",
                 StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
                 _ => "unavailable",
             };
-            let mut e = ApiError::new(r.status, code, r.message);
-            if matches!(
-                r.status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-            ) {
+            let mut e = ApiError::new(status, code, r.to_string());
+            if r.retryable() {
                 e = e.with_retry_after(RETRY_AFTER_SECONDS);
             }
             Err(e)

@@ -17,18 +17,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use betrace_dsl::DiagnosticJson;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::admit::{Admission, RETRY_AFTER_SECONDS, UNAUTHENTICATED};
 use super::config::Limits;
 use super::metrics::Metrics;
 use super::pipeline::Pipeline;
@@ -50,13 +49,11 @@ pub struct Shared {
     pub registry: Arc<RuleRegistry>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
-    /// SHA-256 of the API token (compared in constant time).
-    pub token_hash: Option<[u8; 32]>,
+    /// The token check and the door to the pipeline, shared with the gRPC receiver.
+    pub admission: Admission,
     pub signing_key: Vec<u8>,
     pub started: Instant,
     pub ready: AtomicBool,
-    /// Set at SIGTERM/SIGINT: requests are answered 503 while the buffered traces drain.
-    pub draining: AtomicBool,
     pub limits: Limits,
     pub openapi: OnceLock<String>,
     pub ui: ui::UiSettings,
@@ -64,11 +61,6 @@ pub struct Shared {
 
 /// Handler state.
 pub type AppState = Arc<Shared>;
-
-/// SHA-256 of a token.
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 /// Who made a request, for audit events: `token@addr` or `anonymous@addr`.
 #[derive(Debug, Clone)]
@@ -289,7 +281,7 @@ pub fn main_router(state: AppState, cors_origins: &[String]) -> Router {
 /// `POST /v1/traces` answers in its own encoding from the handler.
 async fn drain(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if st.draining.load(Ordering::Acquire)
+    if st.admission.draining()
         && !matches!(
             path,
             "/v1/health" | "/health" | "/v1/ready" | "/metrics" | "/v1/traces"
@@ -300,7 +292,7 @@ async fn drain(State(st): State<AppState>, req: Request, next: Next) -> Response
             "shutting_down",
             "the server is shutting down; retry against another instance or later",
         )
-        .with_retry_after(ingest::RETRY_AFTER_SECONDS)
+        .with_retry_after(RETRY_AFTER_SECONDS)
         .into_response();
     }
     next.run(req).await
@@ -366,45 +358,27 @@ fn is_open(path: &str) -> bool {
     matches!(path, "/v1/health" | "/health" | "/v1/ready" | "/metrics") || ui::is_page(path)
 }
 
-/// True when `headers` carry `Authorization: Bearer <token>` matching `hash`.
-pub fn bearer_ok(headers: &HeaderMap, hash: &[u8; 32]) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-    else {
-        return false;
-    };
-    token_hash(token.trim()).ct_eq(hash).into()
-}
-
 async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let addr = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string())
         .unwrap_or_else(|| "unknown".to_owned());
-    let who = match &st.token_hash {
-        Some(hash) if !is_open(req.uri().path()) => {
-            if !bearer_ok(req.headers(), hash) {
-                let mut resp = ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing or wrong `Authorization: Bearer <token>`",
-                )
+    let who = if st.admission.token_required() && !is_open(req.uri().path()) {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !st.admission.authorized(authorization) {
+            let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", UNAUTHENTICATED)
                 .into_response();
-                resp.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return resp;
-            }
-            format!("token@{addr}")
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
         }
-        _ => format!("anonymous@{addr}"),
+        format!("token@{addr}")
+    } else {
+        format!("anonymous@{addr}")
     };
     req.extensions_mut().insert(Who(who));
     next.run(req).await
@@ -443,7 +417,7 @@ fn health_body(st: &Shared) -> Value {
     responses((status = 200, description = "`{status: READY}`"),
         (status = 503, description = "`{status: NOT_READY, reason}` while starting or while storage fails; `{status: SHUTTING_DOWN}`")))]
 pub async fn ready(State(st): State<AppState>) -> Response {
-    if st.draining.load(Ordering::Acquire) {
+    if st.admission.draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "SHUTTING_DOWN"})),
@@ -471,7 +445,7 @@ pub async fn ready(State(st): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    st.metrics.sync_assembler(&st.pipeline.assembler().stats());
+    st.pipeline.sync_metrics();
     (
         [(
             header::CONTENT_TYPE,
