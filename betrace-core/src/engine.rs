@@ -242,10 +242,13 @@ impl RuleSet {
     ///
     /// Only `rule` is parsed, checked and lowered, against a copy of this set's symbol table:
     /// interning only appends to the table, so the ids the other compiled rules hold keep
-    /// their meaning. The name and key ids `rule` gets may differ from the ones a
-    /// [`RuleSet::compile`] of the same list would give it (names already interned keep
-    /// their ids, the replaced rule's names stay interned); evaluation does not depend on
-    /// them. Errors: the diagnostics of `rule`, and this set is unchanged.
+    /// their meaning; nothing in checking or lowering reads the table's size. The name and key
+    /// ids `rule` gets may differ from the ones a [`RuleSet::compile`] of the same list would
+    /// give it (names already interned keep their ids, the replaced rule's names stay
+    /// interned). The lowering may then pick another route for it — a gate is read through a
+    /// [`betrace_dsl::gate::Window`] only when its names' ids lie close together — and every
+    /// route gives the same verdict and charges the same steps, so the evaluation is the
+    /// same. Errors: the diagnostics of `rule`, and this set is unchanged.
     pub fn with_rule(&self, rule: Rule) -> Result<RuleSet, RuleDiagnostics> {
         let mut symbols = self.symbols.clone();
         let compiled = CompiledRule::compile(rule, &mut symbols)?;
