@@ -5,7 +5,8 @@
 //! reports every diagnostic of every rule with the rule's id, and builds an index from span
 //! names to the rules whose violation needs a span of that name, so evaluating N rules on a
 //! trace runs only the rules that can fire. A rule set is immutable; swap it whole (e.g. with
-//! `arc-swap`).
+//! `arc-swap`). [`RuleSet::with_rule`] and [`RuleSet::without_rule`] derive the set after one
+//! rule changes, compiling that rule only.
 
 use betrace_dsl::bytecode::Program;
 use betrace_dsl::requirements::{Need, violation_needs};
@@ -110,72 +111,70 @@ pub fn now_unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug)]
+/// One rule, checked and lowered against the set's [`Symbols`].
+#[derive(Clone, Debug)]
 struct CompiledRule {
     rule: Rule,
     program: Program,
+    /// What a trace must contain for a violation ([`violation_needs`]); `None` when it may
+    /// fire on any trace.
+    needs: Option<Vec<Need>>,
     when: Option<String>,
     always: Option<String>,
     never: Option<String>,
 }
 
-/// Compiled, immutable rules with their span-name index.
+impl CompiledRule {
+    /// Parses, checks and lowers `rule`, interning its names and keys in `symbols`. Errors:
+    /// the rule's diagnostics (`symbols` may then hold names of the failed rule).
+    fn compile(rule: Rule, symbols: &mut Symbols) -> Result<CompiledRule, RuleDiagnostics> {
+        match betrace_dsl::check_source(&rule.expression, symbols) {
+            Ok(ir) => {
+                let needs =
+                    violation_needs(&ir.body, &mut |name| Some(symbols.intern_span_name(name)));
+                let (when, always, never) = clause_texts(&rule.expression);
+                Ok(CompiledRule {
+                    program: betrace_dsl::lower::lower(ir),
+                    needs,
+                    rule,
+                    when,
+                    always,
+                    never,
+                })
+            }
+            Err(diagnostics) => Err(RuleDiagnostics {
+                rule_id: rule.id.clone(),
+                expression: rule.expression.clone(),
+                diagnostics,
+            }),
+        }
+    }
+}
+
+/// Which rules can fire on a trace: by span name, by service, or on any trace. Holds indices
+/// into the set's rules; disabled rules are in none of the lists.
 #[derive(Debug)]
-pub struct RuleSet {
-    symbols: Symbols,
-    rules: Vec<CompiledRule>,
-    /// Rules (indices into `rules`) whose violation needs a span of the name; by `NameId`.
+struct RuleIndex {
+    /// Rules whose violation needs a span of the name; by `NameId`.
     by_name: Vec<Vec<u32>>,
     /// Rules whose violation needs a span of the service.
     by_service: ahash::AHashMap<Box<str>, Vec<u32>>,
     /// Enabled rules that may fire on any trace.
     unindexed: Vec<u32>,
-    options: EngineOptions,
 }
 
-impl RuleSet {
-    /// Compiles `rules`. Errors: the diagnostics of every rule that does not compile.
-    pub fn compile(
-        rules: Vec<Rule>,
-        options: EngineOptions,
-    ) -> Result<RuleSet, Vec<RuleDiagnostics>> {
-        let mut symbols = Symbols::new();
-        let mut compiled = Vec::with_capacity(rules.len());
-        let mut failures = Vec::new();
-        let mut needs: Vec<Option<Vec<Need>>> = Vec::with_capacity(rules.len());
-        for rule in rules {
-            match betrace_dsl::check_source(&rule.expression, &mut symbols) {
-                Ok(ir) => {
-                    needs.push(violation_needs(&ir.body, &mut |name| {
-                        Some(symbols.intern_span_name(name))
-                    }));
-                    let (when, always, never) = clause_texts(&rule.expression);
-                    compiled.push(CompiledRule {
-                        program: betrace_dsl::lower::lower(ir),
-                        rule,
-                        when,
-                        always,
-                        never,
-                    });
-                }
-                Err(diagnostics) => failures.push(RuleDiagnostics {
-                    rule_id: rule.id.clone(),
-                    expression: rule.expression.clone(),
-                    diagnostics,
-                }),
-            }
-        }
-        if !failures.is_empty() {
-            return Err(failures);
-        }
-        let mut by_name = vec![Vec::new(); symbols.span_names().len()];
+impl RuleIndex {
+    /// The index of `rules`, whose name ids are below `names` (the size of their symbol
+    /// table); rule `i` is `rules[i]`.
+    fn build(rules: &[CompiledRule], names: usize) -> RuleIndex {
+        let mut by_name = vec![Vec::new(); names];
         let mut by_service: ahash::AHashMap<Box<str>, Vec<u32>> = ahash::AHashMap::new();
         let mut unindexed = Vec::new();
-        for (i, (rule, need)) in compiled.iter().zip(needs).enumerate() {
+        for (i, rule) in rules.iter().enumerate() {
             if !rule.rule.enabled {
                 continue;
             }
-            match need {
+            match &rule.needs {
                 Some(needs) => {
                     for n in needs {
                         match n {
@@ -184,21 +183,109 @@ impl RuleSet {
                                     v.push(i as u32);
                                 }
                             }
-                            Need::Service(s) => by_service.entry(s).or_default().push(i as u32),
+                            Need::Service(s) => {
+                                by_service.entry(s.clone()).or_default().push(i as u32)
+                            }
                         }
                     }
                 }
                 None => unindexed.push(i as u32),
             }
         }
-        Ok(RuleSet {
-            symbols,
-            rules: compiled,
+        RuleIndex {
             by_name,
             by_service,
             unindexed,
+        }
+    }
+}
+
+/// Compiled, immutable rules with their span-name index.
+///
+/// [`RuleSet::compile`] builds a set from a list of rules; [`RuleSet::with_rule`] and
+/// [`RuleSet::without_rule`] derive a new set from this one, compiling only the rule that
+/// changes. Names and attribute keys of a removed or replaced rule stay in the symbol table
+/// until a set is compiled anew: harmless (no rule refers to them; a trace prepared for the
+/// set resolves a few more names and keys), and bounded by the rule text edited since.
+#[derive(Debug)]
+pub struct RuleSet {
+    symbols: Symbols,
+    rules: Vec<CompiledRule>,
+    index: RuleIndex,
+    options: EngineOptions,
+}
+
+impl RuleSet {
+    /// Compiles `rules`, in order, against one new symbol table. Errors: the diagnostics of
+    /// every rule that does not compile.
+    pub fn compile(
+        rules: Vec<Rule>,
+        options: EngineOptions,
+    ) -> Result<RuleSet, Vec<RuleDiagnostics>> {
+        let mut symbols = Symbols::new();
+        let mut compiled = Vec::with_capacity(rules.len());
+        let mut failures = Vec::new();
+        for rule in rules {
+            match CompiledRule::compile(rule, &mut symbols) {
+                Ok(c) => compiled.push(c),
+                Err(f) => failures.push(f),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
+        }
+        Ok(RuleSet::assemble(symbols, compiled, options))
+    }
+
+    /// A new set with `rule` in place of the first rule of the same id (at its position), or
+    /// appended when there is none; the other rules and the options are this set's.
+    ///
+    /// Only `rule` is parsed, checked and lowered, against a copy of this set's symbol table:
+    /// interning only appends to the table, so the ids the other compiled rules hold keep
+    /// their meaning; nothing in checking or lowering reads the table's size. The name and key
+    /// ids `rule` gets may differ from the ones a [`RuleSet::compile`] of the same list would
+    /// give it (names already interned keep their ids, the replaced rule's names stay
+    /// interned). The lowering may then pick another route for it — a gate is read through a
+    /// [`betrace_dsl::gate::Window`] only when its names' ids lie close together — and every
+    /// route gives the same verdict and charges the same steps, so the evaluation is the
+    /// same. Errors: the diagnostics of `rule`, and this set is unchanged.
+    pub fn with_rule(&self, rule: Rule) -> Result<RuleSet, RuleDiagnostics> {
+        let mut symbols = self.symbols.clone();
+        let compiled = CompiledRule::compile(rule, &mut symbols)?;
+        let mut new = Some(compiled);
+        let mut rules = Vec::with_capacity(self.rules.len() + 1);
+        for r in &self.rules {
+            match new.take_if(|n| n.rule.id == r.rule.id) {
+                Some(n) => rules.push(n),
+                None => rules.push(r.clone()),
+            }
+        }
+        rules.extend(new);
+        Ok(RuleSet::assemble(symbols, rules, self.options.clone()))
+    }
+
+    /// A new set without the rules of id `id` (this set's rules otherwise, in order, and its
+    /// options). Nothing is compiled; the symbol table is kept whole, the removed rules' names
+    /// included (see [`RuleSet`]).
+    pub fn without_rule(&self, id: &str) -> RuleSet {
+        let rules = self
+            .rules
+            .iter()
+            .filter(|r| r.rule.id != id)
+            .cloned()
+            .collect();
+        RuleSet::assemble(self.symbols.clone(), rules, self.options.clone())
+    }
+
+    /// The set of compiled `rules` over `symbols`, with its index.
+    fn assemble(symbols: Symbols, rules: Vec<CompiledRule>, options: EngineOptions) -> RuleSet {
+        let index = RuleIndex::build(&rules, symbols.span_names().len());
+        RuleSet {
+            symbols,
+            rules,
+            index,
             options,
-        })
+        }
     }
 
     /// The rules, in the order given.
@@ -282,17 +369,17 @@ impl RuleSet {
                 .filter(|&i| self.rules[i as usize].rule.enabled)
                 .collect();
         }
-        let mut out = self.unindexed.clone();
+        let mut out = self.index.unindexed.clone();
         // Each name present in the trace once: at its first span.
         for &i in trace.all() {
             if let Some(name) = trace.name_id(i)
                 && trace.spans_named(name).first() == Some(&i)
-                && let Some(rules) = self.by_name.get(name.0 as usize)
+                && let Some(rules) = self.index.by_name.get(name.0 as usize)
             {
                 out.extend_from_slice(rules);
             }
         }
-        if !self.by_service.is_empty() {
+        if !self.index.by_service.is_empty() {
             let mut last: Option<*const crate::span::Resource> = None;
             for span in trace.trace().spans() {
                 let ptr = std::sync::Arc::as_ptr(&span.resource);
@@ -300,7 +387,7 @@ impl RuleSet {
                     continue;
                 }
                 last = Some(ptr);
-                if let Some(rules) = self.by_service.get(span.service()) {
+                if let Some(rules) = self.index.by_service.get(span.service()) {
                     out.extend_from_slice(rules);
                 }
             }

@@ -63,6 +63,7 @@ pub struct Metrics {
     pub rule_evaluation_errors: Family<RuleLabel, Counter>,
     pub evaluation_duration: Histogram,
     pub rules_active: Gauge,
+    pub rule_compilations: Counter,
     pub export_spans: Family<ResultLabel, Counter>,
     pub export_queue_depth: Gauge,
     pub attributes_dropped: Family<ReasonLabel, Counter>,
@@ -111,6 +112,7 @@ impl Metrics {
             rule_evaluation_errors: Family::default(),
             evaluation_duration: Histogram::new(exponential_buckets(0.000_01, 4.0, 10)),
             rules_active: Gauge::default(),
+            rule_compilations: Counter::default(),
             export_spans: Family::default(),
             export_queue_depth: Gauge::default(),
             attributes_dropped: Family::default(),
@@ -209,6 +211,11 @@ impl Metrics {
             "betrace_rules_active",
             "Enabled rules",
             m.rules_active.clone(),
+        );
+        registry.register(
+            "betrace_rule_compilations",
+            "Rules parsed, checked and lowered: every rule at start, then each rule created or changed over the API",
+            m.rule_compilations.clone(),
         );
         registry.register(
             "betrace_export_spans",

@@ -6,6 +6,22 @@
 //! every change so that traces evaluated afterwards use it and buffered traces are kept.
 //! Every change is logged as an audit event (target `betrace::audit`: action, who, old and
 //! new version).
+//!
+//! Compiling: [`RuleRegistry::open`] compiles every rule; after that a change compiles only
+//! the rule it changes, once, under the lock of the stored rules: the new set is
+//! [`RuleSet::with_rule`] (or [`RuleSet::without_rule`] for a delete) of the set in force,
+//! which the lock keeps equal to the stored rules. The rule is compiled before the checks
+//! against the stored rules (duplicate id, `rules.max_rules`, read-only), so a request whose
+//! expression does not compile gets its diagnostics first, as when a body was compiled while
+//! it was read. `betrace_rule_compilations_total` counts the rules compiled: the stored rules
+//! at start, then one per create, replace, patch, enable, disable or imported rule (also when
+//! such a check then refuses the change; a rule that does not compile is not counted).
+//!
+//! Rule order in the set: at start, by id (the order of the stored rules); a rule created
+//! afterwards goes last, a replaced rule keeps its place, until the next start. The order
+//! decides only the order of one trace's violations in an evaluation (and so of their
+//! storage sequence numbers); listings, exports and the `/metrics` series are by id or
+//! sequence regardless, and no API promises an order among the violations of one trace.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -144,13 +160,18 @@ impl RuleRegistry {
                 },
             );
         }
-        let set = compile(&entries, &engine).map_err(|fails| {
+        let set = RuleSet::compile(
+            entries.values().map(|e| e.stored.rule.clone()).collect(),
+            engine.clone(),
+        )
+        .map_err(|fails| {
             fails
                 .iter()
                 .map(RuleDiagnostics::render)
                 .collect::<Vec<_>>()
                 .join("\n")
         })?;
+        metrics.rule_compilations.inc_by(set.len() as u64);
         metrics.rules_active.set(enabled_count(&entries) as i64);
         Ok(RuleRegistry {
             entries: Mutex::new(entries),
@@ -208,8 +229,9 @@ impl RuleRegistry {
             .map(|e| rule_json(&e.stored, e.read_only))
     }
 
-    /// Parses a rule from an API body, applying the id default (the name when it is a slug,
-    /// else a UUID), and checks its expression compiles.
+    /// Reads a rule from an API body, applying the id default (the name when it is a slug,
+    /// else a UUID), and checks the sizes of its fields and the expression's length (E401).
+    /// The expression is compiled by the change that stores the rule, not here.
     pub fn parse(&self, body: &Value, id: Option<&str>) -> Result<Rule, RuleOpError> {
         let Value::Object(map) = body else {
             return Err(RuleOpError::BadRequest(
@@ -243,7 +265,7 @@ impl RuleRegistry {
         }
         let rule = Rule::from_json_value(&Value::Object(map))
             .map_err(|e| RuleOpError::BadRequest(e.to_string()))?;
-        self.check(&rule)?;
+        self.check_fields(&rule)?;
         Ok(rule)
     }
 
@@ -273,8 +295,8 @@ impl RuleRegistry {
     }
 
     /// Checks the sizes of the text fields (name, description, tags; 400 naming the field and
-    /// the limit), the expression length (E401) and that the rule compiles alone.
-    fn check(&self, rule: &Rule) -> Result<(), RuleOpError> {
+    /// the limit) and the expression length (E401).
+    fn check_fields(&self, rule: &Rule) -> Result<(), RuleOpError> {
         let over = |field: &str, len: usize, max: usize| {
             RuleOpError::BadRequest(format!(
                 "field `{field}`: {len} bytes, longer than the limit of {max} bytes"
@@ -304,23 +326,36 @@ impl RuleRegistry {
         {
             return Err(over(&format!("tags[{i}]"), t.len(), MAX_TAG_BYTES));
         }
-        if let Some(d) = self.length_diagnostic(&rule.expression) {
-            return Err(RuleOpError::Invalid {
+        match self.length_diagnostic(&rule.expression) {
+            Some(d) => Err(RuleOpError::Invalid {
                 id: rule.id.clone(),
                 diagnostics: vec![d],
-            });
+            }),
+            None => Ok(()),
         }
-        RuleSet::compile(vec![rule.clone()], self.engine.clone())
-            .map(|_| ())
+    }
+
+    /// The set in force with `rule` compiled into it ([`RuleSet::with_rule`]: only `rule` is
+    /// compiled). Call with the lock of `entries` held, so that the set in force is the set of
+    /// the stored rules. Errors: the rule's diagnostics, as [`RuleOpError::Invalid`].
+    fn compile_change(&self, rule: &Rule) -> Result<RuleSet, RuleOpError> {
+        let set = self
+            .current()
+            .with_rule(rule.clone())
             .map_err(|f| RuleOpError::Invalid {
                 id: rule.id.clone(),
-                diagnostics: diagnostics_of(&f),
-            })
+                diagnostics: diagnostics_of(std::slice::from_ref(&f)),
+            })?;
+        self.metrics.rule_compilations.inc();
+        Ok(set)
     }
 
     /// `POST /v1/rules`.
     pub fn create(&self, rule: Rule, who: &str) -> Result<Value, RuleOpError> {
         let mut entries = self.entries.lock();
+        // Compiled first: an expression that does not compile is reported before a duplicate
+        // id or a full registry, as when the body was checked before the change.
+        let set = self.compile_change(&rule)?;
         if entries.contains_key(&rule.id) {
             return Err(RuleOpError::Conflict(rule.id));
         }
@@ -333,19 +368,21 @@ impl RuleRegistry {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.commit(&mut entries, stored, None, "rule.create", who)
+        self.commit(&mut entries, set, stored, None, "rule.create", who)
     }
 
     /// `PUT /v1/rules/{id}`: full replacement, `createdAt` kept.
     pub fn replace(&self, rule: Rule, who: &str) -> Result<Value, RuleOpError> {
         let mut entries = self.entries.lock();
+        // Compiled before the rule is looked up, as in `create`.
+        let set = self.compile_change(&rule)?;
         let old = self.writable(&entries, &rule.id)?;
         let stored = StoredRule {
             rule,
             created_at: old.stored.created_at.clone(),
             updated_at: now_rfc3339(),
         };
-        self.commit(&mut entries, stored, Some(old), "rule.update", who)
+        self.commit(&mut entries, set, stored, Some(old), "rule.update", who)
     }
 
     /// `PATCH /v1/rules/{id}`: the given keys over the stored rule.
@@ -368,12 +405,13 @@ impl RuleRegistry {
             merged.insert(k.clone(), v.clone());
         }
         let rule = self.parse(&Value::Object(merged), Some(id))?;
+        let set = self.compile_change(&rule)?;
         let stored = StoredRule {
             rule,
             created_at: old.stored.created_at.clone(),
             updated_at: now_rfc3339(),
         };
-        self.commit(&mut entries, stored, Some(old), "rule.update", who)
+        self.commit(&mut entries, set, stored, Some(old), "rule.update", who)
     }
 
     /// `POST /v1/rules/{id}/enable` and `/disable`.
@@ -387,7 +425,7 @@ impl RuleRegistry {
         let old = self.writable(&entries, id)?;
         self.store.delete_rule(id)?;
         entries.remove(id);
-        self.swap(&entries);
+        self.swap(&entries, self.current().without_rule(id));
         tracing::info!(
             target: "betrace::audit",
             action = "rule.delete",
@@ -399,12 +437,13 @@ impl RuleRegistry {
         Ok(())
     }
 
-    /// `POST /v1/rules/import`: creates or replaces each rule; one result per rule.
+    /// `POST /v1/rules/import`: creates or replaces each rule (compiling it once); one result
+    /// per rule.
     pub fn import(&self, rules: Vec<Rule>, who: &str) -> Vec<Value> {
         let mut results = Vec::with_capacity(rules.len());
         for rule in rules {
             let id = rule.id.clone();
-            let outcome = self.check(&rule).and_then(|()| {
+            let outcome = self.check_fields(&rule).and_then(|()| {
                 let exists = self.entries.lock().contains_key(&id);
                 if exists {
                     self.replace(rule, who).map(|_| "updated")
@@ -434,9 +473,11 @@ impl RuleRegistry {
         }
     }
 
+    /// Stores `stored` and puts `set` (the set in force with that rule compiled in) in force.
     fn commit(
         &self,
         entries: &mut BTreeMap<String, Entry>,
+        set: RuleSet,
         stored: StoredRule,
         old: Option<Entry>,
         action: &str,
@@ -453,7 +494,7 @@ impl RuleRegistry {
                 read_only: false,
             },
         );
-        self.swap(entries);
+        self.swap(entries, set);
         tracing::info!(
             target: "betrace::audit",
             action,
@@ -466,34 +507,13 @@ impl RuleRegistry {
         Ok(new)
     }
 
-    fn swap(&self, entries: &BTreeMap<String, Entry>) {
-        match compile(entries, &self.engine) {
-            Ok(set) => {
-                self.current.store(Arc::new(set));
-                self.metrics.rules_active.set(enabled_count(entries) as i64);
-            }
-            // Each rule compiled alone before it was stored; a set-level failure keeps the
-            // previous set rather than evaluating with none.
-            Err(f) => {
-                tracing::error!(
-                    failures = f.len(),
-                    "the rule set does not compile; keeping the previous one"
-                )
-            }
-        }
+    /// Puts `set`, the set of the rules now in `entries`, in force.
+    fn swap(&self, entries: &BTreeMap<String, Entry>, set: RuleSet) {
+        self.current.store(Arc::new(set));
+        self.metrics.rules_active.set(enabled_count(entries) as i64);
     }
 }
 
 fn enabled_count(entries: &BTreeMap<String, Entry>) -> usize {
     entries.values().filter(|e| e.stored.rule.enabled).count()
-}
-
-fn compile(
-    entries: &BTreeMap<String, Entry>,
-    engine: &EngineOptions,
-) -> Result<RuleSet, Vec<RuleDiagnostics>> {
-    RuleSet::compile(
-        entries.values().map(|e| e.stored.rule.clone()).collect(),
-        engine.clone(),
-    )
 }
