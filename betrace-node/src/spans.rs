@@ -45,8 +45,9 @@ use serde_json::Value;
 
 use crate::js::{Js, Problem, ReadError, bigint_i64, integral_i64, properties, to_json};
 
-/// Deepest nesting of an SDK attribute value (arrays, objects), as in `betrace-core`.
-const MAX_ATTRIBUTE_DEPTH: usize = 64;
+// Deepest nesting of an SDK attribute value (arrays, objects): the limit of `betrace-core`'s
+// readers and of the Python binding.
+use betrace_core::input::MAX_VALUE_DEPTH as MAX_ATTRIBUTE_DEPTH;
 
 /// One malformed span, or an input that could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -724,6 +725,13 @@ fn check_depth(depth: usize) -> Result<(), Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attribute_nesting_stops_where_the_core_readers_stop() {
+        assert_eq!(MAX_ATTRIBUTE_DEPTH, 30);
+        assert!(check_depth(MAX_ATTRIBUTE_DEPTH - 1).is_ok());
+        assert!(check_depth(MAX_ATTRIBUTE_DEPTH).is_err());
+    }
 
     #[test]
     fn hrtime_to_unix_nanos() {

@@ -511,7 +511,7 @@ fn evaluate(
     let result = py.detach(move || {
         spans::decode(pieces).map(|spans| rules.evaluate_spans(spans, TraceContext::direct()))
     });
-    let evaluation = result.map_err(|e| errors::span_error(py, &e))?;
+    let evaluation = result.map_err(|e| errors::span_errors(py, &e))?;
     if let Some(e) = evaluation.errors.first() {
         return Err(errors::evaluation_error(py, e));
     }

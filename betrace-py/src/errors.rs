@@ -10,7 +10,7 @@ use betrace_core::SpanError as CoreSpanError;
 use betrace_core::engine::{RuleDiagnostics, RuleEvalError};
 use betrace_core::rules::RulesFileError;
 use betrace_dsl::Diagnostic as CoreDiagnostic;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::classes::Diagnostic;
@@ -88,14 +88,24 @@ pub fn rules_file_error(py: Python<'_>, error: &RulesFileError) -> PyErr {
     }
 }
 
-/// `SpanError(message, index, field)`; the message is the core error's text
-/// (``span 2: field `kind`: …``).
-pub fn span_error(py: Python<'_>, error: &CoreSpanError) -> PyErr {
+/// `SpanError(message, index, field, errors)` of the first of `errors` (the message is the
+/// core error's text, ``span 2: field `kind`: …``), `errors` holding one `SpanError` per bad
+/// span in input order, the first included.
+pub fn span_errors(py: Python<'_>, errors: &[CoreSpanError]) -> PyErr {
+    let one = |e: &CoreSpanError| {
+        py.get_type::<py::SpanError>()
+            .call1((e.to_string(), e.index, e.field.as_str()))
+    };
     let build = || -> PyResult<PyErr> {
+        let Some(first) = errors.first() else {
+            return Ok(PyValueError::new_err("no span error"));
+        };
+        let all = errors.iter().map(one).collect::<PyResult<Vec<_>>>()?;
         let instance = py.get_type::<py::SpanError>().call1((
-            error.to_string(),
-            error.index,
-            error.field.as_str(),
+            first.to_string(),
+            first.index,
+            first.field.as_str(),
+            all,
         ))?;
         Ok(PyErr::from_value(instance))
     };

@@ -3,7 +3,7 @@
 //! In: one Python value — OTLP protobuf `bytes` (also `bytearray`, `memoryview`), an OTLP/JSON
 //! dict (`{"resourceSpans": …}`), a simple-JSON dict (`{"spans": [...]}` or one span), or an
 //! iterable whose items are OpenTelemetry SDK `ReadableSpan` objects, simple-JSON span dicts,
-//! OTLP/JSON dicts or protobuf bytes, mixed. Out: core [`Span`]s, or the first [`SpanError`] in
+//! OTLP/JSON dicts or protobuf bytes, mixed. Out: core [`Span`]s, or every [`SpanError`] in
 //! input order.
 //!
 //! The work is split so that the interpreter lock is held only while Python objects are read:
@@ -12,7 +12,8 @@
 //!
 //! Span indices count every span of the input in order, from 0: an SDK span or a simple-JSON
 //! dict is one span, an OTLP item (dict or bytes) as many as it holds, in document order. An
-//! OTLP item that cannot be read at all fails at the index its first span would have had.
+//! OTLP item that cannot be read at all fails at the index its first span would have had, and
+//! ends the input: the spans after it have no index to name them by.
 //!
 //! SDK span fields read (opentelemetry-sdk `ReadableSpan`) into a [`SpanDraft`], checked by
 //! the core's [`SpanDraft::into_span`] (ids, kind, status code, with the core's wording):
@@ -54,13 +55,15 @@ pub enum Piece {
     Document(Value),
     /// OTLP protobuf bytes.
     Protobuf(Vec<u8>),
-    /// An item that could not be read; `index` is relative to the item (0).
+    /// A one-span item that could not be read; `index` is relative to the item (0).
     Invalid(SpanError),
+    /// An OTLP item that could not be read at all (how many spans it holds is unknown).
+    Unreadable(SpanError),
 }
 
 /// Reads `spans` into pieces. Errors: `TypeError` when `spans` is none of the accepted shapes
-/// (a `str`, an `int`, …). A bad item becomes [`Piece::Invalid`] and ends the collection: the
-/// items after it are not read.
+/// (a `str`, an `int`, …). A bad span becomes [`Piece::Invalid`]; an OTLP item that cannot be
+/// read becomes [`Piece::Unreadable`] and ends the collection.
 pub fn collect(spans: &Bound<'_, PyAny>) -> PyResult<Vec<Piece>> {
     let py = spans.py();
     if let Some(bytes) = bytes_of(spans)? {
@@ -111,7 +114,7 @@ pub fn collect(spans: &Bound<'_, PyAny>) -> PyResult<Vec<Piece>> {
                 )),
             }
         };
-        let stop = matches!(piece, Piece::Invalid(_));
+        let stop = matches!(piece, Piece::Unreadable(_));
         out.push(piece);
         if stop {
             break;
@@ -120,10 +123,12 @@ pub fn collect(spans: &Bound<'_, PyAny>) -> PyResult<Vec<Piece>> {
     Ok(out)
 }
 
-/// Decodes the pieces (no Python object involved; run it with the lock released). Errors: the
-/// first bad span in input order, its index counted over the whole input.
-pub fn decode(pieces: Vec<Piece>) -> Result<Vec<Span>, SpanError> {
+/// Decodes the pieces (no Python object involved; run it with the lock released). Errors:
+/// every bad span in input order, indices counted over the whole input, up to and including
+/// an OTLP item that cannot be read at all.
+pub fn decode(pieces: Vec<Piece>) -> Result<Vec<Span>, Vec<SpanError>> {
     let mut spans = Vec::with_capacity(pieces.len());
+    let mut errors = Vec::new();
     let mut simple = SimpleJsonDecoder::new();
     let mut offset = 0usize;
     for piece in pieces {
@@ -133,27 +138,46 @@ pub fn decode(pieces: Vec<Piece>) -> Result<Vec<Span>, SpanError> {
                 offset += 1;
             }
             Piece::Simple(value) => {
-                spans.push(simple.decode_span(offset, &value)?);
+                match simple.decode_span(offset, &value) {
+                    Ok(span) => spans.push(span),
+                    Err(e) => errors.push(e),
+                }
                 offset += 1;
             }
-            Piece::Invalid(e) => return Err(shift(e, offset)),
-            Piece::Protobuf(bytes) => {
-                let decoded = betrace_core::decode_otlp_protobuf(&bytes)
-                    .map_err(|e| SpanError::new(offset, "", e.to_string()))?;
-                offset = take(decoded, offset, &mut spans)?;
+            Piece::Invalid(e) => {
+                errors.push(shift(e, offset));
+                offset += 1;
             }
-            Piece::Document(value) => {
-                let decoded = betrace_core::decode_json(&value).map_err(|e| match e {
-                    JsonInputError::Simple(betrace_core::SimpleJsonError::Span(e)) => {
-                        shift(e, offset)
-                    }
-                    other => SpanError::new(offset, "", other.to_string()),
-                })?;
-                offset = take(decoded, offset, &mut spans)?;
+            Piece::Unreadable(e) => {
+                errors.push(shift(e, offset));
+                break;
             }
+            Piece::Protobuf(bytes) => match betrace_core::decode_otlp_protobuf(&bytes) {
+                Ok(decoded) => offset = take(decoded, offset, &mut spans, &mut errors),
+                Err(e) => {
+                    errors.push(SpanError::new(offset, "", e.to_string()));
+                    break;
+                }
+            },
+            Piece::Document(value) => match betrace_core::decode_json(&value) {
+                Ok(decoded) => offset = take(decoded, offset, &mut spans, &mut errors),
+                Err(e) => {
+                    errors.push(match e {
+                        JsonInputError::Simple(betrace_core::SimpleJsonError::Span(e)) => {
+                            shift(e, offset)
+                        }
+                        other => SpanError::new(offset, "", other.to_string()),
+                    });
+                    break;
+                }
+            },
         }
     }
-    Ok(spans)
+    if errors.is_empty() {
+        Ok(spans)
+    } else {
+        Err(errors)
+    }
 }
 
 fn shift(mut e: SpanError, offset: usize) -> SpanError {
@@ -161,15 +185,18 @@ fn shift(mut e: SpanError, offset: usize) -> SpanError {
     e
 }
 
-/// Appends the spans of one decoded item; fails on its first rejected span. Returns the
-/// offset after the item.
-fn take(decoded: Decoded, offset: usize, spans: &mut Vec<Span>) -> Result<usize, SpanError> {
-    if let Some(e) = decoded.rejected.into_iter().next() {
-        return Err(shift(e, offset));
-    }
-    let n = decoded.spans.len();
+/// Appends the spans and the rejected spans of one decoded item. Returns the offset after the
+/// item.
+fn take(
+    decoded: Decoded,
+    offset: usize,
+    spans: &mut Vec<Span>,
+    errors: &mut Vec<SpanError>,
+) -> usize {
+    let total = decoded.total();
+    errors.extend(decoded.rejected.into_iter().map(|e| shift(e, offset)));
     spans.extend(decoded.spans);
-    Ok(offset + n)
+    offset + total
 }
 
 fn bytes_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
@@ -189,7 +216,7 @@ fn bytes_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
 fn document_piece(obj: &Bound<'_, PyAny>) -> Piece {
     match json::to_json(obj, &mut String::new()) {
         Ok(v) => Piece::Document(v),
-        Err(e) => Piece::Invalid(SpanError::new(0, e.path, e.message)),
+        Err(e) => Piece::Unreadable(SpanError::new(0, e.path, e.message)),
     }
 }
 

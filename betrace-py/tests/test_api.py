@@ -321,6 +321,38 @@ def test_span_error_names_index_and_field():
     assert (type(copy), copy.index, copy.field, str(copy)) == (betrace.SpanError, 4, "kind", str(e.value))
 
 
+def test_span_error_lists_every_bad_span_with_its_index():
+    otlp_bad = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {"traceId": T1, "spanId": "00000000000000c1", "name": "ok", "startTimeUnixNano": "1", "endTimeUnixNano": "2"},
+                            {"traceId": T1, "spanId": "", "name": "no-id", "startTimeUnixNano": "1", "endTimeUnixNano": "2"},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    bad = [
+        *SPANS,
+        span(T2, "00000000000000b3", "x", 5, kind="sideways"),
+        span(T2, "00000000000000b4", "y", 5),
+        otlp_bad,
+        span(T2, "00000000000000b5", "z", 5, kind="upwards"),
+    ]
+    with pytest.raises(betrace.SpanError) as e:
+        betrace.check("never { x }", bad)
+    assert (e.value.index, e.value.field) == (4, "kind")
+    assert [(x.index, x.field) for x in e.value.errors] == [(4, "kind"), (7, "spanId"), (8, "kind")]
+    assert str(e.value.errors[0]) == str(e.value)
+    assert "`upwards` is not a span kind" in str(e.value.errors[2])
+    copy = pickle.loads(pickle.dumps(e.value))
+    assert [(x.index, x.field, str(x)) for x in copy.errors] == [(x.index, x.field, str(x)) for x in e.value.errors]
+
+
 def test_span_indices_count_across_mixed_input():
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: F401
 

@@ -24,23 +24,31 @@ class RuleError(ValueError):
 
 
 class SpanError(ValueError):
-    """A span that cannot be read.
+    """A span that cannot be read: the first bad span of the input.
 
     ``index`` is the position of the span in the input, from 0 (an OTLP item counts as many
     spans as it holds, in document order); ``field`` names the field (``kind``,
-    ``attributes.user``), ``""`` when the span as a whole is wrong.
+    ``attributes.user``), ``""`` when the span as a whole is wrong. ``errors`` lists one
+    ``SpanError`` per bad span of the input in order, this one's first (an OTLP item that
+    cannot be read at all ends the list: the spans after it have no index); the entries' own
+    ``errors`` are empty.
     """
 
     index: int
     field: str
+    errors: list[SpanError]
 
-    def __init__(self, message: str, index: int, field: str = "") -> None:
+    def __init__(
+        self, message: str, index: int, field: str = "", errors: Sequence[SpanError] = ()
+    ) -> None:
         super().__init__(message)
         self.index = index
         self.field = field
+        self.errors = list(errors)
 
     def __reduce__(self):  # type: ignore[override]
-        return (type(self), (str(self), self.index, self.field))
+        return (type(self), (str(self), self.index, self.field, self.errors))
+
 
 
 class EvaluationError(RuntimeError):
