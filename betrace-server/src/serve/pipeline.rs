@@ -7,10 +7,11 @@
 //! and counted in `betrace_spans_ignored_total{reason="own_violation"}`: evaluating them would
 //! make violations of violations, without end, when the exported spans come back through a
 //! shared Collector. The other spans get the attribute limits applied (extra attributes dropped, long values truncated,
-//! both counted), then go into the [`TraceAssembler`]. Traces it releases — on ingest (span
-//! cap, eviction), from the background tick every 100 ms (root complete, idle, age), on
-//! [`Pipeline::flush`] and on [`Pipeline::shutdown`] — are queued for a pool of evaluation
-//! threads that evaluate them against the rule set in force at that moment and store the
+//! both counted), then go into the [`StreamEngine`] (`Executor::Workers`), the one streaming
+//! driver of BeTrace. Traces its [`TraceAssembler`] releases — on ingest (span cap, eviction),
+//! from the background tick every 100 ms (root complete, idle, age), on [`Pipeline::flush`]
+//! and on [`Pipeline::shutdown`] — are queued for a pool of evaluation threads that evaluate
+//! them against the rule set in force at that moment; the [`Recorder`] sink stores the
 //! violations, with the span summaries of each trace that produced one ([`TraceSpans`]).
 //! Back-pressure: a batch is refused ([`IngestError::Backpressure`], HTTP 429 /
 //! gRPC `RESOURCE_EXHAUSTED`) when the assembler refuses it (`trace.reject_when_full`) or
@@ -22,7 +23,8 @@
 //! **Re-evaluation.** After a trace is evaluated and its violations stored, its spans go back
 //! to the assembler ([`TraceAssembler::retain`]) for `trace.reevaluate_window`. When late
 //! spans re-open the whole trace (evaluation n > 1, not partial), its fresh violations are
-//! reconciled with the live stored violations of the trace ([`reconcile`]): an unchanged
+//! reconciled with the live stored violations of the trace ([`Sink::earlier_violations`],
+//! [`betrace_core::violation::reconcile`]): an unchanged
 //! finding adds nothing, a changed one supersedes the earlier violation, and a rule no longer
 //! violated gets a retraction record. Records of a re-evaluation are signed again; stored
 //! records are never rewritten (storage marks them `superseded` or `retracted`).

@@ -8,7 +8,7 @@
 //! health, ready and metrics; CORS is added only for configured origins; a panic in a handler
 //! becomes a JSON 500. Every REST body is bounded (`server.max_api_body_bytes`, or
 //! `server.max_bulk_body_bytes` for the bulk routes; 413 JSON past it). Once shutdown starts
-//! ([`Shared::draining`]) every route but health, readiness and metrics answers 503 with
+//! ([`Admission::draining`]) every route but health, readiness and metrics answers 503 with
 //! `Retry-After`, and readiness answers 503 itself.
 
 use std::net::SocketAddr;
