@@ -2,6 +2,8 @@
 //! `Span`s, in spans per second. Workload: one request of 1 000 spans (10 traces of 100), each
 //! with 10 attributes (6 strings, 2 ints, a double, a bool), one resource of 5 attributes.
 
+#![allow(clippy::panic)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -199,6 +201,21 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("otlp_json_decode", |b| {
         b.iter(|| betrace_core::decode_otlp_json(black_box(&otlp_json)))
+    });
+    // The alternative of issue 9: OTLP/JSON through opentelemetry-proto's serde derives
+    // (`with-serde`) into the protobuf types, then the protobuf conversion.
+    let via_proto = serde_json::from_slice::<ExportTraceServiceRequest>(&otlp_json)
+        .map(betrace_core::decode_otlp_request);
+    let agree = matches!(
+        (&via_proto, betrace_core::decode_otlp_json(&otlp_json)),
+        (Ok(a), Ok(b)) if a.spans == b.spans && a.spans.len() as u64 == spans
+    );
+    assert!(agree, "the two OTLP/JSON decoders disagree on the workload");
+    group.bench_function("otlp_json_via_proto_serde", |b| {
+        b.iter(|| {
+            serde_json::from_slice::<ExportTraceServiceRequest>(black_box(&otlp_json))
+                .map(betrace_core::decode_otlp_request)
+        })
     });
     group.bench_function("simple_json_decode", |b| {
         b.iter(|| {

@@ -57,6 +57,7 @@ fn rules_crud() {
             .unwrap()
             .starts_with('E')
     );
+    assert_eq!(e["error"]["diagnostics"][0]["ruleId"], "bad", "{e}");
     let (st, e) = s.post("/v1/rules", &json!({"id": "x", "expresion": "a"}));
     assert_eq!(st, 400);
     assert!(

@@ -332,6 +332,7 @@ fn rule_text_over_the_limit_is_e401() {
     assert_eq!(st, 400);
     let d = &e["error"]["diagnostics"][0];
     assert_eq!(d["code"], "E401", "{e}");
+    assert_eq!(d["ruleId"], "long", "{d}");
     assert!(
         d["message"]
             .as_str()

@@ -111,6 +111,14 @@ fn each_change_compiles_the_rule_it_changes_once() {
     let (_, v) = s.post("/v1/rules/validate", &json!({"expression": bad}));
     assert_eq!(v["valid"], false, "{v}");
     assert!(!v["diagnostics"].as_array().unwrap().is_empty(), "{v}");
+    // A rule change's diagnostics are validate's, each naming the rule it is about.
+    let of_rule = |id: &str| {
+        let mut d = v["diagnostics"].clone();
+        for x in d.as_array_mut().unwrap() {
+            x["ruleId"] = json!(id);
+        }
+        d
+    };
     let (st, e) = s.post("/v1/rules", &json!({"id": "bad", "expression": bad}));
     assert_eq!(st, 400, "{e}");
     assert_eq!(e["error"]["code"], "invalid_expression");
@@ -118,7 +126,7 @@ fn each_change_compiles_the_rule_it_changes_once() {
         e["error"]["message"],
         "rule `bad`: the expression does not compile"
     );
-    assert_eq!(e["error"]["diagnostics"], v["diagnostics"]);
+    assert_eq!(e["error"]["diagnostics"], of_rule("bad"));
     assert_eq!(s.get("/v1/rules/bad").0, 404);
     let (st, e) = s.send(
         "PUT",
@@ -126,20 +134,20 @@ fn each_change_compiles_the_rule_it_changes_once() {
         Some(&json!({"expression": bad})),
     );
     assert_eq!(st, 400, "{e}");
-    assert_eq!(e["error"]["diagnostics"], v["diagnostics"]);
+    assert_eq!(e["error"]["diagnostics"], of_rule("pay-fails"));
     let (st, e) = s.post(
         "/api/rules",
         &json!({"name": "broken", "dsl": bad, "severity": "high"}),
     );
     assert_eq!(st, 400, "{e}");
-    assert_eq!(e["diagnostics"], v["diagnostics"]);
+    assert_eq!(e["diagnostics"], of_rule("broken"));
     let (st, e) = s.send(
         "PATCH",
         "/v1/rules/pay-fails",
         Some(&json!({"expression": bad})),
     );
     assert_eq!(st, 400, "{e}");
-    assert_eq!(e["error"]["diagnostics"], v["diagnostics"]);
+    assert_eq!(e["error"]["diagnostics"], of_rule("pay-fails"));
     changed("four rules that do not compile", 0.0);
     assert_eq!(s.metric("betrace_rules_active "), 4.0);
 

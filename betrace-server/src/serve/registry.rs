@@ -117,7 +117,11 @@ pub fn rule_json(stored: &StoredRule, read_only: bool) -> Value {
 fn diagnostics_of(failures: &[RuleDiagnostics]) -> Vec<DiagnosticJson> {
     failures
         .iter()
-        .flat_map(|f| f.diagnostics.iter().map(|d| d.to_json(&f.expression)))
+        .flat_map(|f| {
+            f.diagnostics
+                .iter()
+                .map(|d| d.to_json(&f.expression).with_rule_id(&f.rule_id))
+        })
         .collect()
 }
 
@@ -329,7 +333,7 @@ impl RuleRegistry {
         match self.length_diagnostic(&rule.expression) {
             Some(d) => Err(RuleOpError::Invalid {
                 id: rule.id.clone(),
-                diagnostics: vec![d],
+                diagnostics: vec![d.with_rule_id(&rule.id)],
             }),
             None => Ok(()),
         }
