@@ -184,11 +184,7 @@ impl Pipeline {
         match self.recorder().store.shutdown_traces_since(since) {
             Ok(ids) => {
                 let n = ids.len();
-                assembler.remember_released(
-                    ids.iter()
-                        .filter_map(|id| betrace_core::input::hex_bytes(id))
-                        .map(betrace_core::TraceId),
-                );
+                assembler.remember_released(ids);
                 if n > 0 {
                     tracing::info!(
                         traces = n,
@@ -576,10 +572,9 @@ impl Sink for Recorder {
     }
 
     fn releasing_at_shutdown(&self, traces: &[TraceId]) {
-        let ids: Vec<String> = traces.iter().map(TraceId::to_hex).collect();
         if let Err(e) = self
             .store
-            .remember_shutdown_traces(&ids, now_unix_nanos() as i64)
+            .remember_shutdown_traces(traces, now_unix_nanos() as i64)
         {
             tracing::error!(error = %e, "recording the traces evaluated at shutdown failed");
         }

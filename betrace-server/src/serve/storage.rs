@@ -156,7 +156,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         traces: Vec<TraceSpans>,
     ) -> Result<(), StoreError>;
     /// The span summaries of a trace that produced a violation.
-    fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError>;
+    fn trace_spans(&self, trace_id: TraceId) -> Result<Option<TraceSpans>, StoreError>;
     /// The newest live violation of each rule that has one, by rule id.
     fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError>;
     /// Newest first; at most `q.limit`, plus whether more match.
@@ -180,12 +180,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes violations created before `older_than_ns`, then the oldest beyond `max`.
     /// Returns how many were deleted.
     fn prune(&self, max: u64, older_than_ns: i64) -> Result<u64, StoreError>;
-    /// Records the trace ids (lowercase hex) evaluated at shutdown, at `at_ns` (Unix ns),
+    /// Records the trace ids evaluated at shutdown, at `at_ns` (Unix ns),
     /// so that the next process recognises their later spans as partial fragments.
-    fn remember_shutdown_traces(&self, ids: &[String], at_ns: i64) -> Result<(), StoreError>;
+    fn remember_shutdown_traces(&self, ids: &[TraceId], at_ns: i64) -> Result<(), StoreError>;
     /// The trace ids recorded by [`Store::remember_shutdown_traces`] at or after `since_ns`;
     /// older records are deleted.
-    fn shutdown_traces_since(&self, since_ns: i64) -> Result<Vec<String>, StoreError>;
+    fn shutdown_traces_since(&self, since_ns: i64) -> Result<Vec<TraceId>, StoreError>;
 }
 
 /// Columns kept beside the JSON, for filtering: the trace id as lowercase hex, the time as
@@ -433,7 +433,7 @@ impl Store for SqliteStore {
             )?;
             for t in traces {
                 let old: Option<String> = read
-                    .query_row(params![t.trace_id], |r| r.get(0))
+                    .query_row(params![t.trace_id.to_hex()], |r| r.get(0))
                     .optional()?;
                 let merged = match old {
                     Some(body) => {
@@ -443,7 +443,10 @@ impl Store for SqliteStore {
                     }
                     None => t,
                 };
-                write.execute(params![merged.trace_id, serde_json::to_string(&merged)?])?;
+                write.execute(params![
+                    merged.trace_id.to_hex(),
+                    serde_json::to_string(&merged)?
+                ])?;
             }
         }
         tx.commit()?;
@@ -467,13 +470,13 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError> {
+    fn trace_spans(&self, trace_id: TraceId) -> Result<Option<TraceSpans>, StoreError> {
         let body: Option<String> = self
             .conn
             .lock()
             .query_row(
                 "SELECT body FROM trace_spans WHERE trace_id = ?1",
-                params![trace_id],
+                params![trace_id.to_hex()],
                 |r| r.get(0),
             )
             .optional()?;
@@ -584,7 +587,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn remember_shutdown_traces(&self, ids: &[String], at_ns: i64) -> Result<(), StoreError> {
+    fn remember_shutdown_traces(&self, ids: &[TraceId], at_ns: i64) -> Result<(), StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         {
@@ -593,23 +596,30 @@ impl Store for SqliteStore {
                  ON CONFLICT(trace_id) DO UPDATE SET released_ns = ?2",
             )?;
             for id in ids {
-                insert.execute(params![id, at_ns])?;
+                insert.execute(params![id.to_hex(), at_ns])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn shutdown_traces_since(&self, since_ns: i64) -> Result<Vec<String>, StoreError> {
+    fn shutdown_traces_since(&self, since_ns: i64) -> Result<Vec<TraceId>, StoreError> {
         let conn = self.conn.lock();
         conn.execute(
             "DELETE FROM shutdown_traces WHERE released_ns < ?1",
             params![since_ns],
         )?;
         let mut q = conn.prepare("SELECT trace_id FROM shutdown_traces")?;
-        let ids = q
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut ids = Vec::new();
+        for text in q.query_map([], |r| r.get::<_, String>(0))? {
+            let text = text?;
+            match text.parse() {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shutdown_traces holds a trace id that is not one; skipped")
+                }
+            }
+        }
         Ok(ids)
     }
 
@@ -644,7 +654,7 @@ struct MemInner {
     by_id: HashMap<String, i64>,
     next_seq: i64,
     cursors: HashMap<String, i64>,
-    traces: HashMap<String, TraceSpans>,
+    traces: HashMap<TraceId, TraceSpans>,
 }
 
 #[derive(Debug)]
@@ -744,15 +754,15 @@ impl Store for MemoryStore {
             match m.traces.get_mut(&t.trace_id) {
                 Some(old) => old.merge(t),
                 None => {
-                    m.traces.insert(t.trace_id.clone(), t);
+                    m.traces.insert(t.trace_id, t);
                 }
             }
         }
         Ok(())
     }
 
-    fn trace_spans(&self, trace_id: &str) -> Result<Option<TraceSpans>, StoreError> {
-        Ok(self.inner.lock().traces.get(trace_id).cloned())
+    fn trace_spans(&self, trace_id: TraceId) -> Result<Option<TraceSpans>, StoreError> {
+        Ok(self.inner.lock().traces.get(&trace_id).cloned())
     }
 
     fn last_violation_per_rule(&self) -> Result<Vec<StoredViolation>, StoreError> {
@@ -830,11 +840,11 @@ impl Store for MemoryStore {
     }
 
     /// Nothing outlives the process with memory storage.
-    fn remember_shutdown_traces(&self, _ids: &[String], _at_ns: i64) -> Result<(), StoreError> {
+    fn remember_shutdown_traces(&self, _ids: &[TraceId], _at_ns: i64) -> Result<(), StoreError> {
         Ok(())
     }
 
-    fn shutdown_traces_since(&self, _since_ns: i64) -> Result<Vec<String>, StoreError> {
+    fn shutdown_traces_since(&self, _since_ns: i64) -> Result<Vec<TraceId>, StoreError> {
         Ok(Vec::new())
     }
 
@@ -864,9 +874,9 @@ impl Store for MemoryStore {
             let MemInner {
                 traces, violations, ..
             } = &mut *m;
-            let live: std::collections::HashSet<String> =
-                violations.values().map(|v| v.trace_id.to_hex()).collect();
-            traces.retain(|id, _| live.contains(id.as_str()));
+            let live: std::collections::HashSet<TraceId> =
+                violations.values().map(|v| v.trace_id).collect();
+            traces.retain(|id, _| live.contains(id));
         }
         Ok(removed)
     }
@@ -882,7 +892,7 @@ fn remove_id(by_id: &mut HashMap<String, i64>, json: &serde_json::Value) {
 mod tests {
     use super::*;
     use betrace_core::violation::{ClauseTexts, FailedClause, ViolationParts};
-    use betrace_core::{CompletionReason, Severity, TraceId};
+    use betrace_core::{CompletionReason, Severity, SpanId, TraceId};
 
     fn violation(rule: &str, sev: Severity, trace: u8, at_ns: u64) -> Violation {
         Violation::new(
@@ -1042,15 +1052,15 @@ mod tests {
         assert_eq!(old.json, serde_json::to_value(&first).unwrap());
     }
 
-    fn summary(trace: &str, ids: &[&str]) -> TraceSpans {
+    fn summary(trace: TraceId, ids: &[u8]) -> TraceSpans {
         use crate::serve::summary::SpanSummary;
         TraceSpans {
-            trace_id: trace.to_owned(),
+            trace_id: trace,
             spans: ids
                 .iter()
                 .enumerate()
                 .map(|(i, id)| SpanSummary {
-                    span_id: (*id).to_owned(),
+                    span_id: SpanId([*id; 8]),
                     parent_span_id: None,
                     name: format!("op{i}"),
                     service: "svc".into(),
@@ -1075,28 +1085,25 @@ mod tests {
         betrace_core::sign::sign_in_place(&mut v1, b"k");
         let v2 = violation("a", Severity::High, 2, base + 1);
         let v2_trace = v2.trace_id.to_hex();
-        let t1 = v1.trace_id.to_hex();
-        s.insert_violations_with_spans(
-            std::slice::from_ref(&v1),
-            vec![summary(&t1, &["aa", "bb"])],
-        )
-        .unwrap();
-        s.insert_violations_with_spans(&[v2], vec![summary(&t1, &["bb", "cc"])])
+        let t1 = v1.trace_id;
+        s.insert_violations_with_spans(std::slice::from_ref(&v1), vec![summary(t1, &[0xaa, 0xbb])])
             .unwrap();
-        let got = s.trace_spans(&t1).unwrap().unwrap();
-        let ids: Vec<&str> = got.spans.iter().map(|x| x.span_id.as_str()).collect();
-        assert_eq!(ids, ["aa", "bb", "cc"]);
+        s.insert_violations_with_spans(&[v2], vec![summary(t1, &[0xbb, 0xcc])])
+            .unwrap();
+        let got = s.trace_spans(t1).unwrap().unwrap();
+        let ids: Vec<u8> = got.spans.iter().map(|x| x.span_id.0[0]).collect();
+        assert_eq!(ids, [0xaa, 0xbb, 0xcc]);
         assert_eq!(got.total_spans, 3);
         let stored = s.get_violation(&v1.id).unwrap().unwrap();
         assert_eq!(stored.json, serde_json::to_value(&v1).unwrap());
         assert!(betrace_core::sign::verify_json(&stored.json, b"k"));
-        assert!(s.trace_spans(&"00".repeat(16)).unwrap().is_none());
+        assert!(s.trace_spans(TraceId([9; 16])).unwrap().is_none());
         let last = s.last_violation_per_rule().unwrap();
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].json["traceId"], v2_trace.as_str());
         // Both violations pruned (by age): the summary goes with them.
         assert_eq!(s.prune(10, (base + 2) as i64).unwrap(), 2);
-        assert!(s.trace_spans(&t1).unwrap().is_none());
+        assert!(s.trace_spans(t1).unwrap().is_none());
         v1
     }
 
@@ -1114,7 +1121,7 @@ mod tests {
         // The stored body is the signed serialization, byte for byte.
         s.insert_violations_with_spans(
             std::slice::from_ref(&v),
-            vec![summary(&v.trace_id.to_hex(), &["aa"])],
+            vec![summary(v.trace_id, &[0xaa])],
         )
         .unwrap();
         let body: String = s
@@ -1168,15 +1175,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.db");
         let s = SqliteStore::open(&path).unwrap();
-        s.remember_shutdown_traces(&["aa".into(), "bb".into()], 100)
-            .unwrap();
-        s.remember_shutdown_traces(&["cc".into()], 200).unwrap();
+        let (a, b, c) = (
+            TraceId([0xaa; 16]),
+            TraceId([0xbb; 16]),
+            TraceId([0xcc; 16]),
+        );
+        s.remember_shutdown_traces(&[a, b], 100).unwrap();
+        s.remember_shutdown_traces(&[c], 200).unwrap();
         drop(s);
         let s = SqliteStore::open(&path).unwrap();
-        let mut ids = s.shutdown_traces_since(150).unwrap();
-        ids.sort();
-        assert_eq!(ids, ["cc"]);
-        assert_eq!(s.shutdown_traces_since(0).unwrap(), ["cc"]);
+        assert_eq!(s.shutdown_traces_since(150).unwrap(), [c]);
+        assert_eq!(s.shutdown_traces_since(0).unwrap(), [c]);
+        // A row that is not a trace id is skipped, the others still read.
+        s.conn
+            .lock()
+            .execute(
+                "INSERT INTO shutdown_traces (trace_id, released_ns) VALUES ('xyz', 300)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(s.shutdown_traces_since(0).unwrap(), [c]);
     }
 
     #[test]

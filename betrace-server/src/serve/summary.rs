@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use betrace_core::{AttrValue, Span, SpanId, Trace, Violation};
+use betrace_core::{AttrValue, Span, SpanId, Trace, TraceId, Violation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,10 +29,10 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 128;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SpanSummary {
-    /// Lowercase hex, 16 characters.
-    pub span_id: String,
+    /// Written as 16 lower-case hex digits.
+    pub span_id: SpanId,
     /// `None` for a root span.
-    pub parent_span_id: Option<String>,
+    pub parent_span_id: Option<SpanId>,
     pub name: String,
     /// `service.name` of the span's resource, `""` when absent.
     pub service: String,
@@ -55,8 +55,8 @@ pub struct SpanSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceSpans {
-    /// Lowercase hex, 32 characters.
-    pub trace_id: String,
+    /// Written as 32 lower-case hex digits.
+    pub trace_id: TraceId,
     /// By start time, then span id; at most [`MAX_SPANS`].
     pub spans: Vec<SpanSummary>,
     /// Spans the trace had (across merged fragments), kept or not.
@@ -74,10 +74,7 @@ impl TraceSpans {
             .map(|r| r.span_id)
             .collect();
         let spans = trace.spans();
-        let trace_id = spans
-            .first()
-            .map(|s| s.trace_id.to_hex())
-            .unwrap_or_default();
+        let trace_id = trace.trace_id();
         let mut kept: Vec<SpanSummary> = if spans.len() <= MAX_SPANS {
             spans.iter().map(summary_of).collect()
         } else {
@@ -143,8 +140,8 @@ fn sort(spans: &mut [SpanSummary]) {
 
 fn summary_of(s: &Span) -> SpanSummary {
     SpanSummary {
-        span_id: s.span_id.to_hex(),
-        parent_span_id: s.parent_span_id.map(|p| p.to_hex()),
+        span_id: s.span_id,
+        parent_span_id: s.parent_span_id,
         name: s.name.clone(),
         service: s.service().to_owned(),
         kind: s.kind.as_str().to_owned(),
@@ -248,13 +245,20 @@ mod tests {
         assert_eq!(t.spans.len(), MAX_SPANS);
         assert_eq!(t.total_spans, 500);
         assert!(t.truncated);
-        assert!(t.spans.iter().any(|s| s.span_id == last.to_hex()));
+        assert!(t.spans.iter().any(|s| s.span_id == last));
         assert_eq!(t.spans[0].name, "op-0");
         assert_eq!(t.spans[0].parent_span_id, None);
+        assert_eq!(t.spans[1].parent_span_id, Some(t.spans[0].span_id));
+        // The stored and served shape: ids as hex text, root parent as null.
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["traceId"], "07".repeat(16));
+        assert_eq!(json["spans"][0]["spanId"], t.spans[0].span_id.to_hex());
+        assert_eq!(json["spans"][0]["parentSpanId"], Value::Null);
         assert_eq!(
-            t.spans[1].parent_span_id.as_deref(),
-            Some(t.spans[0].span_id.as_str())
+            json["spans"][1]["parentSpanId"],
+            t.spans[0].span_id.to_hex()
         );
+        assert_eq!(serde_json::from_value::<TraceSpans>(json).unwrap(), t);
         let s = &t.spans[0];
         assert_eq!(s.attributes.len(), MAX_ATTRIBUTES);
         assert_eq!(

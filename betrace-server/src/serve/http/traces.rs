@@ -30,7 +30,7 @@ fn span_json(trace_id: &str, s: &SpanSummary) -> Value {
     json!({
         "traceId": trace_id,
         "spanId": s.span_id,
-        "parentSpanId": s.parent_span_id.as_deref().unwrap_or(""),
+        "parentSpanId": s.parent_span_id.map(|p| p.to_hex()).unwrap_or_default(),
         "name": s.name,
         "serviceName": s.service,
         "kind": s.kind,
@@ -58,9 +58,8 @@ pub async fn get_trace(
     let trace = trace_id_param(&trace_id)?;
     let id = trace.to_hex();
     let store = Arc::clone(&st.store);
-    let lookup = id.clone();
     let (spans, violations) = blocking(move || {
-        let spans = store.trace_spans(&lookup)?;
+        let spans = store.trace_spans(trace)?;
         let (rows, _) = store.list_violations(&ViolationQuery {
             trace_id: Some(trace),
             limit: 1000,
